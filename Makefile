@@ -1,0 +1,30 @@
+# The README's commands. Each does its own set-up and is safe to run again.
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+.PHONY: setup docker test test-unit demo bench clean
+
+setup:
+	@scripts/setup.sh
+
+docker:
+	@scripts/ensure-docker.sh
+
+## test: the whole suite (unit tier, then the fleet tier on real containers)
+test: setup docker
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## test-unit: only the tests that need no Docker
+test-unit: setup
+	$(VENV)/bin/pytest -m "not fleet" $(PYTEST_ARGS)
+
+## demo: the main job, end to end
+demo: setup
+	@scripts/demo.sh
+
+## bench: run the benchmarks and rewrite docs/benchmarks.md
+bench: setup
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis dist build

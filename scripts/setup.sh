@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create the project virtualenv (.venv) and install stagecraft with its test extras.
+# Idempotent: reinstalls only when pyproject.toml changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+need_apt() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    if [ ! -f /var/lib/apt/periodic/stagecraft-updated ]; then
+      apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/stagecraft-updated
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "error: missing system packages: $*" >&2
+    echo "hint: install them (sudo apt-get install $*) and run this again" >&2
+    exit 10
+  fi
+}
+
+if ! command -v "$PYTHON" >/dev/null; then
+  need_apt python3 python3-venv
+fi
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "error: stagecraft needs Python >= 3.11; $PYTHON is $("$PYTHON" -V 2>&1)" >&2
+  echo "hint: set PYTHON=/path/to/python3.11 (or newer) and run this again" >&2
+  exit 10
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    need_apt python3-venv
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+
+stamp="$VENV/.stagecraft-installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing stagecraft and its test dependencies into $VENV ..." >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
