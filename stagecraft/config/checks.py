@@ -1,0 +1,178 @@
+"""Cross-field checks: rules that span several settings of a resolved environment.
+
+Each check returns Issues with resolved paths; the loader maps them back to the
+place in the file. Messages name the environment only when the rule depends on it,
+so the same mistake is reported once, not once per environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterator
+
+from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.config.source import Issue
+from stagecraft.config.values import check_hostname
+
+_PLACEHOLDER = re.compile(r"\{([^}]*)\}")
+_MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
+
+
+def check_environment(env: ResolvedEnvironment) -> list[Issue]:
+    return [
+        *_check_hosts(env),
+        *_check_placement(env),
+        *_check_sources(env),
+        *_check_routes(env),
+        *_check_volumes(env),
+        *_check_migrations(env),
+        *_check_cloud(env),
+    ]
+
+
+def _roles_text(env: ResolvedEnvironment) -> str:
+    roles = sorted({r for h in env.hosts for r in h.roles})
+    return ", ".join(roles) if roles else "none"
+
+
+def _check_hosts(env: ResolvedEnvironment) -> Iterator[Issue]:
+    counts = Counter(h.name for h in env.hosts)
+    seen: set[str] = set()
+    for index, host in enumerate(env.hosts):
+        if counts[host.name] > 1 and host.name in seen:
+            yield Issue(("hosts", index, "name"),
+                        f"host name '{host.name}' is used twice in environment '{env.name}'; "
+                        "host names must be unique")
+        seen.add(host.name)
+    if env.domain is not None:
+        try:
+            check_hostname(env.domain)
+        except ValueError as exc:
+            yield Issue(("domain",), str(exc))
+
+
+def _check_placement(env: ResolvedEnvironment) -> Iterator[Issue]:
+    present = {r for h in env.hosts for r in h.roles}
+    for name, service in env.services.items():
+        for index, role in enumerate(service.on):
+            if role not in present:
+                yield Issue(("services", name, "on", index),
+                            f"no host of environment '{env.name}' has role '{role}' "
+                            f"(roles there: {_roles_text(env)})")
+        if service.stateful and service.replicas > 1:
+            yield Issue(("services", name, "replicas"),
+                        "a stateful service runs one container per host; set replicas: 1")
+
+
+def _check_sources(env: ResolvedEnvironment) -> Iterator[Issue]:
+    for name, service in env.services.items():
+        if service.from_ is None:
+            continue
+        target = env.services.get(service.from_)
+        if target is None:
+            known = ", ".join(sorted(env.services))
+            yield Issue(("services", name, "from"),
+                        f"'{service.from_}' is not a service (services: {known})")
+        elif target.from_ is not None or service.from_ == name:
+            yield Issue(("services", name, "from"),
+                        f"'{service.from_}' has no image of its own; point from: at a "
+                        "service with build or image")
+
+
+def _check_routes(env: ResolvedEnvironment) -> Iterator[Issue]:
+    claimed: dict[tuple[str, str], str] = {}
+    routed = False
+    for name, service in env.services.items():
+        if not service.routes:
+            continue
+        routed = True
+        if service.port is None:
+            yield Issue(("services", name, "routes"),
+                        "a routed service needs a port (the port it listens on)")
+        if service.healthcheck is None:
+            yield Issue(("services", name, "routes"),
+                        "a routed service needs a healthcheck, so rollouts only send traffic "
+                        "to ready containers")
+        for index, route in enumerate(service.routes):
+            path = ("services", name, "routes", index, "host")
+            bad = [p for p in _PLACEHOLDER.findall(route.host) if p not in ("env", "domain")]
+            if bad:
+                yield Issue(path, f"unknown placeholder '{{{bad[0]}}}' in route host; "
+                                  "use {env} or {domain}")
+                continue
+            if "{domain}" in route.host and env.domain is None:
+                yield Issue(path, f"route host uses {{domain}} but environment '{env.name}' "
+                                  "sets no domain")
+                continue
+            host = env.route_host(route)
+            try:
+                check_hostname(host)
+            except ValueError as exc:
+                yield Issue(path, str(exc))
+                continue
+            key = (host, route.path)
+            if key in claimed and claimed[key] != name:
+                yield Issue(path, f"route {host}{route.path} is already taken by service "
+                                  f"'{claimed[key]}'")
+            claimed.setdefault(key, name)
+    if routed and not env.hosts_with_role("edge"):
+        yield Issue(("hosts",), f"services have routes but no host of environment "
+                                f"'{env.name}' has role 'edge' to serve them")
+
+
+def _check_volumes(env: ResolvedEnvironment) -> Iterator[Issue]:
+    known = ", ".join(sorted(env.volumes)) or "none defined"
+    for name, service in env.services.items():
+        for index, mount in enumerate(service.volumes):
+            path = ("services", name, "volumes", index)
+            match = _MOUNT.match(mount)
+            if not match:
+                yield Issue(path, f"'{mount}' is not a mount: write 'volume:/path' or "
+                                  "'/host/path:/path', with an optional ':ro'")
+                continue
+            source = match.group("source")
+            if not source.startswith(("/", ".")) and source not in env.volumes:
+                yield Issue(path, f"volume '{source}' is not defined under volumes: "
+                                  f"(defined: {known})")
+    for index, host in enumerate(env.hosts):
+        for vindex, volume in enumerate(host.volumes):
+            if volume not in env.volumes:
+                yield Issue(("hosts", index, "volumes", vindex),
+                            f"volume '{volume}' is not defined under volumes: (defined: {known})")
+
+
+def _check_migrations(env: ResolvedEnvironment) -> Iterator[Issue]:
+    migrations = env.migrations
+    if migrations is None:
+        return
+    source = env.services.get(migrations.from_)
+    if source is None:
+        yield Issue(("migrations", "from"),
+                    f"'{migrations.from_}' is not a service (services: "
+                    f"{', '.join(sorted(env.services))})")
+    if migrations.host is not None and migrations.host not in {h.name for h in env.hosts}:
+        yield Issue(("migrations", "host"),
+                    f"'{migrations.host}' is not a host of environment '{env.name}'")
+    if migrations.pre_deploy is None and migrations.post_deploy is None:
+        yield Issue(("migrations",), "set pre_deploy, post_deploy, or both")
+    for phase in ("pre_deploy", "post_deploy"):
+        chosen = getattr(migrations, phase)
+        if chosen is None:
+            continue
+        if migrations.engine == "command" and not chosen.command:
+            yield Issue(("migrations", phase), "engine 'command' needs command: [...]")
+        if migrations.engine != "command" and not chosen.path:
+            yield Issue(("migrations", phase),
+                        f"engine '{migrations.engine}' needs path: (the migrations directory)")
+
+
+def _check_cloud(env: ResolvedEnvironment) -> Iterator[Issue]:
+    kind = env.providers.cloud.kind
+    for index, host in enumerate(env.hosts):
+        if kind == "ssh" and not host.address:
+            yield Issue(("hosts", index), f"host '{host.name}' needs an address: cloud 'ssh' "
+                                          "connects to hosts that already exist")
+        if kind != "ssh" and host.address:
+            yield Issue(("hosts", index, "address"),
+                        f"address is only for cloud 'ssh'; cloud '{kind}' assigns addresses")
