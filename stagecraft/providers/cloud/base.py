@@ -1,0 +1,339 @@
+"""The cloud provider interface (PROVIDER_CLOUD_INTERFACE).
+
+A cloud provider makes an environment's hosts exist (``up``), reports them
+(``status``) and removes them (``down``). It knows nothing about stagecraft.yml:
+the CLI turns the config into a :class:`FleetSpec` of plain frozen dataclasses,
+and the provider answers with :class:`HostRecord` rows that the inventory
+renderer and the bootstrap playbook consume.
+
+Every provider keeps its local state in the environment's state directory
+(``.stagecraft/<env>/``) under the same file names (:class:`StateFiles`), so the
+rest of stagecraft reads ``hosts.json`` and ``known_hosts`` without knowing which
+cloud made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from stagecraft.errors import ConfigError, StateError
+
+#: Version of the hosts.json layout; bump it when a field changes meaning.
+HOSTS_FILE_VERSION = 1
+
+#: Host states a provider reports.
+RUNNING = "running"
+STOPPED = "stopped"
+MISSING = "missing"
+
+#: What one ``up``/``down`` call did to a host (HostRecord.change).
+CREATED = "created"
+STARTED = "started"
+UNCHANGED = "unchanged"
+ORPHANED = "orphaned"  # exists, carries this environment's labels, not in the spec
+REMOVED = "removed"
+ABSENT = "absent"  # down found nothing to remove
+
+# Host names become hostnames and parts of container/droplet names: RFC 1123 labels.
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host the environment asks for."""
+
+    name: str
+    roles: tuple[str, ...] = ()
+    size: str | None = None  # provider size slug (s-2vcpu-4gb); the local cloud ignores it
+    volumes: tuple[str, ...] = ()  # names of block-storage volumes attached to this host
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """The hosts of one environment of one project."""
+
+    project: str
+    environment: str
+    hosts: tuple[HostSpec, ...]
+
+    def __post_init__(self) -> None:
+        # The config layer validates names for users; this guards every other caller,
+        # because these names end up in container names, hostnames and file paths.
+        for label, value in (("project", self.project), ("environment", self.environment)):
+            if not _HOST_NAME.match(value):
+                raise ConfigError(
+                    f"{label} name {value!r} cannot name hosts: use lowercase letters, "
+                    "digits and '-' (at most 63)",
+                )
+        seen: set[str] = set()
+        for host in self.hosts:
+            if not _HOST_NAME.match(host.name):
+                raise ConfigError(
+                    f"environment {self.environment!r}: host name {host.name!r} is not a "
+                    "valid hostname: use lowercase letters, digits and '-' (at most 63)",
+                )
+            if host.name in seen:
+                raise ConfigError(
+                    f"environment {self.environment!r}: host name {host.name!r} appears twice",
+                )
+            seen.add(host.name)
+
+    def host(self, name: str) -> HostSpec | None:
+        """The spec of host ``name``, or None."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """What a provider knows about one host: where to reach it and in what state it is."""
+
+    name: str
+    roles: tuple[str, ...]
+    state: str  # running | stopped | missing
+    ssh_host: str | None  # address the controller connects to
+    ssh_port: int | None
+    ssh_user: str
+    private_ip: str | None  # address on the environment's private network (VPC)
+    provider_id: str | None  # container id, droplet id
+    provider: str = "local"
+    size: str | None = None
+    public_ip: str | None = None
+    change: str | None = None  # what the call that returned this record did to the host
+    in_spec: bool = True  # False: the host exists but the environment no longer lists it
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (tuples become lists)."""
+        data = asdict(self)
+        data["roles"] = list(self.roles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HostRecord:
+        """Inverse of :meth:`to_dict`. Unknown keys are ignored (newer writers may add some).
+
+        Raises StateError when a required key is missing or has the wrong type.
+        """
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        try:
+            values["roles"] = tuple(values["roles"])
+            record = cls(**values)
+        except (KeyError, TypeError) as exc:
+            raise StateError(
+                f"a host record is incomplete or malformed ({exc}): {dict(data)!r}",
+                hint="run `stagecraft infra up` to rewrite the host list",
+            ) from exc
+        if not isinstance(record.name, str) or not (
+            record.ssh_port is None or isinstance(record.ssh_port, int)
+        ):
+            raise StateError(
+                f"a host record has a bad name or ssh_port: {dict(data)!r}",
+                hint="run `stagecraft infra up` to rewrite the host list",
+            )
+        return record
+
+
+@dataclass(frozen=True)
+class DownResult:
+    """What ``down`` did: every host it handled, and the other things it removed."""
+
+    hosts: tuple[HostRecord, ...]  # change is "removed" or "absent"
+    removed: tuple[str, ...] = ()  # e.g. "network stagecraft-shop-local", "file .../hosts.json"
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was removed (False: a no-op, the environment was already gone)."""
+        return bool(self.removed) or any(h.change == REMOVED for h in self.hosts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hosts": [h.to_dict() for h in self.hosts],
+            "removed": list(self.removed),
+            "changed": self.changed,
+        }
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """How the controller reaches an environment's hosts: key, pinned host keys, user."""
+
+    user: str
+    private_key: Path
+    known_hosts: Path
+
+    def ssh_options(self) -> list[str]:
+        """``-o`` options for ssh/ansible: this key only, these host keys only, checked."""
+        return [
+            "-o", f"IdentityFile={self.private_key}",
+            "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes",
+        ]
+
+
+@dataclass(frozen=True)
+class StateFiles:
+    """The files a cloud provider keeps in ``.stagecraft/<env>/``."""
+
+    state_dir: Path
+    hosts: Path = field(init=False)
+    known_hosts: Path = field(init=False)
+    private_key: Path = field(init=False)
+    public_key: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: derived paths are set once, here
+        set_(self, "hosts", self.state_dir / "hosts.json")
+        set_(self, "known_hosts", self.state_dir / "known_hosts")
+        set_(self, "private_key", self.state_dir / "id_ed25519")
+        set_(self, "public_key", self.state_dir / "id_ed25519.pub")
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half.
+
+    Temp file in the same directory, fsync, rename, then fsync the directory so the
+    rename itself survives a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_hosts_file(
+    files: StateFiles,
+    *,
+    provider: str,
+    spec: FleetSpec,
+    records: list[HostRecord],
+    ssh: SshAccess,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``hosts.json``: the environment's hosts as the provider made them.
+
+    Paths to the key and known_hosts are relative to the state dir, so the
+    project directory can move. ``change`` is left out: it describes one call.
+    """
+    hosts = []
+    for record in records:
+        data = record.to_dict()
+        data.pop("change")
+        hosts.append(data)
+    document = {
+        "version": HOSTS_FILE_VERSION,
+        "provider": provider,
+        "project": spec.project,
+        "environment": spec.environment,
+        "ssh": {
+            "user": ssh.user,
+            "private_key": os.path.relpath(ssh.private_key, files.state_dir),
+            "known_hosts": os.path.relpath(ssh.known_hosts, files.state_dir),
+        },
+        **dict(extra or {}),
+        "hosts": hosts,
+    }
+    write_atomic(files.hosts, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def read_hosts_file(files: StateFiles) -> dict[str, Any] | None:
+    """Read ``hosts.json``; None when it does not exist. Records come back as HostRecords.
+
+    Raises StateError when the file is unreadable, not JSON, or of a newer version.
+    """
+    try:
+        text = files.hosts.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read {files.hosts}: {exc.strerror}",
+                         hint="check the file's permissions") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{files.hosts} is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            hint="delete it and run `stagecraft infra up` to rewrite it from the running hosts",
+        ) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("hosts"), list):
+        raise StateError(
+            f"{files.hosts} has no host list",
+            hint="delete it and run `stagecraft infra up` to rewrite it from the running hosts",
+        )
+    version = document.get("version")
+    if not isinstance(version, int) or version > HOSTS_FILE_VERSION:
+        raise StateError(
+            f"{files.hosts} has version {version!r}; this stagecraft reads up to "
+            f"{HOSTS_FILE_VERSION}",
+            hint="upgrade stagecraft, or delete the file and run `stagecraft infra up`",
+        )
+    document["hosts"] = [HostRecord.from_dict(h) for h in document["hosts"]]
+    return document
+
+
+@runtime_checkable
+class CloudProvider(Protocol):
+    """What every cloud provider (local, digitalocean, ...) implements.
+
+    All methods take the environment's :class:`FleetSpec` and its state directory
+    (``.stagecraft/<env>/``, created if missing). ``log`` receives one-line progress
+    messages for stderr. Errors are StagecraftErrors (ProviderError, CommandFailed,
+    EnvironmentMissing, StateError) that name the host and the failed command.
+    """
+
+    #: The name users write in ``providers.cloud.kind``.
+    kind: str
+
+    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> list[HostRecord]:
+        """Make every host of ``spec`` exist and run; write hosts.json and known_hosts.
+
+        Idempotent: a second call creates nothing and reports each host ``unchanged``.
+        Hosts that exist but are not in ``spec`` are returned with ``in_spec=False``
+        and ``change="orphaned"``; they are not deleted.
+        """
+        ...
+
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+        """Remove every host of the environment (in the spec or orphaned) and what ``up`` made.
+
+        Idempotent: a second call removes nothing and returns ``changed == False``.
+        """
+        ...
+
+    def status(self, spec: FleetSpec, state_dir: Path) -> list[HostRecord]:
+        """Every host of ``spec`` (state running/stopped/missing) plus orphans. Changes nothing."""
+        ...
+
+    def ssh_access(self, spec: FleetSpec, state_dir: Path) -> SshAccess:
+        """The key, known_hosts file and user to reach the hosts that ``up`` made."""
+        ...
+
+    def bootstrap_vars(self) -> dict[str, Any]:
+        """Extra variables for the bootstrap role that this cloud's hosts need."""
+        ...

@@ -1,0 +1,149 @@
+"""The one place the local cloud runs the ``docker`` CLI.
+
+Every docker command goes through :func:`docker`, so every failure is reported the
+same way: a :class:`~stagecraft.errors.CommandFailed` that names the command, the
+host it was for, the exit code and the tail of stderr, with a hint. We use the CLI
+rather than the Docker SDK because it is what an operator would type to reproduce
+the failure, and the error text is the CLI's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from stagecraft.errors import CommandFailed, EnvironmentMissing
+
+#: Enough of stderr to show the cause without flooding the terminal.
+TAIL_CHARS = 1500
+
+_NO_ENGINE_MARKERS = (
+    "Cannot connect to the Docker daemon",
+    "Is the docker daemon running",
+    "error during connect",
+)
+
+_ENGINE_HINT = "start the Docker Engine (scripts/ensure-docker.sh) and check `docker info`"
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    """The last ``limit`` characters of ``text``, stripped, marked when cut."""
+    text = (text or "").strip()
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:]
+
+
+def docker_binary() -> str:
+    """The path of the docker CLI, or EnvironmentMissing with a hint."""
+    path = shutil.which("docker")
+    if path is None:
+        raise EnvironmentMissing(
+            "the docker CLI is not installed on this machine",
+            hint="install Docker (apt-get install docker.io) and start it with "
+            "scripts/ensure-docker.sh",
+        )
+    return path
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    what: str,
+    input: str | bytes | None = None,
+    timeout: float = 120,
+    check: bool = True,
+    hint: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run any command; on failure raise CommandFailed naming ``what`` and the command.
+
+    ``what`` says what the command was for, in words a user understands
+    ("start host web-1"). Output is captured as text.
+    """
+    argv = [str(a) for a in argv]
+    shown = shlex.join(argv)
+    if isinstance(input, bytes):
+        input = input.decode()
+    try:
+        proc = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except FileNotFoundError as exc:
+        raise EnvironmentMissing(
+            f"cannot {what}: `{argv[0]}` is not installed",
+            hint=hint or f"install the package that provides `{argv[0]}`",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stderr or exc.stdout or ""
+        if isinstance(out, bytes):
+            out = out.decode(errors="replace")
+        raise CommandFailed(
+            f"cannot {what}: `{shown}` did not finish within {timeout:g} s",
+            argv=argv,
+            returncode=None,
+            output_tail=tail(out),
+            hint=hint or "check that the Docker Engine is not overloaded, then run the command again",
+        ) from exc
+    if check and proc.returncode != 0:
+        raise _failure(what, argv, proc.returncode, proc.stderr or proc.stdout, hint)
+    return proc
+
+
+def docker(
+    *args: str,
+    what: str,
+    input: str | bytes | None = None,
+    timeout: float = 120,
+    check: bool = True,
+    hint: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS...``; raise CommandFailed/EnvironmentMissing on failure."""
+    return run(
+        [docker_binary(), *args],
+        what=what,
+        input=input,
+        timeout=timeout,
+        check=check,
+        hint=hint,
+    )
+
+
+def _failure(
+    what: str, argv: list[str], returncode: int, output: str, hint: str | None
+) -> CommandFailed | EnvironmentMissing:
+    shown = shlex.join(["docker", *argv[1:]] if os.path.basename(argv[0]) == "docker" else argv)
+    output_tail = tail(output)
+    if any(marker in output for marker in _NO_ENGINE_MARKERS):
+        return EnvironmentMissing(
+            f"cannot {what}: no Docker Engine answers ({output_tail})",
+            hint=_ENGINE_HINT,
+        )
+    last_line = output_tail.splitlines()[-1] if output_tail else "no output"
+    return CommandFailed(
+        f"cannot {what}: `{shown}` exited {returncode}: {last_line}",
+        argv=argv,
+        returncode=returncode,
+        output_tail=output_tail,
+        hint=hint or f"run `{shown}` yourself to see the whole error",
+    )
+
+
+def exists(kind: str, name: str) -> bool:
+    """Whether a docker object (``image``, ``network``, ``container``, ``volume``) exists."""
+    proc = docker(kind, "inspect", "--format", "{{.Id}}", name, what=f"inspect {kind} {name}",
+                  check=False, timeout=30)
+    if proc.returncode == 0:
+        return True
+    if any(marker in proc.stderr for marker in _NO_ENGINE_MARKERS):
+        raise _failure(f"inspect {kind} {name}", ["docker", kind, "inspect", name],
+                       proc.returncode, proc.stderr, None)
+    return False

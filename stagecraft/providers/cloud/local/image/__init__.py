@@ -1,0 +1,353 @@
+"""The local cloud's host image: Debian 13 (trixie) with systemd, sshd and python3.
+
+:func:`ensure_host_image` returns ``stagecraft/host:<hash12>``, building it at most
+once per machine. The hash covers every build input (the Dockerfile, packages.txt,
+rootfs/ and the apt mirrors baked into the image), so editing any of them makes a
+new tag, and an unchanged recipe is never rebuilt. ``stagecraft/host:latest`` is
+moved to the newest build, for Molecule scenarios and people.
+
+No registry can be reached on every machine, so the base is chosen in this order:
+``debian:trixie`` if the engine already has it, else if it can be pulled, else a
+root filesystem made with ``debootstrap`` and imported with ``docker import``
+(tagged ``stagecraft/host-base:<hash12>`` and reused).
+
+Builds hold an exclusive file lock, so two processes (two test sessions, the CLI
+and Molecule) never build the same image at once; the second one waits and then
+finds the image built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stagecraft.errors import CommandFailed, EnvironmentMissing
+from stagecraft.providers.cloud.local import dockercli
+
+IMAGE_REPO = "stagecraft/host"
+BASE_REPO = "stagecraft/host-base"
+LATEST_TAG = f"{IMAGE_REPO}:latest"
+SUITE = "trixie"
+UPSTREAM_BASE = f"debian:{SUITE}"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+
+#: The build context: this package directory (see .dockerignore).
+IMAGE_DIR = Path(__file__).resolve().parent
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def cache_dir() -> Path:
+    """Where build locks and logs live: shared by every user of this machine's engine."""
+    override = os.environ.get("STAGECRAFT_IMAGE_CACHE")
+    path = Path(override) if override else Path("/var/tmp/stagecraft")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    """The apt mirrors baked into the image and used by debootstrap."""
+
+    debian: str
+    security: str
+
+
+def read_mirrors(sources_dir: Path = Path("/etc/apt")) -> Mirrors:
+    """The Debian mirrors this machine uses (so the hosts use one that is reachable).
+
+    ``STAGECRAFT_DEBIAN_MIRROR`` / ``STAGECRAFT_DEBIAN_SECURITY_MIRROR`` win; then
+    the deb822 files in sources.list.d, then sources.list, then deb.debian.org.
+    """
+    debian = os.environ.get("STAGECRAFT_DEBIAN_MIRROR")
+    security = os.environ.get("STAGECRAFT_DEBIAN_SECURITY_MIRROR")
+    found: list[tuple[str, str]] = []  # (uri, suite)
+    for path in sorted((sources_dir / "sources.list.d").glob("*.sources")):
+        found.extend(_parse_deb822(path.read_text(errors="replace")))
+    for path in [sources_dir / "sources.list", *sorted((sources_dir / "sources.list.d").glob("*.list"))]:
+        if path.is_file():
+            found.extend(_parse_one_line(path.read_text(errors="replace")))
+    for uri, suite in found:
+        if "debian" not in uri:
+            continue  # a third-party repository (nodesource, docker, ...)
+        if suite.endswith("-security"):
+            security = security or uri
+        elif "/debian" in uri:
+            debian = debian or uri
+    return Mirrors(
+        debian=(debian or DEFAULT_MIRROR).rstrip("/"),
+        security=(security or DEFAULT_SECURITY_MIRROR).rstrip("/"),
+    )
+
+
+def _parse_deb822(text: str) -> Iterator[tuple[str, str]]:
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line:
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split():
+            continue
+        for uri in fields.get("uris", "").split():
+            for suite in fields.get("suites", "").split():
+                yield uri, suite
+
+
+def _parse_one_line(text: str) -> Iterator[tuple[str, str]]:
+    for line in text.splitlines():
+        line = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()  # type: ignore[assignment]
+        if len(line) >= 3 and line[0] == "deb":
+            yield line[1], line[2]
+
+
+def packages() -> list[str]:
+    """The image's packages, from packages.txt (shared by both build paths)."""
+    text = (IMAGE_DIR / "packages.txt").read_text()
+    return [w for line in text.splitlines() for w in line.split("#", 1)[0].split()]
+
+
+def _context_files() -> list[Path]:
+    """Every file docker build sends, in a stable order (mirrors .dockerignore)."""
+    files = []
+    for path in sorted(IMAGE_DIR.rglob("*")):
+        rel = path.relative_to(IMAGE_DIR)
+        if path.is_dir() or path.suffix == ".py" or "__pycache__" in rel.parts:
+            continue
+        files.append(path)
+    return files
+
+
+def build_args(mirrors: Mirrors) -> dict[str, str]:
+    """The --build-arg values (except BASE_IMAGE, which does not change the recipe)."""
+    return {
+        "DEBIAN_MIRROR": mirrors.debian,
+        "SECURITY_MIRROR": mirrors.security,
+        "PACKAGES": " ".join(packages()),
+    }
+
+
+def recipe_hash(mirrors: Mirrors) -> str:
+    """sha256 over the build context and build args: the image's identity, 12 hex digits."""
+    digest = hashlib.sha256()
+    for path in _context_files():
+        rel = path.relative_to(IMAGE_DIR).as_posix()
+        # The mode matters too: rootfs/ files keep theirs inside the image.
+        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    digest.update(json.dumps(build_args(mirrors), sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def base_recipe_hash(mirrors: Mirrors) -> str:
+    """Identity of the debootstrap base: suite, variant, packages and mirror."""
+    recipe = {"suite": SUITE, "variant": "minbase", "packages": packages(), "mirror": mirrors.debian}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def host_image_tag(mirrors: Mirrors | None = None) -> str:
+    """The tag the current recipe builds, whether or not it is built yet."""
+    return f"{IMAGE_REPO}:{recipe_hash(mirrors or read_mirrors())}"
+
+
+@contextlib.contextmanager
+def _build_lock(log: Log) -> Iterator[None]:
+    path = cache_dir() / "host-image.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process that is building the host image ({path})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_host_image(log: Log | None = None) -> str:
+    """Return the host image tag, building the image (and its base) if needed.
+
+    Raises EnvironmentMissing when Docker (or, without a debian:trixie image,
+    debootstrap or root) is missing, CommandFailed when a build step fails.
+    """
+    log = log or _quiet
+    mirrors = read_mirrors()
+    tag = host_image_tag(mirrors)
+    if dockercli.exists("image", tag):
+        _tag_latest(tag)
+        return tag
+    with _build_lock(log):
+        # Another process may have built it while we waited for the lock.
+        if not dockercli.exists("image", tag):
+            started = time.monotonic()
+            base = _ensure_base(mirrors, log)
+            log(f"building {tag} FROM {base}")
+            _docker_build(tag, base, mirrors)
+            log(f"built {tag} in {time.monotonic() - started:.0f} s")
+        _tag_latest(tag)
+    return tag
+
+
+def _tag_latest(tag: str) -> None:
+    dockercli.docker("tag", tag, LATEST_TAG, what=f"tag {tag} as {LATEST_TAG}", timeout=30)
+
+
+def _ensure_base(mirrors: Mirrors, log: Log) -> str:
+    if dockercli.exists("image", UPSTREAM_BASE):
+        return UPSTREAM_BASE
+    if _try_pull(UPSTREAM_BASE, log):
+        return UPSTREAM_BASE
+    base = f"{BASE_REPO}:{base_recipe_hash(mirrors)}"
+    if dockercli.exists("image", base):
+        return base
+    _debootstrap_base(base, mirrors, log)
+    return base
+
+
+def _try_pull(image: str, log: Log) -> bool:
+    if os.environ.get("STAGECRAFT_IMAGE_NO_PULL"):
+        return False
+    log(f"trying to pull {image}")
+    proc = dockercli.docker("pull", image, what=f"pull {image}", check=False, timeout=300)
+    if proc.returncode != 0:
+        log(f"cannot pull {image} ({dockercli.tail(proc.stderr, 160)}); using debootstrap")
+        return False
+    return True
+
+
+def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
+    """debootstrap a minbase trixie with our packages and ``docker import`` it as ``base``."""
+    if shutil.which("debootstrap") is None:
+        raise EnvironmentMissing(
+            f"cannot build the host image: no {UPSTREAM_BASE} image and debootstrap is not installed",
+            hint="apt-get install debootstrap, or load a debian:trixie image "
+            "(docker load -i debian-trixie.tar)",
+        )
+    if os.geteuid() != 0:
+        raise EnvironmentMissing(
+            "cannot build the host image: debootstrap needs root",
+            hint="run `sudo python -m stagecraft.providers.cloud.local.image` once, "
+            "or load a debian:trixie image",
+        )
+    workdir = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))
+    rootfs = workdir / "rootfs"
+    logfile = cache_dir() / "debootstrap.log"
+    argv = [
+        "debootstrap", "--variant=minbase", f"--include={','.join(packages())}",
+        SUITE, str(rootfs), mirrors.debian,
+    ]
+    try:
+        log(f"making a {SUITE} root filesystem with debootstrap (about 75 s; log: {logfile})")
+        started = time.monotonic()
+        with open(logfile, "w") as out:
+            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+        if proc.returncode != 0:
+            raise CommandFailed(
+                f"cannot build the host image: `{' '.join(argv)}` exited {proc.returncode}",
+                argv=argv,
+                returncode=proc.returncode,
+                output_tail=dockercli.tail(logfile.read_text(errors="replace")),
+                hint=f"read {logfile} (and {rootfs}/debootstrap/debootstrap.log); "
+                f"check that {mirrors.debian} is reachable or set STAGECRAFT_DEBIAN_MIRROR",
+            )
+        log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {base}")
+        _import_rootfs(rootfs, base)
+    finally:
+        _unmount_below(rootfs)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _import_rootfs(rootfs: Path, base: str) -> None:
+    docker = dockercli.docker_binary()
+    tar = subprocess.Popen(
+        ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert tar.stdout is not None
+    imported = subprocess.run(
+        [docker, "import", "--change", 'CMD ["/bin/bash"]', "-", base],
+        stdin=tar.stdout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    tar.stdout.close()
+    tar_err = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
+    tar_rc = tar.wait()
+    if tar_rc != 0 or imported.returncode != 0:
+        raise CommandFailed(
+            f"cannot import the root filesystem as {base}: tar exited {tar_rc}, "
+            f"docker import exited {imported.returncode}",
+            argv=["docker", "import", "-", base],
+            returncode=imported.returncode or tar_rc,
+            output_tail=dockercli.tail(imported.stderr + tar_err),
+            hint="check free disk space and `docker info`, then run the build again",
+        )
+
+
+def _unmount_below(root: Path) -> None:
+    """Unmount anything a failed debootstrap left mounted, before rmtree walks into it."""
+    prefix = str(root.resolve())
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    for mount in sorted((m for m in mounts if m == prefix or m.startswith(prefix + "/")),
+                        key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
+def _docker_build(tag: str, base: str, mirrors: Mirrors) -> None:
+    args = {**build_args(mirrors), "BASE_IMAGE": base}
+    argv = [dockercli.docker_binary(), "build", "--pull=false", "-t", tag,
+            "--label", f"org.stagecraft.recipe={tag.rsplit(':', 1)[1]}",
+            "--label", f"org.stagecraft.base={base}"]
+    for key, value in args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    argv.append(str(IMAGE_DIR))
+    # The classic builder: this engine (20.10) has no buildx plugin, and it needs
+    # nothing beyond the engine itself.
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    logfile = cache_dir() / "host-image-build.log"
+    with open(logfile, "w") as out:
+        try:
+            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                  timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(
+                f"cannot build the host image {tag}: docker build ran longer than 30 min",
+                argv=argv, returncode=None,
+                output_tail=dockercli.tail(logfile.read_text(errors="replace")),
+                hint=f"read {logfile}",
+            ) from exc
+    if proc.returncode != 0:
+        output = logfile.read_text(errors="replace")
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        raise CommandFailed(
+            f"cannot build the host image {tag}: docker build exited {proc.returncode}: {last}",
+            argv=argv,
+            returncode=proc.returncode,
+            output_tail=dockercli.tail(output),
+            hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
+            "reachable from containers",
+        )
