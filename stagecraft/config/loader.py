@@ -60,7 +60,8 @@ class LoadedConfig:
                 hint=f"pass --env NAME (or set STAGECRAFT_ENV); environments: {names}",
             )
         if name not in self.environments:
-            close = difflib.get_close_matches(name, list(self.environments), n=1)
+            close = [n for n in self.environments if n.startswith(name)] or \
+                difflib.get_close_matches(name, list(self.environments), n=1)
             suggestion = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(
                 f"environment '{name}' is not defined in {self.path.name}",
@@ -91,11 +92,19 @@ def find_config(explicit: str | os.PathLike | None = None, start: Path | None = 
         for name in CONFIG_NAMES:
             candidate = directory / name
             if candidate.is_file():
-                return candidate
+                return _relative(candidate)
     raise ConfigError(
         f"no stagecraft.yml in {here} or any parent directory",
         hint="run `stagecraft init` to create one, or pass --config PATH",
     )
+
+
+def _relative(path: Path) -> Path:
+    """Shorter paths in messages: relative to the working directory when inside it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def load_config(path: Path) -> LoadedConfig:

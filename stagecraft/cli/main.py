@@ -1,0 +1,127 @@
+"""The `stagecraft` command: global flags, lazy subcommands, the one error handler.
+
+Subcommands are imported only when they run, so `stagecraft --version` and
+`stagecraft validate` start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from stagecraft import __version__
+from stagecraft.cli.context import AppContext, global_options
+from stagecraft.errors import ExitCode, StagecraftError
+
+# name -> "module:attribute" (the module lives in stagecraft.cli)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "Create stagecraft.yml and the .stagecraft/ workspace."),
+    "validate": ("validate", "Check stagecraft.yml and report every problem."),
+    "config": ("config", "Show the resolved configuration of an environment."),
+    "schema": ("schema", "Print the JSON Schema of stagecraft.yml."),
+    "version": ("version", "Show versions of stagecraft and its tools."),
+    "completion": ("completion", "Print a shell completion script."),
+    "status": ("status", "Report on the project (roadmap)."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"stagecraft.cli.{COMMANDS[name][0]}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help lists commands without importing them.
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _print_version(ctx: click.Context, _param: Any, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"stagecraft {__version__}")
+        ctx.exit(0)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Print the version and exit.")
+@global_options(root=True)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Plan, render and roll out releases of a containerised app to a fleet of hosts.
+
+    Global options may also come after the command (`stagecraft validate -e prod`)
+    or from STAGECRAFT_* environment variables.
+    """
+    ctx.ensure_object(AppContext)
+
+
+def _wants_debug(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("STAGECRAFT_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    for index, arg in enumerate(argv):
+        if arg == "--output=json" or (arg == "--output" and argv[index + 1:index + 2] == ["json"]):
+            return True
+    return os.environ.get("STAGECRAFT_OUTPUT", "") == "json"
+
+
+def report_error(error: StagecraftError, *, as_json: bool) -> None:
+    """Print an error the one way stagecraft prints errors."""
+    click.echo(f"error: {error.message}", err=True)
+    if error.hint:
+        click.echo(f"hint: {error.hint}", err=True)
+    if as_json:
+        click.echo(json.dumps(error.to_dict()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _wants_debug(args)
+    as_json = _wants_json(args)
+    try:
+        code = cli.main(args=args, prog_name="stagecraft", standalone_mode=False)
+    except StagecraftError as error:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        report_error(error, as_json=as_json)
+        sys.exit(int(error.exit_code))
+    except click.exceptions.Abort:
+        click.echo("error: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except KeyboardInterrupt:
+        click.echo("\nerror: interrupted", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error of ours.
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as error:  # a bug: say so plainly
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: internal error: {type(error).__name__}: {error}", err=True)
+        click.echo("hint: this is a bug in stagecraft; rerun with --debug and report the "
+                   "traceback", err=True)
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(code if isinstance(code, int) else 0)

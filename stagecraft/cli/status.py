@@ -1,0 +1,42 @@
+"""`stagecraft status roadmap`: how much of the feature catalog is done."""
+
+from __future__ import annotations
+
+import click
+
+from stagecraft.cli.context import AppContext, command as subcommand, group
+
+
+@group("status", short_help="Report on the project (roadmap).")
+def command(app: AppContext) -> None:
+    """Reports about this project."""
+
+
+@subcommand("roadmap")
+@click.option("--features", "show_features", is_flag=True, help="List every feature too.")
+def roadmap(app: AppContext, show_features: bool) -> None:
+    """Completion of the feature catalog (spec/features.yaml) by phase."""
+    from stagecraft.roadmap import load_catalog, summarize
+
+    catalog = load_catalog()
+    summary = summarize(catalog)
+
+    def text(data: dict) -> None:
+        click.echo(f"{'phase':<28} {'done':>9}  progress")
+        for row in data["phases"]:
+            bar = "#" * round(row["percent"] / 5)
+            click.echo(f"{row['label']:<28} {row['done']:>3}/{row['total']:<4} "
+                       f"[{bar:<20}] {row['percent']:>3.0f}%  {row['in_progress']} in progress")
+        total = data["total"]
+        click.echo(f"{'all (without v2)':<28} {total['done']:>3}/{total['total']:<4} "
+                   f"{total['percent']:.0f}%")
+        if show_features:
+            for feature in catalog.features:
+                click.echo(f"  {feature.status:<12} {feature.id:<32} {feature.title}")
+
+    if show_features:
+        summary["features"] = [f.model_dump() for f in catalog.features]
+    app.emit(summary, text)
+
+
+command.add_command(roadmap)
