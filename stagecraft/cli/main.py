@@ -112,8 +112,10 @@ def main(argv: list[str] | None = None) -> None:
         error.show()
         sys.exit(error.exit_code)
     except BrokenPipeError:
-        # Output piped into `head` and closed: not an error of ours.
-        sys.stderr.close()
+        # Output piped into `head` and closed: not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
     except Exception as error:  # a bug: say so plainly
         if debug:

@@ -178,8 +178,12 @@ def _validate(path: Path, raw: Any, smap: SourceMap, yaml_issues: list[Issue]) -
 
 def _cross_issues(env: ResolvedEnvironment, origin: dict[Path_, Path_], smap: SourceMap,
                   dropped: list[Path_]) -> Iterable[Issue]:
+    # An entity (a service, a volume, ...) with a schema error was dropped to
+    # let the rest validate; checks that touch it would only echo that error.
+    entities = {d[:2] for d in dropped}
+    names = {f"'{d[1]}'" for d in dropped if len(d) >= 2}
     for issue in checks.check_environment(env):
-        if any(issue.path[:len(d)] == d for d in dropped):
+        if issue.path[:2] in entities or any(n in issue.message for n in names):
             continue
         src = source_path(origin, issue.path)
         yield Issue(src, issue.message, smap.locate(src))

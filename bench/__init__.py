@@ -1,0 +1,1 @@
+"""stagecraft benchmarks: figures are ratios to a baseline measured in the same run."""
