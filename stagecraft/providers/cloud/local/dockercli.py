@@ -94,7 +94,7 @@ def run(
             hint=hint or "check that the Docker Engine is not overloaded, then run the command again",
         ) from exc
     if check and proc.returncode != 0:
-        raise _failure(what, argv, proc.returncode, proc.stderr or proc.stdout, hint)
+        raise failure(what, argv, proc.returncode, proc.stderr or proc.stdout, hint)
     return proc
 
 
@@ -117,9 +117,10 @@ def docker(
     )
 
 
-def _failure(
-    what: str, argv: list[str], returncode: int, output: str, hint: str | None
+def failure(
+    what: str, argv: list[str], returncode: int, output: str, hint: str | None = None
 ) -> CommandFailed | EnvironmentMissing:
+    """The error to raise for a failed command: EnvironmentMissing when no engine answers."""
     shown = shlex.join(["docker", *argv[1:]] if os.path.basename(argv[0]) == "docker" else argv)
     output_tail = tail(output)
     if any(marker in output for marker in _NO_ENGINE_MARKERS):
@@ -137,6 +138,13 @@ def _failure(
     )
 
 
+def raise_for(proc: subprocess.CompletedProcess[str], *, what: str,
+              hint: str | None = None) -> None:
+    """Raise the error for ``proc`` (run with check=False) if it failed."""
+    if proc.returncode != 0:
+        raise failure(what, list(proc.args), proc.returncode, proc.stderr or proc.stdout, hint)
+
+
 def exists(kind: str, name: str) -> bool:
     """Whether a docker object (``image``, ``network``, ``container``, ``volume``) exists."""
     proc = docker(kind, "inspect", "--format", "{{.Id}}", name, what=f"inspect {kind} {name}",
@@ -144,6 +152,6 @@ def exists(kind: str, name: str) -> bool:
     if proc.returncode == 0:
         return True
     if any(marker in proc.stderr for marker in _NO_ENGINE_MARKERS):
-        raise _failure(f"inspect {kind} {name}", ["docker", kind, "inspect", name],
+        raise failure(f"inspect {kind} {name}", ["docker", kind, "inspect", name],
                        proc.returncode, proc.stderr, None)
     return False

@@ -1,0 +1,68 @@
+"""The environment's SSH key pair and its pinned host keys (known_hosts)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from stagecraft.errors import StateError
+from stagecraft.providers.cloud.base import StateFiles, write_atomic
+from stagecraft.providers.cloud.local.dockercli import run
+
+_KEYGEN_HINT = "install OpenSSH's client tools (apt-get install openssh-client)"
+
+
+def ensure_key_pair(files: StateFiles, comment: str) -> str:
+    """Make ``id_ed25519``/``.pub`` in the state dir unless present; return the public key.
+
+    A lone private key gets its public half back from ssh-keygen -y; a lone public
+    key is useless (nobody can log in with it), so a new pair replaces it.
+    """
+    files.state_dir.mkdir(parents=True, exist_ok=True)
+    if files.private_key.exists():
+        if not files.public_key.exists():
+            proc = run(["ssh-keygen", "-y", "-f", str(files.private_key)],
+                       what=f"read the public key of {files.private_key}", hint=_KEYGEN_HINT)
+            write_atomic(files.public_key, proc.stdout.strip() + "\n")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            files.public_key.unlink()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
+             "-f", str(files.private_key)],
+            what=f"generate the SSH key pair {files.private_key}", hint=_KEYGEN_HINT)
+    public = files.public_key.read_text().strip()
+    if not public.startswith("ssh-ed25519 "):
+        raise StateError(
+            f"{files.public_key} does not hold an ed25519 public key",
+            hint=f"delete {files.private_key} and {files.public_key}, then run "
+            "`stagecraft infra up` to make a new pair",
+        )
+    return public
+
+
+def known_hosts_text(header: str, entries: list[tuple[list[str], str]]) -> str:
+    """known_hosts lines: each entry is (names, "ssh-ed25519 AAAA...")."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for names, key in entries:
+        lines.append(f"{','.join(names)} {key}")
+    return "\n".join(lines) + "\n"
+
+
+def host_key_names(ssh_host: str, ssh_port: int, private_ip: str | None) -> list[str]:
+    """How ssh looks a host up in known_hosts: ``[127.0.0.1]:PORT`` (and its VPC address)."""
+    names = [f"[{ssh_host}]:{ssh_port}" if ssh_port != 22 else ssh_host]
+    if private_ip:
+        names.append(private_ip)
+    return names
+
+
+def remove(paths: list[Path]) -> list[Path]:
+    """Delete the files that exist; return the ones deleted."""
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed

@@ -1,0 +1,675 @@
+"""The ``local`` cloud provider (PROVIDER_CLOUD_LOCAL): hosts are containers on this machine.
+
+Each host is a container of the host image running systemd as PID 1 and sshd,
+able to run Docker inside (the flags of TESTBED.md, never --privileged), attached
+to a private Docker network that plays the VPC. SSH is published on 127.0.0.1 at a
+fixed port per host; the environment's key pair and pinned host keys live in its
+state directory, next to hosts.json.
+
+Docker itself is the inventory: containers carry labels (project, environment,
+host, roles), so ``status`` and ``down`` find every container ``up`` made, even
+without hosts.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from stagecraft.errors import ProviderError
+from stagecraft.providers.cloud.base import (
+    ABSENT,
+    CREATED,
+    MISSING,
+    ORPHANED,
+    REMOVED,
+    RUNNING,
+    STARTED,
+    STOPPED,
+    UNCHANGED,
+    DownResult,
+    FleetSpec,
+    HostRecord,
+    HostSpec,
+    Log,
+    SshAccess,
+    StateFiles,
+    read_hosts_file,
+    write_atomic,
+    write_hosts_file,
+)
+from stagecraft.providers.cloud.local import addressing, keys
+from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
+from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
+
+KIND = "local"
+SSH_USER = "root"  # as on a fresh droplet; the bootstrap role adds the deploy user
+SSH_BIND = "127.0.0.1"  # never on other interfaces: tests and demos stay on this machine
+
+LABEL_CLOUD = "org.stagecraft.cloud"
+LABEL_PROJECT = "org.stagecraft.project"
+LABEL_ENV = "org.stagecraft.environment"
+LABEL_HOST = "org.stagecraft.host"
+LABEL_ROLES = "org.stagecraft.roles"
+
+#: The flags that let systemd boot as PID 1 and dockerd run inside, without
+#: --privileged (which fails on this kind of machine: see TESTBED.md).
+HOST_RUN_FLAGS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    # An anonymous volume: the inner dockerd cannot put overlayfs on overlayfs.
+    # `docker rm -v` removes it with the host.
+    "-v", "/var/lib/docker",
+    "-e", "container=docker",
+)
+
+#: Volumes (block storage) are mounted where DigitalOcean mounts them.
+VOLUME_MOUNT_ROOT = "/mnt"
+
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+_POOL_OVERLAP = ("overlaps with other one", "pool overlaps")
+_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class _Container:
+    """What ``docker inspect`` tells about one host container."""
+
+    id: str
+    name: str
+    host: str
+    roles: tuple[str, ...]
+    status: str  # docker's: created, running, paused, restarting, exited, dead
+    ip: str | None
+    ssh_port: int | None
+
+    @property
+    def state(self) -> str:
+        return RUNNING if self.status == "running" else STOPPED
+
+
+class LocalCloud:
+    """Hosts as containers on this machine's Docker Engine. See spec/providers/cloud-local.md."""
+
+    kind = KIND
+
+    def __init__(self, image: str | None = None, ready_timeout: float = 120.0) -> None:
+        """``image``: a host image tag to use instead of building stagecraft/host.
+        ``ready_timeout``: seconds to wait for all hosts' sshd after they start.
+        """
+        self.image = image
+        self.ready_timeout = ready_timeout
+
+    # ----------------------------------------------------------------- public API
+
+    def bootstrap_vars(self) -> dict[str, Any]:
+        """Variables the bootstrap role needs on containers-as-hosts (not on real hosts).
+
+        dockerd inside a container cannot start containers unless it may leave IPv6
+        on an IPv4-only interface (TESTBED.md); Debian's docker.io is installed from
+        the mirror the hosts reach (Docker's own apt repository is not reachable);
+        root keeps key-only SSH because the local cloud connects as root.
+        """
+        return {
+            "bootstrap_docker_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
+            "bootstrap_docker_source": "distro",
+            "bootstrap_sshd_permit_root_login": "prohibit-password",
+        }
+
+    def ssh_access(self, spec: FleetSpec, state_dir: Path) -> SshAccess:
+        """The environment's key pair and pinned known_hosts, and the user (root)."""
+        files = StateFiles(Path(state_dir))
+        return SshAccess(user=SSH_USER, private_key=files.private_key,
+                         known_hosts=files.known_hosts)
+
+    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> list[HostRecord]:
+        """Create, start and wait for every host of ``spec``; write hosts.json and known_hosts.
+
+        Returns one record per spec host (change: created, started or unchanged)
+        followed by orphans (containers of this environment no longer in the spec;
+        change "orphaned", kept running, left out of hosts.json).
+        """
+        log = log or _quiet
+        files = StateFiles(Path(state_dir))
+        net = addressing.network_name(spec.project, spec.environment)
+        with _env_lock(net, log):
+            started = time.monotonic()
+            image = self.image or ensure_host_image(log=log)
+            public_key = keys.ensure_key_pair(files, comment=f"stagecraft-{spec.project}-{spec.environment}")
+            subnet = self._ensure_network(spec, net, log)
+            existing = {c.host: c for c in _list_containers(spec)}
+            changes: dict[str, str] = {}
+            for index, host in enumerate(spec.hosts):
+                found = existing.get(host.name)
+                if found is None:
+                    self._create(spec, host, index, image, net, subnet, existing, log)
+                    changes[host.name] = CREATED
+                elif found.status == "running":
+                    changes[host.name] = UNCHANGED
+                else:
+                    _start_container(found, log)
+                    changes[host.name] = STARTED
+                existing = {c.host: c for c in _list_containers(spec)}
+            wanted = [existing[h.name] for h in spec.hosts]
+            host_keys = self._wait_ready(wanted, public_key, log)
+            records = [
+                _record(existing[h.name], h.roles, h.size, changes[h.name]) for h in spec.hosts
+            ]
+            orphans = [
+                replace(_record(c, c.roles, None, ORPHANED), in_spec=False)
+                for c in existing.values() if spec.host(c.host) is None
+            ]
+            for orphan in orphans:
+                log(f"host {orphan.name} is not in the environment any more; it keeps "
+                    "running until `stagecraft infra down` (or remove it yourself: "
+                    f"docker rm -fv {orphan.provider_id})")
+            self._write_known_hosts(files, spec, records, host_keys)
+            write_hosts_file(
+                files, provider=KIND, spec=spec, records=records,
+                ssh=self.ssh_access(spec, state_dir),
+                extra={"network": {"name": net, "subnet": str(subnet),
+                                   "gateway": str(addressing.gateway(subnet))},
+                       "image": image},
+            )
+            made = sum(1 for c in changes.values() if c != UNCHANGED)
+            log(f"{len(records)} host(s) ready ({made} created or started) in "
+                f"{time.monotonic() - started:.1f} s")
+            return records + orphans
+
+    def status(self, spec: FleetSpec, state_dir: Path) -> list[HostRecord]:
+        """Every spec host as Docker sees it (running/stopped/missing), then orphans.
+
+        Roles come from the spec; a missing host keeps the addresses hosts.json
+        last recorded for it, so a user sees what is gone.
+        """
+        files = StateFiles(Path(state_dir))
+        document = read_hosts_file(files)
+        recorded = {r.name: r for r in document["hosts"]} if document else {}
+        containers = {c.host: c for c in _list_containers(spec)}
+        records = []
+        for host in spec.hosts:
+            found = containers.get(host.name)
+            if found is not None:
+                records.append(_record(found, host.roles, host.size, None))
+                continue
+            before = recorded.get(host.name)
+            records.append(HostRecord(
+                name=host.name, roles=host.roles, state=MISSING,
+                ssh_host=before.ssh_host if before else None,
+                ssh_port=before.ssh_port if before else None,
+                ssh_user=SSH_USER,
+                private_ip=before.private_ip if before else None,
+                provider_id=None, provider=KIND, size=host.size,
+            ))
+        records += [
+            replace(_record(c, c.roles, None, None), in_spec=False)
+            for c in containers.values() if spec.host(c.host) is None
+        ]
+        return records
+
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+        """Remove the environment's containers (with their anonymous volumes), its named
+        volumes, its network, and hosts.json, known_hosts and the key pair.
+
+        The key pair goes too: it only ever authorized these hosts, and a new ``up``
+        makes a new one. A second call finds nothing and returns ``changed == False``.
+        """
+        log = log or _quiet
+        files = StateFiles(Path(state_dir))
+        net = addressing.network_name(spec.project, spec.environment)
+        removed: list[str] = []
+        with _env_lock(net, log):
+            containers = {c.host: c for c in _list_containers(spec)}
+            hosts: list[HostRecord] = []
+            for name, container in containers.items():
+                log(f"removing host {name} (container {container.name})")
+                docker("rm", "-fv", container.id,
+                       what=f"remove host {name} (container {container.name})", timeout=120)
+                in_spec = spec.host(name) is not None
+                hosts.append(replace(_record(container, container.roles, None, REMOVED),
+                                     state=MISSING, in_spec=in_spec))
+            for host in spec.hosts:
+                if host.name not in containers:
+                    hosts.append(HostRecord(
+                        name=host.name, roles=host.roles, state=MISSING, ssh_host=None,
+                        ssh_port=None, ssh_user=SSH_USER, private_ip=None, provider_id=None,
+                        provider=KIND, size=host.size, change=ABSENT,
+                    ))
+            for volume in _list_volumes(spec):
+                docker("volume", "rm", volume, what=f"remove volume {volume}", timeout=60)
+                removed.append(f"volume {volume}")
+            if _remove_network(net):
+                removed.append(f"network {net}")
+            for path in keys.remove([files.hosts, files.known_hosts, files.private_key,
+                                     files.public_key]):
+                removed.append(f"file {path}")
+            with contextlib.suppress(OSError):  # only when nothing else lives there
+                files.state_dir.rmdir()
+        order = {h.name: i for i, h in enumerate(spec.hosts)}
+        hosts.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
+        result = DownResult(hosts=tuple(hosts), removed=tuple(removed))
+        if not result.changed:
+            log(f"nothing to remove: environment {spec.environment} of {spec.project} has no hosts")
+        return result
+
+    # ------------------------------------------------------------------ network
+
+    def _ensure_network(self, spec: FleetSpec, net: str, log: Log) -> IPv4Network:
+        found = _inspect_network(net)
+        if found is not None:
+            labels = found.get("Labels") or {}
+            if labels.get(LABEL_CLOUD) != KIND:
+                raise ProviderError(
+                    f"a Docker network named {net} exists but was not made by stagecraft",
+                    hint=f"remove or rename it (`docker network rm {net}`), then run again",
+                )
+            return _network_subnet(found, net)
+        taken = _taken_subnets()
+        key = f"{spec.project}/{spec.environment}"
+        for _attempt in range(10):
+            subnet = addressing.choose_subnet(key, taken)
+            proc = docker(
+                "network", "create", "--driver", "bridge",
+                "--subnet", str(subnet), "--gateway", str(addressing.gateway(subnet)),
+                "--ip-range", str(addressing.dynamic_range(subnet)),
+                "--label", f"{LABEL_CLOUD}={KIND}",
+                "--label", f"{LABEL_PROJECT}={spec.project}",
+                "--label", f"{LABEL_ENV}={spec.environment}",
+                net,
+                what=f"create the private network {net}", check=False, timeout=60,
+            )
+            if proc.returncode == 0:
+                log(f"created network {net} ({subnet})")
+                return subnet
+            if any(m in proc.stderr.lower() for m in _POOL_OVERLAP):
+                # Another process took this subnet since we listed the networks.
+                taken.append(subnet)
+                continue
+            if "already exists" in proc.stderr:
+                # A concurrent `up` of the same environment on another lock dir: reuse.
+                found = _inspect_network(net)
+                if found is not None:
+                    return _network_subnet(found, net)
+            raise_for(proc, what=f"create the private network {net} ({subnet})",
+                      hint="check `docker network ls` for a network that overlaps it")
+        raise ProviderError(
+            f"cannot create the private network {net}: every subnet tried overlapped another",
+            hint="remove unused Docker networks (`docker network prune`)",
+        )
+
+    # ---------------------------------------------------------------- containers
+
+    def _create(self, spec: FleetSpec, host: HostSpec, index: int, image: str, net: str,
+                subnet: IPv4Network, existing: dict[str, _Container], log: Log) -> None:
+        name = addressing.container_name(spec.project, spec.environment, host.name)
+        if exists("container", name):
+            raise ProviderError(
+                f"host {host.name}: a container named {name} exists but does not carry "
+                f"the labels of {spec.project}/{spec.environment}",
+                hint=f"it was not made by `stagecraft infra up`: remove it (`docker rm -fv {name}`)",
+            )
+        ip = addressing.host_ip(subnet, index, _network_addresses(net))
+        volumes: list[str] = []
+        for volume in host.volumes:
+            volumes += ["-v", f"{self._ensure_volume(spec, volume)}:{VOLUME_MOUNT_ROOT}/{volume}"]
+        taken_ports = _taken_ports()
+        key = f"{spec.project}/{spec.environment}/{host.name}"
+        for _attempt in range(10):
+            port = addressing.choose_port(key, taken_ports)
+            if not _port_free(port):
+                taken_ports.add(port)
+                continue
+            argv = [
+                "run", "-d", "--name", name, "--hostname", host.name,
+                "--label", f"{LABEL_CLOUD}={KIND}",
+                "--label", f"{LABEL_PROJECT}={spec.project}",
+                "--label", f"{LABEL_ENV}={spec.environment}",
+                "--label", f"{LABEL_HOST}={host.name}",
+                "--label", f"{LABEL_ROLES}={','.join(host.roles)}",
+                *HOST_RUN_FLAGS,
+                "--network", net, "--ip", str(ip),
+                "-p", f"{SSH_BIND}:{port}:22",
+                *volumes,
+                image, "/sbin/init",
+            ]
+            proc = docker(*argv, what=f"create host {host.name}", check=False, timeout=120)
+            if proc.returncode == 0:
+                log(f"created host {host.name} ({ip}, ssh {SSH_BIND}:{port})")
+                return
+            # A failed `docker run -d` can leave a created-but-not-started container.
+            docker("rm", "-fv", name, what=f"clean up the failed host {host.name}",
+                   check=False, timeout=60)
+            if any(m in proc.stderr.lower() for m in _PORT_TAKEN):
+                taken_ports.add(port)
+                continue
+            raise_for(proc, what=f"create host {host.name} (container {name})",
+                      hint=f"check that the image {image} exists (`docker image ls "
+                      "stagecraft/host`) and that the engine allows the flags of TESTBED.md")
+        raise ProviderError(
+            f"host {host.name}: every SSH port tried on {SSH_BIND} was taken",
+            hint="free some ports in 22000-22999 or remove unused local environments",
+        )
+
+    def _ensure_volume(self, spec: FleetSpec, volume: str) -> str:
+        name = addressing.volume_name(spec.project, spec.environment, volume)
+        if not exists("volume", name):
+            docker("volume", "create",
+                   "--label", f"{LABEL_CLOUD}={KIND}",
+                   "--label", f"{LABEL_PROJECT}={spec.project}",
+                   "--label", f"{LABEL_ENV}={spec.environment}",
+                   name, what=f"create volume {volume} ({name})", timeout=60)
+        return name
+
+    def _wait_ready(self, containers: list[_Container], public_key: str,
+                    log: Log) -> dict[str, str]:
+        """Wait until each host's sshd runs and answers on its port; authorize our key.
+
+        Returns host name -> its ed25519 host key, read through ``docker exec`` (a
+        channel we already trust), for known_hosts.
+        """
+        deadline = time.monotonic() + self.ready_timeout
+        pending = {c.host: c for c in containers}
+        host_keys: dict[str, str] = {}
+        last_output: dict[str, str] = {}
+        if pending:
+            log(f"waiting for sshd on {', '.join(pending)}")
+        while pending:
+            for name, container in list(pending.items()):
+                proc = docker(
+                    "exec", container.id, "sh", "-c",
+                    "systemctl is-active --quiet ssh.service "
+                    "&& cat /etc/ssh/ssh_host_ed25519_key.pub",
+                    what=f"check sshd on host {name}", check=False, timeout=30,
+                )
+                if proc.returncode != 0:
+                    last_output[name] = (proc.stderr or proc.stdout).strip()
+                    if "is not running" in proc.stderr:
+                        _raise_stopped(container)
+                    continue
+                if not _ssh_banner(SSH_BIND, container.ssh_port):
+                    last_output[name] = f"no SSH banner on {SSH_BIND}:{container.ssh_port} yet"
+                    continue
+                _authorize_key(container, public_key)
+                host_keys[name] = " ".join(proc.stdout.split()[:2])
+                del pending[name]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                name, container = next(iter(pending.items()))
+                raise ProviderError(
+                    f"host {name}: sshd did not come up within {self.ready_timeout:g} s "
+                    f"(last: {last_output.get(name) or 'no answer'})",
+                    hint=f"look inside: `docker exec {container.name} systemctl status ssh` "
+                    f"and `docker exec {container.name} journalctl -b --no-pager | tail`",
+                )
+            time.sleep(_POLL_SECONDS)
+        return host_keys
+
+    def _write_known_hosts(self, files: StateFiles, spec: FleetSpec, records: list[HostRecord],
+                           host_keys: dict[str, str]) -> None:
+        entries = []
+        for record in records:
+            assert record.ssh_host is not None and record.ssh_port is not None
+            entries.append((keys.host_key_names(record.ssh_host, record.ssh_port,
+                                                record.private_ip), host_keys[record.name]))
+        header = (f"Host keys of {spec.project}/{spec.environment} (local cloud), read from "
+                  "each host by `stagecraft infra up`.\nRewritten by every `infra up`; "
+                  "do not edit.")
+        write_atomic(files.known_hosts, keys.known_hosts_text(header, entries))
+
+
+# ------------------------------------------------------------------- docker queries
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _env_lock(net: str, log: Log) -> Iterator[None]:
+    """One `up`/`down` per environment at a time, machine-wide (the engine is machine-wide)."""
+    lock_dir = cache_dir() / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{net}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another `infra up/down` of {net} to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _list_containers(spec: FleetSpec) -> list[_Container]:
+    """Every container (running or not) labelled as a host of this environment."""
+    proc = docker(
+        "ps", "-a", "-q", "--no-trunc",
+        "--filter", f"label={LABEL_CLOUD}={KIND}",
+        "--filter", f"label={LABEL_PROJECT}={spec.project}",
+        "--filter", f"label={LABEL_ENV}={spec.environment}",
+        what=f"list the hosts of {spec.project}/{spec.environment}", timeout=60,
+    )
+    ids = proc.stdout.split()
+    if not ids:
+        return []
+    net = addressing.network_name(spec.project, spec.environment)
+    proc = docker("inspect", *ids, what=f"inspect the hosts of {spec.project}/{spec.environment}",
+                  check=False, timeout=60)
+    # A container removed between ps and inspect makes inspect fail for it alone:
+    # stdout still has the others.
+    try:
+        data = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError as exc:
+        raise ProviderError(
+            f"`docker inspect` returned no JSON for the hosts of {spec.project}/{spec.environment}",
+            hint="check `docker info`; run the command again",
+        ) from exc
+    containers = [_parse_container(item, net) for item in data]
+    containers.sort(key=lambda c: c.host)
+    return containers
+
+
+def _parse_container(item: dict[str, Any], net: str) -> _Container:
+    labels = item.get("Config", {}).get("Labels") or {}
+    networks = item.get("NetworkSettings", {}).get("Networks") or {}
+    endpoint = networks.get(net) or {}
+    # The static address is in IPAMConfig even while the container is stopped.
+    ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or endpoint.get("IPAddress") or None
+    bindings = (item.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or []
+    port = int(bindings[0]["HostPort"]) if bindings and bindings[0].get("HostPort") else None
+    roles = tuple(r for r in (labels.get(LABEL_ROLES) or "").split(",") if r)
+    return _Container(
+        id=item["Id"],
+        name=item.get("Name", "").lstrip("/"),
+        host=labels.get(LABEL_HOST, item.get("Name", "").lstrip("/")),
+        roles=roles,
+        status=item.get("State", {}).get("Status", "unknown"),
+        ip=ip,
+        ssh_port=port,
+    )
+
+
+def _record(c: _Container, roles: tuple[str, ...], size: str | None,
+            change: str | None) -> HostRecord:
+    return HostRecord(
+        name=c.host, roles=tuple(roles), state=c.state,
+        ssh_host=SSH_BIND if c.ssh_port else None, ssh_port=c.ssh_port, ssh_user=SSH_USER,
+        private_ip=c.ip, provider_id=c.id[:12], provider=KIND, size=size, change=change,
+    )
+
+
+def _start_container(container: _Container, log: Log) -> None:
+    # A paused container cannot be started, only unpaused.
+    verb = "unpause" if container.status == "paused" else "start"
+    log(f"starting host {container.host} (was {container.status})")
+    docker(verb, container.id, what=f"start host {container.host} (container {container.name})",
+           timeout=120,
+           hint=f"see `docker logs {container.name}`; `stagecraft infra down` then "
+           "`infra up` makes it anew")
+
+
+def _raise_stopped(container: _Container) -> None:
+    logs = docker("logs", "--tail", "20", container.id, what=f"read the log of {container.name}",
+                  check=False, timeout=30)
+    raise ProviderError(
+        f"host {container.host}: container {container.name} stopped while booting: "
+        f"{tail(logs.stdout + logs.stderr, 400) or 'no log output'}",
+        hint=f"see `docker logs {container.name}`; check that the engine allows the "
+        "flags of TESTBED.md (cgroupns=host, /sys/fs/cgroup mounted read-write)",
+    )
+
+
+def _authorize_key(container: _Container, public_key: str) -> None:
+    # The key arrives on stdin, so no quoting of it ever reaches a shell.
+    script = (
+        'umask 077; mkdir -p /root/.ssh; f=/root/.ssh/authorized_keys; touch "$f"; '
+        'IFS= read -r key; grep -qxF "$key" "$f" || printf "%s\\n" "$key" >> "$f"'
+    )
+    docker("exec", "-i", container.id, "sh", "-c", script, input=public_key + "\n",
+           what=f"authorize the environment's SSH key on host {container.host}", timeout=30)
+
+
+def _ssh_banner(host: str, port: int | None) -> bool:
+    """Whether sshd answers on host:port through Docker's port publishing."""
+    if port is None:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=2) as conn:
+            conn.settimeout(2)
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _inspect_network(net: str) -> dict[str, Any] | None:
+    proc = docker("network", "inspect", net, what=f"inspect network {net}", check=False,
+                  timeout=30)
+    if proc.returncode != 0:
+        if "No such network" in proc.stderr or "not found" in proc.stderr:
+            return None
+        raise_for(proc, what=f"inspect network {net}")
+    data = json.loads(proc.stdout)
+    return data[0] if data else None
+
+
+def _network_subnet(found: dict[str, Any], net: str) -> IPv4Network:
+    for config in (found.get("IPAM") or {}).get("Config") or []:
+        subnet = config.get("Subnet")
+        if subnet and ":" not in subnet:
+            return IPv4Network(subnet)
+    raise ProviderError(
+        f"network {net} has no IPv4 subnet",
+        hint=f"remove it (`docker network rm {net}`) and run `stagecraft infra up` again",
+    )
+
+
+def _network_addresses(net: str) -> list[IPv4Address]:
+    """Addresses already used on the network: running containers and stopped hosts."""
+    found = _inspect_network(net) or {}
+    used = []
+    for endpoint in (found.get("Containers") or {}).values():
+        address = (endpoint.get("IPv4Address") or "").split("/")[0]
+        if address:
+            used.append(IPv4Address(address))
+    # Stopped hosts are not in .Containers but keep their static address.
+    proc = docker("ps", "-a", "-q", "--filter", f"network={net}", what=f"list containers on {net}",
+                  timeout=60)
+    ids = proc.stdout.split()
+    if ids:
+        inspected = docker("inspect", *ids, what=f"inspect containers on {net}", check=False,
+                           timeout=60)
+        for item in json.loads(inspected.stdout or "[]"):
+            c = _parse_container(item, net)
+            if c.ip:
+                used.append(IPv4Address(c.ip))
+    return used
+
+
+def _taken_subnets() -> list[IPv4Network]:
+    """Subnets of every Docker network plus this machine's routes."""
+    taken: list[IPv4Network] = []
+    ids = docker("network", "ls", "-q", what="list Docker networks", timeout=30).stdout.split()
+    if ids:
+        proc = docker("network", "inspect", *ids, what="inspect Docker networks", check=False,
+                      timeout=60)
+        for found in json.loads(proc.stdout or "[]"):
+            for config in (found.get("IPAM") or {}).get("Config") or []:
+                with contextlib.suppress(ValueError, TypeError):
+                    network = ipaddress.ip_network(config.get("Subnet"), strict=False)
+                    if isinstance(network, IPv4Network):
+                        taken.append(network)
+    with contextlib.suppress(OSError):
+        taken += addressing.routes_from_proc(Path("/proc/net/route").read_text())
+    return taken
+
+
+def _taken_ports() -> set[int]:
+    """SSH ports reserved by every local-cloud host, stopped ones included."""
+    proc = docker("ps", "-a", "-q", "--filter", f"label={LABEL_CLOUD}={KIND}",
+                  what="list local-cloud hosts", timeout=60)
+    ids = proc.stdout.split()
+    if not ids:
+        return set()
+    inspected = docker("inspect", *ids, what="inspect local-cloud hosts", check=False, timeout=60)
+    ports = set()
+    for item in json.loads(inspected.stdout or "[]"):
+        port = _parse_container(item, "").ssh_port
+        if port:
+            ports.add(port)
+    return ports
+
+
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on SSH_BIND:port right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((SSH_BIND, port))
+        except OSError:
+            return False
+    return True
+
+
+def _list_volumes(spec: FleetSpec) -> list[str]:
+    proc = docker(
+        "volume", "ls", "-q",
+        "--filter", f"label={LABEL_CLOUD}={KIND}",
+        "--filter", f"label={LABEL_PROJECT}={spec.project}",
+        "--filter", f"label={LABEL_ENV}={spec.environment}",
+        what=f"list the volumes of {spec.project}/{spec.environment}", timeout=60,
+    )
+    return sorted(proc.stdout.split())
+
+
+def _remove_network(net: str) -> bool:
+    """Remove the environment's network; False when there was none."""
+    found = _inspect_network(net)
+    if found is None:
+        return False
+    if (found.get("Labels") or {}).get(LABEL_CLOUD) != KIND:
+        raise ProviderError(
+            f"network {net} was not made by stagecraft; left in place",
+            hint=f"remove it yourself if it is unused: `docker network rm {net}`",
+        )
+    attached = sorted(e.get("Name", "?") for e in (found.get("Containers") or {}).values())
+    if attached:
+        raise ProviderError(
+            f"network {net} is still used by containers that `infra up` did not make: "
+            f"{', '.join(attached)}",
+            hint=f"remove them or `docker network disconnect {net} <container>`, then run "
+            "`stagecraft infra down` again",
+        )
+    docker("network", "rm", net, what=f"remove network {net}", timeout=60)
+    return True

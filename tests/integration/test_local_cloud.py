@@ -1,0 +1,212 @@
+"""The local cloud against the real Docker Engine: systemd hosts, real sshd, real ssh.
+
+One fleet of two hosts is made for the module; the tests run in file order (up,
+inspect, restart, orphan, down) and the fixture's finalizer removes whatever is
+left, even when a test failed half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stagecraft.providers.cloud import (
+    CREATED,
+    MISSING,
+    ORPHANED,
+    RUNNING,
+    STARTED,
+    STOPPED,
+    UNCHANGED,
+    FleetSpec,
+    HostSpec,
+    get_cloud_provider,
+)
+from stagecraft.providers.cloud.local import addressing
+from stagecraft.providers.cloud.local.provider import LABEL_PROJECT
+
+pytestmark = pytest.mark.fleet
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check,
+                          timeout=120)
+
+
+def ssh(access, record, command: str, known_hosts: Path | None = None):
+    """Run ``command`` on a host with the real ssh client, host key checking on."""
+    options = access.ssh_options()
+    if known_hosts is not None:
+        options[options.index(f"UserKnownHostsFile={access.known_hosts}")] = (
+            f"UserKnownHostsFile={known_hosts}")
+    return subprocess.run(
+        ["ssh", *options, "-o", "ConnectTimeout=10", "-p", str(record.ssh_port),
+         f"{record.ssh_user}@{record.ssh_host}", command],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+class Fleet:
+    def __init__(self, tmp: Path) -> None:
+        self.project = f"it-{secrets.token_hex(3)}"
+        self.spec = FleetSpec(self.project, "test", (
+            HostSpec("web-1", ("edge", "app")),
+            HostSpec("db-1", ("db",), size="s-2vcpu-4gb", volumes=("pgdata",)),
+        ))
+        self.state_dir = tmp / ".stagecraft" / "test"
+        self.cloud = get_cloud_provider("local")
+        self.log: list[str] = []
+        self.records = self.cloud.up(self.spec, self.state_dir, log=self.log.append)
+        self.access = self.cloud.ssh_access(self.spec, self.state_dir)
+        self.container_ids = {r.name: r.provider_id for r in self.records}
+        self.anonymous_volumes = [
+            m["Name"]
+            for cid in self.container_ids.values()
+            for m in json.loads(docker("inspect", "-f", "{{json .Mounts}}", cid).stdout)
+            if m["Type"] == "volume" and m["Destination"] == "/var/lib/docker"
+        ]
+
+    def by_name(self, records):
+        return {r.name: r for r in records}
+
+    def labelled_containers(self) -> list[str]:
+        return docker("ps", "-aq", "--filter", f"label={LABEL_PROJECT}={self.project}").stdout.split()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    made = Fleet(tmp_path_factory.mktemp("local-cloud"))
+    try:
+        yield made
+    finally:
+        made.cloud.down(made.spec, made.state_dir)
+        # A safety net in case down itself is what broke.
+        leftover = made.labelled_containers()
+        if leftover:
+            docker("rm", "-fv", *leftover, check=False)
+        docker("network", "rm", addressing.network_name(made.project, "test"), check=False)
+
+
+def test_up_creates_every_host_running_systemd(fleet):
+    records = fleet.by_name(fleet.records)
+    assert list(records) == ["web-1", "db-1"]
+    assert {r.change for r in records.values()} == {CREATED}
+    for name, record in records.items():
+        assert record.state == RUNNING
+        state = docker("exec", record.provider_id, "systemctl", "is-system-running", "--wait")
+        assert state.stdout.strip() == "running", f"{name}: {state.stdout}{state.stderr}"
+        assert docker("exec", record.provider_id, "hostname").stdout.strip() == name
+        host_config = json.loads(docker("inspect", "-f", "{{json .HostConfig}}",
+                                        record.provider_id).stdout)
+        assert host_config["Privileged"] is False
+        assert host_config["CgroupnsMode"] == "host"
+        assert host_config["PortBindings"]["22/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(record.ssh_port)}
+        ]
+    assert records["web-1"].roles == ("edge", "app")
+    assert records["db-1"].size == "s-2vcpu-4gb"
+
+
+def test_hosts_share_a_private_network_with_stable_addresses(fleet):
+    records = fleet.by_name(fleet.records)
+    network = json.loads(docker("network", "inspect", addressing.network_name(fleet.project, "test")).stdout)[0]
+    subnet = network["IPAM"]["Config"][0]["Subnet"]
+    assert subnet.startswith("10.")
+    prefix = subnet.rsplit(".", 1)[0]
+    assert records["web-1"].private_ip == f"{prefix}.10"
+    assert records["db-1"].private_ip == f"{prefix}.11"
+    ping = docker("exec", records["web-1"].provider_id, "bash", "-c",
+                  f"exec 3<>/dev/tcp/{records['db-1'].private_ip}/22 && head -c 4 <&3")
+    assert ping.stdout == "SSH-"
+
+
+def test_ssh_works_with_the_generated_key_and_pinned_host_keys(fleet):
+    for record in fleet.records:
+        result = ssh(fleet.access, record, "hostname && systemctl is-active ssh")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [record.name, "active"]
+
+
+def test_ssh_refuses_a_host_whose_key_is_not_pinned(fleet, tmp_path):
+    # Proves host key checking is on: the same connection fails without our known_hosts.
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    result = ssh(fleet.access, fleet.records[0], "true", known_hosts=empty)
+    assert result.returncode == 255
+    assert "Host key verification failed" in result.stderr
+
+
+def test_state_dir_holds_the_key_pair_known_hosts_and_hosts_json(fleet):
+    files = {p.name for p in fleet.state_dir.iterdir()}
+    assert files == {"hosts.json", "known_hosts", "id_ed25519", "id_ed25519.pub"}
+    assert (fleet.state_dir / "id_ed25519").stat().st_mode & 0o077 == 0
+    document = json.loads((fleet.state_dir / "hosts.json").read_text())
+    assert document["provider"] == "local"
+    assert document["project"] == fleet.project and document["environment"] == "test"
+    assert document["ssh"]["private_key"] == "id_ed25519"
+    hosts = {h["name"]: h for h in document["hosts"]}
+    assert hosts["web-1"] == {k: v for k, v in fleet.records[0].to_dict().items() if k != "change"}
+    known = (fleet.state_dir / "known_hosts").read_text()
+    for record in fleet.records:
+        assert f"[127.0.0.1]:{record.ssh_port},{record.private_ip} ssh-ed25519 " in known
+
+
+def test_second_up_changes_nothing(fleet):
+    again = fleet.cloud.up(fleet.spec, fleet.state_dir)
+    assert [r.change for r in again] == [UNCHANGED, UNCHANGED]
+    assert [r.provider_id for r in again] == [r.provider_id for r in fleet.records]
+    assert [r.ssh_port for r in again] == [r.ssh_port for r in fleet.records]
+
+
+def test_status_lists_hosts_and_a_stopped_host_comes_back_on_its_port(fleet):
+    db = fleet.by_name(fleet.records)["db-1"]
+    docker("stop", db.provider_id)
+    status = fleet.by_name(fleet.cloud.status(fleet.spec, fleet.state_dir))
+    assert status["web-1"].state == RUNNING and status["db-1"].state == STOPPED
+    assert status["db-1"].ssh_port == db.ssh_port and status["db-1"].private_ip == db.private_ip
+
+    records = fleet.by_name(fleet.cloud.up(fleet.spec, fleet.state_dir))
+    assert records["db-1"].change == STARTED and records["web-1"].change == UNCHANGED
+    assert records["db-1"].ssh_port == db.ssh_port
+    result = ssh(fleet.access, records["db-1"], "test -d /mnt/pgdata && hostname")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "db-1"
+
+
+def test_host_removed_from_the_spec_is_reported_not_deleted(fleet):
+    smaller = FleetSpec(fleet.project, "test", (fleet.spec.hosts[0],))
+    records = fleet.cloud.up(smaller, fleet.state_dir)
+    assert [(r.name, r.change, r.in_spec) for r in records] == [
+        ("web-1", UNCHANGED, True), ("db-1", ORPHANED, False)
+    ]
+    assert len(fleet.labelled_containers()) == 2
+    document = json.loads((fleet.state_dir / "hosts.json").read_text())
+    assert [h["name"] for h in document["hosts"]] == ["web-1"]
+    status = fleet.cloud.status(smaller, fleet.state_dir)
+    assert [(r.name, r.in_spec) for r in status] == [("web-1", True), ("db-1", False)]
+
+
+def test_down_removes_hosts_volumes_network_and_files_and_is_idempotent(fleet):
+    net = addressing.network_name(fleet.project, "test")
+    named_volume = addressing.volume_name(fleet.project, "test", "pgdata")
+    assert fleet.anonymous_volumes, "each host has an anonymous /var/lib/docker volume"
+
+    result = fleet.cloud.down(fleet.spec, fleet.state_dir)
+    assert result.changed
+    assert sorted((h.name, h.change, h.state) for h in result.hosts) == [
+        ("db-1", "removed", MISSING), ("web-1", "removed", MISSING)
+    ]
+    assert fleet.labelled_containers() == []
+    for volume in [*fleet.anonymous_volumes, named_volume]:
+        assert docker("volume", "inspect", volume, check=False).returncode != 0, volume
+    assert docker("network", "inspect", net, check=False).returncode != 0
+    assert not fleet.state_dir.exists()
+
+    again = fleet.cloud.down(fleet.spec, fleet.state_dir)
+    assert not again.changed
+    assert {h.change for h in again.hosts} == {"absent"}
+    assert {r.state for r in fleet.cloud.status(fleet.spec, fleet.state_dir)} == {MISSING}

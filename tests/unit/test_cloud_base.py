@@ -1,0 +1,389 @@
+"""Pure parts of the cloud providers: specs and records, hosts.json, the registry,
+the local cloud's address choices, its image recipe hash, and the docker helper's errors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+from importlib.metadata import EntryPoint
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+import stagecraft.providers.cloud as cloud
+from stagecraft.errors import CommandFailed, ConfigError, EnvironmentMissing, ProviderError, StateError
+from stagecraft.providers.cloud import (
+    CloudProvider,
+    DownResult,
+    FleetSpec,
+    HostRecord,
+    HostSpec,
+    SshAccess,
+    StateFiles,
+    get_cloud_provider,
+    read_hosts_file,
+)
+from stagecraft.providers.cloud.base import HOSTS_FILE_VERSION, write_hosts_file
+from stagecraft.providers.cloud.local import LocalCloud, addressing, dockercli
+from stagecraft.providers.cloud.local import image as host_image
+
+
+def record(name: str = "web-1", **overrides) -> HostRecord:
+    values = dict(
+        name=name, roles=("edge", "app"), state="running", ssh_host="127.0.0.1",
+        ssh_port=22001, ssh_user="root", private_ip="10.200.0.10", provider_id="abc123",
+    )
+    values.update(overrides)
+    return HostRecord(**values)
+
+
+# --------------------------------------------------------------------- specs, records
+
+
+def test_fleet_spec_rejects_a_host_name_used_twice():
+    with pytest.raises(ConfigError, match="'web-1' appears twice"):
+        FleetSpec("shop", "prod", (HostSpec("web-1"), HostSpec("web-1")))
+
+
+@pytest.mark.parametrize("bad", ["Web-1", "web_1", "-web", "web-", "", "a" * 64])
+def test_fleet_spec_rejects_names_that_are_not_hostnames(bad):
+    with pytest.raises(ConfigError, match="not a valid hostname"):
+        FleetSpec("shop", "prod", (HostSpec(bad),))
+
+
+def test_fleet_spec_rejects_a_bad_project_name():
+    with pytest.raises(ConfigError, match="project name 'Shop'"):
+        FleetSpec("Shop", "prod", ())
+
+
+def test_fleet_spec_finds_hosts_by_name():
+    spec = FleetSpec("shop", "prod", (HostSpec("a", ("edge",)), HostSpec("b")))
+    assert spec.host("a") == HostSpec("a", ("edge",))
+    assert spec.host("c") is None
+
+
+def test_host_record_round_trips_through_json():
+    original = record(size="s-1vcpu-2gb", change="created", in_spec=False)
+    data = json.loads(json.dumps(original.to_dict()))
+    assert data["roles"] == ["edge", "app"]
+    assert HostRecord.from_dict(data) == original
+
+
+def test_host_record_ignores_keys_a_newer_writer_added():
+    data = record().to_dict() | {"region": "fra1"}
+    assert HostRecord.from_dict(data) == record()
+
+
+def test_host_record_without_a_required_key_is_a_state_error():
+    data = record().to_dict()
+    del data["ssh_user"]
+    with pytest.raises(StateError, match="incomplete or malformed"):
+        HostRecord.from_dict(data)
+
+
+def test_host_record_with_a_text_port_is_a_state_error():
+    with pytest.raises(StateError, match="bad name or ssh_port"):
+        HostRecord.from_dict(record().to_dict() | {"ssh_port": "22"})
+
+
+def test_down_result_is_unchanged_when_nothing_was_removed():
+    assert not DownResult(hosts=(record(change="absent", state="missing"),)).changed
+    assert DownResult(hosts=(record(change="removed"),)).changed
+    assert DownResult(hosts=(), removed=("network x",)).changed
+
+
+def test_ssh_access_keeps_host_key_checking_on():
+    access = SshAccess("root", Path("/s/id_ed25519"), Path("/s/known_hosts"))
+    options = access.ssh_options()
+    assert "StrictHostKeyChecking=yes" in options
+    assert "UserKnownHostsFile=/s/known_hosts" in options
+    assert "IdentityFile=/s/id_ed25519" in options
+
+
+# ------------------------------------------------------------------------ hosts.json
+
+
+def test_hosts_file_round_trips_and_leaves_out_the_per_call_change(tmp_path):
+    files = StateFiles(tmp_path / "env")
+    spec = FleetSpec("shop", "prod", (HostSpec("web-1", ("edge", "app")),))
+    access = SshAccess("root", files.private_key, files.known_hosts)
+    write_hosts_file(files, provider="local", spec=spec, records=[record(change="created")],
+                     ssh=access, extra={"network": {"name": "n"}})
+    raw = json.loads(files.hosts.read_text())
+    assert raw["version"] == HOSTS_FILE_VERSION
+    assert raw["ssh"] == {"user": "root", "private_key": "id_ed25519", "known_hosts": "known_hosts"}
+    assert "change" not in raw["hosts"][0]
+    assert raw["network"] == {"name": "n"}
+    document = read_hosts_file(files)
+    assert document["hosts"] == [record()]
+    # No temp files are left next to it.
+    assert sorted(p.name for p in files.state_dir.iterdir()) == ["hosts.json"]
+
+
+def test_missing_hosts_file_reads_as_none(tmp_path):
+    assert read_hosts_file(StateFiles(tmp_path)) is None
+
+
+def test_corrupt_hosts_file_is_a_state_error_with_position(tmp_path):
+    files = StateFiles(tmp_path)
+    files.hosts.write_text('{"hosts": [')
+    with pytest.raises(StateError, match="not valid JSON") as info:
+        read_hosts_file(files)
+    assert "infra up" in info.value.hint
+
+
+def test_hosts_file_from_a_newer_stagecraft_is_refused(tmp_path):
+    files = StateFiles(tmp_path)
+    files.hosts.write_text(json.dumps({"version": HOSTS_FILE_VERSION + 1, "hosts": []}))
+    with pytest.raises(StateError, match="version"):
+        read_hosts_file(files)
+
+
+# -------------------------------------------------------------------------- registry
+
+
+def test_local_is_built_in_even_without_entry_points(monkeypatch):
+    monkeypatch.setattr(cloud, "entry_points", lambda group: [])
+    provider = get_cloud_provider("local")
+    assert isinstance(provider, LocalCloud)
+    assert isinstance(provider, CloudProvider)
+    assert provider.kind == "local"
+
+
+class FakeCloud:
+    kind = "fake"
+
+    def __init__(self, region: str = "fra1") -> None:
+        self.region = region
+
+    def up(self, spec, state_dir, *, log=None):
+        return []
+
+    def down(self, spec, state_dir, *, log=None):
+        return DownResult(hosts=())
+
+    def status(self, spec, state_dir):
+        return []
+
+    def ssh_access(self, spec, state_dir):
+        return SshAccess("root", Path("k"), Path("kh"))
+
+    def bootstrap_vars(self):
+        return {}
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """A module ``fake_cloud_plugin`` registered under the cloud entry-point group."""
+    module = types.ModuleType("fake_cloud_plugin")
+    module.FakeCloud = FakeCloud
+    module.NotACloud = type("NotACloud", (), {})
+    monkeypatch.setitem(sys.modules, "fake_cloud_plugin", module)
+    registered = [
+        EntryPoint("fake", "fake_cloud_plugin:FakeCloud", cloud.ENTRY_POINT_GROUP),
+        EntryPoint("broken", "fake_cloud_plugin:Missing", cloud.ENTRY_POINT_GROUP),
+        EntryPoint("odd", "fake_cloud_plugin:NotACloud", cloud.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(cloud, "entry_points", lambda group: registered)
+
+
+def test_entry_point_provider_is_built_with_the_config_options(plugin):
+    provider = get_cloud_provider("fake", {"region": "ams3"})
+    assert isinstance(provider, FakeCloud)
+    assert provider.region == "ams3"
+
+
+def test_unknown_kind_names_the_available_ones(plugin):
+    with pytest.raises(ProviderError, match="unknown cloud provider 'aws'") as info:
+        get_cloud_provider("aws")
+    assert "broken, fake, local, odd" in info.value.hint
+
+
+def test_plugin_that_cannot_load_is_a_provider_error(plugin):
+    with pytest.raises(ProviderError, match="cannot load cloud provider 'broken'"):
+        get_cloud_provider("broken")
+
+
+def test_plugin_given_unknown_options_is_a_provider_error(plugin):
+    with pytest.raises(ProviderError, match="does not accept these settings"):
+        get_cloud_provider("fake", {"token": "x"})
+
+
+def test_plugin_that_is_not_a_cloud_provider_is_refused(plugin):
+    with pytest.raises(ProviderError, match="does not implement the cloud provider interface"):
+        get_cloud_provider("odd")
+
+
+def test_local_cloud_passes_the_inner_dockerd_quirk_to_the_bootstrap_role():
+    assert LocalCloud().bootstrap_vars()["bootstrap_docker_environment"] == {
+        "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"
+    }
+
+
+# ------------------------------------------------------------------------ addressing
+
+
+def test_subnet_choice_is_deterministic_and_inside_the_pool():
+    first = addressing.choose_subnet("shop/local", [])
+    assert first == addressing.choose_subnet("shop/local", [])
+    assert first.prefixlen == 24 and first.subnet_of(addressing.SUBNET_POOL)
+    assert addressing.choose_subnet("shop/staging", []) != first
+
+
+def test_subnet_choice_skips_overlapping_networks_but_not_the_default_route():
+    first = addressing.choose_subnet("shop/local", [])
+    taken = [IPv4Network("0.0.0.0/0"), first.supernet(new_prefix=20)]
+    chosen = addressing.choose_subnet("shop/local", taken)
+    assert not chosen.overlaps(first.supernet(new_prefix=20))
+
+
+def test_subnet_choice_fails_with_a_hint_when_the_pool_is_full():
+    pool = IPv4Network("10.1.0.0/23")
+    with pytest.raises(ProviderError, match="no free /24") as info:
+        addressing.choose_subnet("k", [IPv4Network("10.1.0.0/24"), IPv4Network("10.1.1.0/24")],
+                                 pool=pool)
+    assert "docker network prune" in info.value.hint
+
+
+def test_host_ips_follow_the_spec_order_and_skip_taken_addresses():
+    subnet = IPv4Network("10.200.5.0/24")
+    assert addressing.host_ip(subnet, 0) == IPv4Address("10.200.5.10")
+    assert addressing.host_ip(subnet, 3) == IPv4Address("10.200.5.13")
+    assert addressing.host_ip(subnet, 0, [IPv4Address("10.200.5.10")]) == IPv4Address("10.200.5.11")
+
+
+def test_host_ips_never_enter_dockers_dynamic_range():
+    subnet = IPv4Network("10.200.5.0/24")
+    dynamic = addressing.dynamic_range(subnet)
+    assert dynamic == IPv4Network("10.200.5.128/25")
+    lower = [a for a in subnet.hosts() if a not in dynamic and int(a) % 256 >= 10]
+    assert addressing.host_ip(subnet, 500, lower[:-1]) == lower[-1]
+    with pytest.raises(ProviderError, match="no free host address"):
+        addressing.host_ip(subnet, 0, lower)
+
+
+def test_port_choice_is_deterministic_and_skips_taken_ports():
+    port = addressing.choose_port("shop/local/web-1", [])
+    assert port in addressing.SSH_PORT_RANGE
+    assert addressing.choose_port("shop/local/web-1", []) == port
+    assert addressing.choose_port("shop/local/web-1", [port]) != port
+    with pytest.raises(ProviderError, match="no free SSH port"):
+        addressing.choose_port("k", range(100, 102), ports=range(100, 102))
+
+
+def test_routes_are_read_from_proc_net_route():
+    text = (
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0102000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    )
+    assert addressing.routes_from_proc(text) == [
+        IPv4Network("0.0.0.0/0"), IPv4Network("172.17.0.0/16")
+    ]
+
+
+def test_names_carry_project_environment_and_host():
+    assert addressing.network_name("shop", "local") == "stagecraft-shop-local"
+    assert addressing.container_name("shop", "local", "web-1") == "stagecraft-shop-local-web-1"
+
+
+# -------------------------------------------------------------------- image recipe
+
+
+@pytest.fixture
+def image_dir(tmp_path, monkeypatch):
+    """A copy of the image's build context, so tests can change it."""
+    copy = tmp_path / "image"
+    shutil.copytree(host_image.IMAGE_DIR, copy,
+                    ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setattr(host_image, "IMAGE_DIR", copy)
+    return copy
+
+
+MIRRORS = host_image.Mirrors("http://deb.example/debian", "http://deb.example/debian-security")
+
+
+def test_recipe_hash_changes_with_every_build_input(image_dir):
+    before = host_image.recipe_hash(MIRRORS)
+    assert len(before) == 12
+    assert host_image.recipe_hash(MIRRORS) == before
+    (image_dir / "__pycache__").mkdir()
+    (image_dir / "__pycache__" / "x.pyc").write_bytes(b"noise")
+    assert host_image.recipe_hash(MIRRORS) == before, "python files are not build inputs"
+    assert host_image.recipe_hash(host_image.Mirrors("http://other/debian", MIRRORS.security)) != before
+    with open(image_dir / "packages.txt", "a") as handle:
+        handle.write("curl\n")
+    after_packages = host_image.recipe_hash(MIRRORS)
+    assert after_packages != before
+    (image_dir / "rootfs" / "etc" / "ssh" / "sshd_config.d" / "stagecraft.conf").chmod(0o600)
+    assert host_image.recipe_hash(MIRRORS) != after_packages
+
+
+def test_packages_come_from_packages_txt_without_comments():
+    names = host_image.packages()
+    assert "openssh-server" in names and "systemd" in names and "python3" in names
+    assert not any(n.startswith("#") for n in names)
+
+
+def test_mirrors_are_read_from_the_machines_apt_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("STAGECRAFT_DEBIAN_MIRROR", raising=False)
+    monkeypatch.delenv("STAGECRAFT_DEBIAN_SECURITY_MIRROR", raising=False)
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "nodesource.list").write_text(
+        "deb [signed-by=/k.gpg] https://deb.nodesource.com/node_20.x nodistro main\n")
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# comment\nURIs: http://mirror.local/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://mirror.local/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n")
+    assert host_image.read_mirrors(tmp_path) == host_image.Mirrors(
+        "http://mirror.local/debian", "http://mirror.local/debian-security")
+
+
+def test_mirror_defaults_to_deb_debian_org(tmp_path, monkeypatch):
+    monkeypatch.delenv("STAGECRAFT_DEBIAN_MIRROR", raising=False)
+    monkeypatch.delenv("STAGECRAFT_DEBIAN_SECURITY_MIRROR", raising=False)
+    assert host_image.read_mirrors(tmp_path) == host_image.Mirrors(
+        host_image.DEFAULT_MIRROR, host_image.DEFAULT_SECURITY_MIRROR)
+
+
+# --------------------------------------------------------------------- docker helper
+
+
+def test_failed_command_names_the_command_the_exit_code_and_stderr():
+    with pytest.raises(CommandFailed) as info:
+        dockercli.run(["sh", "-c", "echo first >&2; echo 'disk full' >&2; exit 3"],
+                      what="create host web-1")
+    error = info.value
+    assert error.message.startswith("cannot create host web-1: `sh -c ")
+    assert "exited 3: disk full" in error.message
+    assert error.returncode == 3
+    assert error.output_tail == "first\ndisk full"
+    assert error.hint
+
+
+def test_missing_program_is_an_environment_error():
+    with pytest.raises(EnvironmentMissing, match="`no-such-tool-x` is not installed"):
+        dockercli.run(["no-such-tool-x"], what="do a thing")
+
+
+def test_command_that_hangs_is_stopped_and_reported():
+    with pytest.raises(CommandFailed, match="did not finish within 0.2 s") as info:
+        dockercli.run(["sleep", "5"], what="wait", timeout=0.2)
+    assert info.value.returncode is None
+
+
+def test_no_engine_is_reported_as_missing_environment():
+    error = dockercli.failure(
+        "list hosts", ["docker", "ps"], 1,
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", None)
+    assert isinstance(error, EnvironmentMissing)
+    assert "ensure-docker.sh" in error.hint
+
+
+def test_long_output_keeps_its_end():
+    assert dockercli.tail("x" * 5000 + "END", 10) == "…xxxxxxxEND"
