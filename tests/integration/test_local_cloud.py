@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from stagecraft.errors import ProviderError
+
 from stagecraft.providers.cloud import (
     CREATED,
     MISSING,
@@ -210,3 +212,21 @@ def test_down_removes_hosts_volumes_network_and_files_and_is_idempotent(fleet):
     assert not again.changed
     assert {h.change for h in again.hosts} == {"absent"}
     assert {r.state for r in fleet.cloud.status(fleet.spec, fleet.state_dir)} == {MISSING}
+
+
+def test_network_of_the_same_name_not_made_by_stagecraft_stops_up(tmp_path):
+    project = f"it-{secrets.token_hex(3)}"
+    spec = FleetSpec(project, "clash", (HostSpec("web-1"),))
+    net = addressing.network_name(project, "clash")
+    docker("network", "create", net)
+    cloud = get_cloud_provider("local")
+    try:
+        with pytest.raises(ProviderError, match=f"network named {net} exists but was not made") as info:
+            cloud.up(spec, tmp_path / "clash")
+        assert f"docker network rm {net}" in info.value.hint
+        assert docker("ps", "-aq", "--filter", f"label={LABEL_PROJECT}={project}").stdout == ""
+        # down refuses to delete it as well, and says so.
+        with pytest.raises(ProviderError, match="not made by stagecraft"):
+            cloud.down(spec, tmp_path / "clash")
+    finally:
+        docker("network", "rm", net, check=False)

@@ -14,17 +14,16 @@ cloud made them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from stagecraft.errors import ConfigError, StateError
+from stagecraft.fsutil import write_atomic
 
 #: Version of the hosts.json layout; bump it when a field changes meaning.
 HOSTS_FILE_VERSION = 1
@@ -199,32 +198,6 @@ class StateFiles:
         set_(self, "known_hosts", self.state_dir / "known_hosts")
         set_(self, "private_key", self.state_dir / "id_ed25519")
         set_(self, "public_key", self.state_dir / "id_ed25519.pub")
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new one, never half.
-
-    Temp file in the same directory, fsync, rename, then fsync the directory so the
-    rename itself survives a crash.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write_hosts_file(

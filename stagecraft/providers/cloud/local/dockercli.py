@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Sequence
 
+from stagecraft import execs
 from stagecraft.errors import CommandFailed, EnvironmentMissing
+from stagecraft.execs import Completed
 
 #: Enough of stderr to show the cause without flooding the terminal.
 TAIL_CHARS = 1500
@@ -53,59 +54,55 @@ def run(
     argv: Sequence[str],
     *,
     what: str,
-    input: str | bytes | None = None,
+    input: str | None = None,
     timeout: float = 120,
     check: bool = True,
     hint: str | None = None,
     env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run any command; on failure raise CommandFailed naming ``what`` and the command.
+) -> Completed:
+    """Run any command through stagecraft.execs (process-group timeouts, redaction,
+    debug log); on failure raise an error that says what the command was for.
 
-    ``what`` says what the command was for, in words a user understands
-    ("start host web-1"). Output is captured as text.
+    ``what`` says it in words a user understands ("start host web-1"); the message
+    reads "cannot start host web-1: `docker start ...` exited 1: <last line>".
     """
     argv = [str(a) for a in argv]
-    shown = shlex.join(argv)
-    if isinstance(input, bytes):
-        input = input.decode()
     try:
-        proc = subprocess.run(
-            argv,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except FileNotFoundError as exc:
+        proc = execs.run(argv, input=input, timeout=timeout, check=False, env=env, hint=hint)
+    except EnvironmentMissing as exc:
         raise EnvironmentMissing(
             f"cannot {what}: `{argv[0]}` is not installed",
-            hint=hint or f"install the package that provides `{argv[0]}`",
+            hint=hint or exc.hint or f"install the package that provides `{argv[0]}`",
         ) from exc
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stderr or exc.stdout or ""
-        if isinstance(out, bytes):
-            out = out.decode(errors="replace")
+    except CommandFailed as exc:  # execs raises this even with check=False on a timeout
         raise CommandFailed(
-            f"cannot {what}: `{shown}` did not finish within {timeout:g} s",
-            argv=argv,
+            f"cannot {what}: `{_shown(argv)}` did not finish within {timeout:g} s",
+            argv=exc.argv,
             returncode=None,
-            output_tail=tail(out),
+            output_tail=tail(exc.output_tail),
             hint=hint or "check that the Docker Engine is not overloaded, then run the command again",
         ) from exc
-    if check and proc.returncode != 0:
-        raise failure(what, argv, proc.returncode, proc.stderr or proc.stdout, hint)
+    if check:
+        raise_for(proc, what=what, hint=hint)
     return proc
+
+
+def _shown(argv: Sequence[str]) -> str:
+    """The command as a user would type it (``docker``, not ``/usr/bin/docker``)."""
+    argv = list(argv)
+    if argv and os.path.basename(argv[0]) == "docker":
+        argv[0] = "docker"
+    return shlex.join(argv)
 
 
 def docker(
     *args: str,
     what: str,
-    input: str | bytes | None = None,
+    input: str | None = None,
     timeout: float = 120,
     check: bool = True,
     hint: str | None = None,
-) -> subprocess.CompletedProcess[str]:
+) -> Completed:
     """Run ``docker ARGS...``; raise CommandFailed/EnvironmentMissing on failure."""
     return run(
         [docker_binary(), *args],
@@ -121,7 +118,7 @@ def failure(
     what: str, argv: list[str], returncode: int, output: str, hint: str | None = None
 ) -> CommandFailed | EnvironmentMissing:
     """The error to raise for a failed command: EnvironmentMissing when no engine answers."""
-    shown = shlex.join(["docker", *argv[1:]] if os.path.basename(argv[0]) == "docker" else argv)
+    shown = _shown(argv)
     output_tail = tail(output)
     if any(marker in output for marker in _NO_ENGINE_MARKERS):
         return EnvironmentMissing(
@@ -138,11 +135,10 @@ def failure(
     )
 
 
-def raise_for(proc: subprocess.CompletedProcess[str], *, what: str,
-              hint: str | None = None) -> None:
+def raise_for(proc: Completed, *, what: str, hint: str | None = None) -> None:
     """Raise the error for ``proc`` (run with check=False) if it failed."""
     if proc.returncode != 0:
-        raise failure(what, list(proc.args), proc.returncode, proc.stderr or proc.stdout, hint)
+        raise failure(what, list(proc.argv), proc.returncode, proc.stderr or proc.stdout, hint)
 
 
 def exists(kind: str, name: str) -> bool:

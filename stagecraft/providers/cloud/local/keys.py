@@ -6,7 +6,8 @@ import contextlib
 from pathlib import Path
 
 from stagecraft.errors import StateError
-from stagecraft.providers.cloud.base import StateFiles, write_atomic
+from stagecraft.fsutil import write_atomic
+from stagecraft.providers.cloud.base import StateFiles
 from stagecraft.providers.cloud.local.dockercli import run
 
 _KEYGEN_HINT = "install OpenSSH's client tools (apt-get install openssh-client)"

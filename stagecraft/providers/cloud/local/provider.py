@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stagecraft.errors import ProviderError
+from stagecraft.fsutil import write_atomic
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -44,7 +45,6 @@ from stagecraft.providers.cloud.base import (
     SshAccess,
     StateFiles,
     read_hosts_file,
-    write_atomic,
     write_hosts_file,
 )
 from stagecraft.providers.cloud.local import addressing, keys
@@ -230,17 +230,21 @@ class LocalCloud:
         net = addressing.network_name(spec.project, spec.environment)
         removed: list[str] = []
         with _env_lock(net, log):
-            containers = {c.host: c for c in _list_containers(spec)}
+            # A list, not a dict by host name: every labelled container goes, even a
+            # duplicate someone made by hand.
+            containers = _list_containers(spec)
             hosts: list[HostRecord] = []
-            for name, container in containers.items():
+            for container in containers:
+                name = container.host
                 log(f"removing host {name} (container {container.name})")
                 docker("rm", "-fv", container.id,
                        what=f"remove host {name} (container {container.name})", timeout=120)
                 in_spec = spec.host(name) is not None
                 hosts.append(replace(_record(container, container.roles, None, REMOVED),
                                      state=MISSING, in_spec=in_spec))
+            gone = {c.host for c in containers}
             for host in spec.hosts:
-                if host.name not in containers:
+                if host.name not in gone:
                     hosts.append(HostRecord(
                         name=host.name, roles=host.roles, state=MISSING, ssh_host=None,
                         ssh_port=None, ssh_user=SSH_USER, private_ip=None, provider_id=None,

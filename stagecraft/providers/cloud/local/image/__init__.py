@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from stagecraft import execs
 from stagecraft.errors import CommandFailed, EnvironmentMissing
 from stagecraft.providers.cloud.local import dockercli
 
@@ -258,17 +259,17 @@ def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
     try:
         log(f"making a {SUITE} root filesystem with debootstrap (about 75 s; log: {logfile})")
         started = time.monotonic()
-        with open(logfile, "w") as out:
-            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
-        if proc.returncode != 0:
-            raise CommandFailed(
-                f"cannot build the host image: `{' '.join(argv)}` exited {proc.returncode}",
-                argv=argv,
-                returncode=proc.returncode,
-                output_tail=dockercli.tail(logfile.read_text(errors="replace")),
-                hint=f"read {logfile} (and {rootfs}/debootstrap/debootstrap.log); "
-                f"check that {mirrors.debian} is reachable or set STAGECRAFT_DEBIAN_MIRROR",
-            )
+        try:
+            _run_logged(argv, logfile, what="build the host image's base with debootstrap",
+                        hint=f"read {logfile}; check that {mirrors.debian} is reachable "
+                        "or set STAGECRAFT_DEBIAN_MIRROR")
+        except CommandFailed:
+            # debootstrap's own detailed log lives in the rootfs we are about to delete.
+            detail = rootfs / "debootstrap" / "debootstrap.log"
+            if detail.is_file():
+                with open(logfile, "a") as out:
+                    out.write("\n--- debootstrap/debootstrap.log ---\n" + detail.read_text(errors="replace"))
+            raise
         log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {base}")
         _import_rootfs(rootfs, base)
     finally:
@@ -276,7 +277,32 @@ def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _run_logged(argv: list[str], logfile: Path, *, what: str, hint: str,
+                env: dict[str, str] | None = None, timeout: float = 1800) -> None:
+    """Run a long build step with its output going to ``logfile``; CommandFailed with the
+    last line in the message and the tail attached when it fails or runs too long."""
+    with open(logfile, "w") as out:
+        def write(_stream: str, line: str) -> None:
+            out.write(line + "\n")
+            out.flush()
+
+        try:
+            proc = execs.run(argv, env=env, timeout=timeout, on_line=write, check=False)
+        except CommandFailed as exc:  # a timeout
+            raise CommandFailed(f"cannot {what}: {exc.message}", argv=argv, returncode=None,
+                                output_tail=exc.output_tail, hint=hint) from exc
+    if proc.returncode != 0:
+        output = logfile.read_text(errors="replace").strip()
+        last = output.splitlines()[-1] if output else "no output"
+        raise CommandFailed(
+            f"cannot {what}: `{execs.render_argv(argv)}` exited {proc.returncode}: {last}",
+            argv=argv, returncode=proc.returncode, output_tail=dockercli.tail(output), hint=hint,
+        )
+
+
 def _import_rootfs(rootfs: Path, base: str) -> None:
+    # `tar | docker import` needs a pipe between two processes, which execs.run does
+    # not offer; buffering the ~300 MB stream in memory instead would be wasteful.
     docker = dockercli.docker_binary()
     tar = subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
@@ -314,7 +340,7 @@ def _unmount_below(root: Path) -> None:
         return
     for mount in sorted((m for m in mounts if m == prefix or m.startswith(prefix + "/")),
                         key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount], capture_output=True)
+        execs.run(["umount", "-l", mount], check=False, timeout=60)
 
 
 def _docker_build(tag: str, base: str, mirrors: Mirrors) -> None:
@@ -329,25 +355,6 @@ def _docker_build(tag: str, base: str, mirrors: Mirrors) -> None:
     # nothing beyond the engine itself.
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     logfile = cache_dir() / "host-image-build.log"
-    with open(logfile, "w") as out:
-        try:
-            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                  timeout=1800)
-        except subprocess.TimeoutExpired as exc:
-            raise CommandFailed(
-                f"cannot build the host image {tag}: docker build ran longer than 30 min",
-                argv=argv, returncode=None,
-                output_tail=dockercli.tail(logfile.read_text(errors="replace")),
-                hint=f"read {logfile}",
-            ) from exc
-    if proc.returncode != 0:
-        output = logfile.read_text(errors="replace")
-        last = output.strip().splitlines()[-1] if output.strip() else "no output"
-        raise CommandFailed(
-            f"cannot build the host image {tag}: docker build exited {proc.returncode}: {last}",
-            argv=argv,
-            returncode=proc.returncode,
-            output_tail=dockercli.tail(output),
-            hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
-            "reachable from containers",
-        )
+    _run_logged(argv, logfile, what=f"build the host image {tag}", env=env,
+                hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
+                "reachable from containers")
