@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from stagecraft.errors import ProviderError
-
 from stagecraft.providers.cloud import (
     CREATED,
     MISSING,
@@ -76,7 +75,8 @@ class Fleet:
         return {r.name: r for r in records}
 
     def labelled_containers(self) -> list[str]:
-        return docker("ps", "-aq", "--filter", f"label={LABEL_PROJECT}={self.project}").stdout.split()
+        label = f"label={LABEL_PROJECT}={self.project}"
+        return docker("ps", "-aq", "--filter", label).stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,8 @@ def test_up_creates_every_host_running_systemd(fleet):
 
 def test_hosts_share_a_private_network_with_stable_addresses(fleet):
     records = fleet.by_name(fleet.records)
-    network = json.loads(docker("network", "inspect", addressing.network_name(fleet.project, "test")).stdout)[0]
+    net = addressing.network_name(fleet.project, "test")
+    network = json.loads(docker("network", "inspect", net).stdout)[0]
     subnet = network["IPAM"]["Config"][0]["Subnet"]
     assert subnet.startswith("10.")
     prefix = subnet.rsplit(".", 1)[0]
@@ -221,7 +222,7 @@ def test_network_of_the_same_name_not_made_by_stagecraft_stops_up(tmp_path):
     docker("network", "create", net)
     cloud = get_cloud_provider("local")
     try:
-        with pytest.raises(ProviderError, match=f"network named {net} exists but was not made") as info:
+        with pytest.raises(ProviderError, match=f"network named {net} exists but was not") as info:
             cloud.up(spec, tmp_path / "clash")
         assert f"docker network rm {net}" in info.value.hint
         assert docker("ps", "-aq", "--filter", f"label={LABEL_PROJECT}={project}").stdout == ""

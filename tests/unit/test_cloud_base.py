@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 import stagecraft.providers.cloud as cloud
-from stagecraft.errors import CommandFailed, ConfigError, EnvironmentMissing, ProviderError, StateError
+from stagecraft.errors import (
+    CommandFailed,
+    ConfigError,
+    EnvironmentMissing,
+    ProviderError,
+    StateError,
+)
 from stagecraft.providers.cloud import (
     CloudProvider,
     DownResult,
@@ -314,7 +320,8 @@ def test_recipe_hash_changes_with_every_build_input(image_dir):
     (image_dir / "__pycache__").mkdir()
     (image_dir / "__pycache__" / "x.pyc").write_bytes(b"noise")
     assert host_image.recipe_hash(MIRRORS) == before, "python files are not build inputs"
-    assert host_image.recipe_hash(host_image.Mirrors("http://other/debian", MIRRORS.security)) != before
+    other_mirror = host_image.Mirrors("http://other/debian", MIRRORS.security)
+    assert host_image.recipe_hash(other_mirror) != before
     with open(image_dir / "packages.txt", "a") as handle:
         handle.write("curl\n")
     after_packages = host_image.recipe_hash(MIRRORS)
@@ -336,7 +343,8 @@ def test_mirrors_are_read_from_the_machines_apt_sources(tmp_path, monkeypatch):
     (tmp_path / "sources.list.d" / "nodesource.list").write_text(
         "deb [signed-by=/k.gpg] https://deb.nodesource.com/node_20.x nodistro main\n")
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
-        "Types: deb\n# comment\nURIs: http://mirror.local/debian/\nSuites: bookworm bookworm-updates\n"
+        "Types: deb\n# comment\nURIs: http://mirror.local/debian/\n"
+        "Suites: bookworm bookworm-updates\n"
         "Components: main\n\n"
         "Types: deb\nURIs: http://mirror.local/debian-security\nSuites: bookworm-security\n"
         "Components: main\n")

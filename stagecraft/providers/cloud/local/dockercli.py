@@ -80,7 +80,7 @@ def run(
             argv=exc.argv,
             returncode=None,
             output_tail=tail(exc.output_tail),
-            hint=hint or "check that the Docker Engine is not overloaded, then run the command again",
+            hint=hint or "check that the Docker Engine is not overloaded, then run it again",
         ) from exc
     if check:
         raise_for(proc, what=what, hint=hint)

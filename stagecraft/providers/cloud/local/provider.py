@@ -146,7 +146,7 @@ class LocalCloud:
         with _env_lock(net, log):
             started = time.monotonic()
             image = self.image or ensure_host_image(log=log)
-            public_key = keys.ensure_key_pair(files, comment=f"stagecraft-{spec.project}-{spec.environment}")
+            public_key = keys.ensure_key_pair(files, comment=net)
             subnet = self._ensure_network(spec, net, log)
             existing = {c.host: c for c in _list_containers(spec)}
             changes: dict[str, str] = {}
@@ -321,7 +321,8 @@ class LocalCloud:
             raise ProviderError(
                 f"host {host.name}: a container named {name} exists but does not carry "
                 f"the labels of {spec.project}/{spec.environment}",
-                hint=f"it was not made by `stagecraft infra up`: remove it (`docker rm -fv {name}`)",
+                hint=f"it was not made by `stagecraft infra up`: remove it "
+                f"(`docker rm -fv {name}`)",
             )
         ip = addressing.host_ip(subnet, index, _network_addresses(net))
         volumes: list[str] = []

@@ -81,7 +81,8 @@ def read_mirrors(sources_dir: Path = Path("/etc/apt")) -> Mirrors:
     found: list[tuple[str, str]] = []  # (uri, suite)
     for path in sorted((sources_dir / "sources.list.d").glob("*.sources")):
         found.extend(_parse_deb822(path.read_text(errors="replace")))
-    for path in [sources_dir / "sources.list", *sorted((sources_dir / "sources.list.d").glob("*.list"))]:
+    one_line_files = sorted((sources_dir / "sources.list.d").glob("*.list"))
+    for path in [sources_dir / "sources.list", *one_line_files]:
         if path.is_file():
             found.extend(_parse_one_line(path.read_text(errors="replace")))
     for uri, suite in found:
@@ -114,9 +115,10 @@ def _parse_deb822(text: str) -> Iterator[tuple[str, str]]:
 
 def _parse_one_line(text: str) -> Iterator[tuple[str, str]]:
     for line in text.splitlines():
-        line = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()  # type: ignore[assignment]
-        if len(line) >= 3 and line[0] == "deb":
-            yield line[1], line[2]
+        # "deb [signed-by=...] URI SUITE COMPONENTS..." with options and comments removed.
+        words = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
+            yield words[1], words[2]
 
 
 def packages() -> list[str]:
@@ -160,7 +162,8 @@ def recipe_hash(mirrors: Mirrors) -> str:
 
 def base_recipe_hash(mirrors: Mirrors) -> str:
     """Identity of the debootstrap base: suite, variant, packages and mirror."""
-    recipe = {"suite": SUITE, "variant": "minbase", "packages": packages(), "mirror": mirrors.debian}
+    recipe = {"suite": SUITE, "variant": "minbase", "packages": packages(),
+              "mirror": mirrors.debian}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -239,7 +242,8 @@ def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
     """debootstrap a minbase trixie with our packages and ``docker import`` it as ``base``."""
     if shutil.which("debootstrap") is None:
         raise EnvironmentMissing(
-            f"cannot build the host image: no {UPSTREAM_BASE} image and debootstrap is not installed",
+            f"cannot build the host image: no {UPSTREAM_BASE} image and debootstrap "
+            "is not installed",
             hint="apt-get install debootstrap, or load a debian:trixie image "
             "(docker load -i debian-trixie.tar)",
         )
@@ -268,7 +272,8 @@ def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
             detail = rootfs / "debootstrap" / "debootstrap.log"
             if detail.is_file():
                 with open(logfile, "a") as out:
-                    out.write("\n--- debootstrap/debootstrap.log ---\n" + detail.read_text(errors="replace"))
+                    out.write("\n--- debootstrap/debootstrap.log ---\n")
+                    out.write(detail.read_text(errors="replace"))
             raise
         log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {base}")
         _import_rootfs(rootfs, base)

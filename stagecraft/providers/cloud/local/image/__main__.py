@@ -17,8 +17,9 @@ def main() -> int:
         tag = ensure_host_image(log=lambda line: print(f"host-image: {line}", file=sys.stderr))
     except StagecraftError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        if getattr(exc, "output_tail", ""):
-            print(exc.output_tail, file=sys.stderr)
+        output_tail = getattr(exc, "output_tail", "")
+        if output_tail:
+            print(output_tail, file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return int(exc.exit_code)
