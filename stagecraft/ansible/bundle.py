@@ -6,6 +6,7 @@ operator can read it, and ansible-runner finds it without extra arguments::
 
     run.json                 what was asked (no secret values), when
     run.lock                 flock held from prepare() until the run ends
+    stop                     created to stop the run before its next task
     ansible.cfg              our (empty) config, so ~/.ansible.cfg is never read
     inventory/hosts.json     the inventory
     env/extravars            extra variables (JSON)
@@ -47,6 +48,10 @@ DEFAULT_KEEP_RUNS = 20
 LOCK_FILE = "run.lock"
 MANIFEST_FILE = "run.json"
 SECRETS_FILE = "env/secret_extravars"
+STOP_FILE = "stop"
+
+# Our callback plugin (stagecraft_stop) that stops a run between tasks.
+CALLBACK_PLUGINS_DIR = Path(__file__).resolve().parent / "callback_plugins"
 
 # A short, fixed directory for SSH control sockets: a socket path must fit in
 # ~104 bytes, and ansible's default (~/.ansible/cp) can be too long.
@@ -111,6 +116,11 @@ class Bundle:
     """Check mode (--dry-run): nothing on a host is changed."""
     redactor: Redactor = field(repr=False, compare=False)
     lock: RunLock = field(repr=False, compare=False)
+
+    @property
+    def stop_file(self) -> Path:
+        """Creating this file stops the run before its next task starts."""
+        return self.root / STOP_FILE
 
     @property
     def artifacts_dir(self) -> Path:
@@ -218,6 +228,10 @@ def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
         "ANSIBLE_DISPLAY_ARGS_TO_STDOUT": "False",
         # A broken inventory is an error, not a run against zero hosts.
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        # Stop between tasks when <run>/stop exists (see callback_plugins/).
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_PLUGINS_DIR),
+        "ANSIBLE_CALLBACKS_ENABLED": "stagecraft_stop",
+        "STAGECRAFT_STOP_FILE": str(root / STOP_FILE),
     }
     if request.ssh.private_key_file is not None:
         settings["ANSIBLE_PRIVATE_KEY_FILE"] = str(request.ssh.private_key_file)

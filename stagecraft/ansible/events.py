@@ -79,7 +79,7 @@ class HostState:
 class Update:
     """What the last event did, for views that print lines rather than tables."""
 
-    kind: Literal["play", "task", "result", "stats", "stopping", "error"]
+    kind: Literal["play", "task", "start", "result", "stats", "stopping", "error"]
     play: str | None = None
     task: str | None = None
     host: str | None = None
@@ -285,7 +285,9 @@ def reduce(state: RunState, event: Mapping[str, Any]) -> RunState:
         host = _text(data.get("host"))
         if not host:
             return state
-        return _with_host(state, host, task=_task_name(data), running=True)
+        task = _task_name(data)
+        state = _with_host(state, host, task=task, running=True)
+        return replace(state, last=Update(kind="start", play=state.play, task=task, host=host))
     if name == "runner_on_ok":
         return _result(state, data, "ok")
     if name == "runner_on_failed":

@@ -89,6 +89,10 @@ def test_ansible_settings(tmp_path: Path) -> None:
     assert env["ANSIBLE_CONFIG"] == str(bundle.root / "ansible.cfg")
     assert (bundle.root / "ansible.cfg").is_file()
     assert env["ANSIBLE_DISPLAY_ARGS_TO_STDOUT"] == "False"
+    # The stop-between-tasks callback is on and knows where to look.
+    assert env["ANSIBLE_CALLBACKS_ENABLED"] == "stagecraft_stop"
+    assert (Path(env["ANSIBLE_CALLBACK_PLUGINS"]) / "stagecraft_stop.py").is_file()
+    assert env["STAGECRAFT_STOP_FILE"] == str(bundle.stop_file)
     ssh_args = shlex.split(env["ANSIBLE_SSH_ARGS"])
     options = [ssh_args[i + 1] for i, a in enumerate(ssh_args) if a == "-o"]
     assert "ControlMaster=auto" in options

@@ -132,6 +132,7 @@ def test_updates_describe_plays_tasks_and_results() -> None:
             kinds.append(state.last.kind)
     assert kinds[0] == "play" and kinds[-1] == "stats"
     assert kinds.count("task") == 8
+    assert kinds.count("start") == sum(e["event"] == "runner_on_start" for e in MIXED)
     assert kinds.count("result") == sum(e["event"] in RESULT_EVENTS for e in MIXED)
 
 
