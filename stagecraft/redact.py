@@ -26,7 +26,7 @@ class Redactor:
     ignored: masking "" would mean nothing and masking every gap.
     """
 
-    __slots__ = ("_pattern", "_count")
+    __slots__ = ("_count", "_pattern")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         values = {v for v in secrets if isinstance(v, str) and v != ""}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shlex
 import shutil
@@ -33,7 +34,7 @@ import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -300,7 +301,7 @@ def prepare(
 
         manifest = {
             "run_id": request.run_id,
-            "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "playbook": str(playbook_path),
             "limit": request.limit,
             "tags": list(request.tags),
@@ -326,7 +327,7 @@ def prepare(
                     "suppress_output_file": True,
                     # How often runner polls cancellation (seconds).
                     "pexpect_timeout": 0.5,
-                    **({"job_timeout": int(request.timeout)} if request.timeout else {}),
+                    **({"job_timeout": math.ceil(request.timeout)} if request.timeout else {}),
                 },
                 indent=2,
             )

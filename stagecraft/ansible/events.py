@@ -176,7 +176,8 @@ def _result(state: RunState, data: Mapping[str, Any], status: Status) -> RunStat
         return state
     task = _task_name(data)
     current = state.host(host) or HostState(name=host)
-    res = data.get("res") if isinstance(data.get("res"), Mapping) else {}
+    raw_res = data.get("res")
+    res: Mapping[str, Any] = raw_res if isinstance(raw_res, Mapping) else {}
     changes: dict[str, Any] = {"task": task, "running": False}
     message: str | None = None
 
@@ -236,7 +237,7 @@ def _stats(state: RunState, data: Mapping[str, Any]) -> RunState:
         host = state.host(name)
         if host is None and name not in counts("processed"):
             continue
-        values = {
+        values: dict[str, Any] = {
             "ok": number(ok, name),
             "changed": number(changed, name),
             "failed": number(failures, name),

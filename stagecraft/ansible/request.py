@@ -78,7 +78,7 @@ def _check_inventory(inventory: Mapping[str, Any]) -> None:
         if group is None:
             return
         if not isinstance(group, Mapping):
-            raise ValueError(f"inventory group {name!r} must be a mapping")
+            raise TypeError(f"inventory group {name!r} must be a mapping")
         unknown = set(group) - _INVENTORY_GROUP_KEYS
         if unknown:
             raise ValueError(
@@ -87,13 +87,13 @@ def _check_inventory(inventory: Mapping[str, Any]) -> None:
             )
         hosts = group.get("hosts") or {}
         if not isinstance(hosts, Mapping):
-            raise ValueError(f"inventory group {name!r}: hosts must map host name to its vars")
+            raise TypeError(f"inventory group {name!r}: hosts must map host name to its vars")
         for host, host_vars in hosts.items():
             if host_vars is not None and not isinstance(host_vars, Mapping):
-                raise ValueError(f"inventory host {host!r}: vars must be a mapping")
+                raise TypeError(f"inventory host {host!r}: vars must be a mapping")
         children = group.get("children") or {}
         if not isinstance(children, Mapping):
-            raise ValueError(f"inventory group {name!r}: children must be a mapping")
+            raise TypeError(f"inventory group {name!r}: children must be a mapping")
         for child, child_group in children.items():
             check_group(child, child_group, depth + 1)
 
@@ -180,7 +180,7 @@ class RunRequest:
         secrets = _frozen_json(self.secret_extravars, "secret_extravars")
         for key, value in secrets.items():
             if not isinstance(value, str):
-                raise ValueError(f"secret extravar {key!r} must be a string")
+                raise TypeError(f"secret extravar {key!r} must be a string")
         overlap = set(secrets) & set(self.extravars)
         if overlap:
             # Ansible applies the later -e; rather than rely on order, forbid it.

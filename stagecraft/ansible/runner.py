@@ -271,10 +271,10 @@ def run(
         finally:
             events.put(_DONE)
 
-    previous_handlers: dict[int, Any] = {}
+    previous_handlers: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, control.on_signal)
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[stop_signal] = signal.signal(stop_signal, control.on_signal)
 
     state = RunState.start(bundle.hosts)
     started = time.monotonic()
@@ -334,8 +334,8 @@ def run(
     finally:
         if worker.ident is not None:
             worker.join()
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
+        for stop_signal, handler in previous_handlers.items():
+            signal.signal(stop_signal, handler)
         try:
             _scrub_artifacts(bundle)
         finally:

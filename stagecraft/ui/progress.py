@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Self, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -88,7 +88,7 @@ def _shows_result(status: str | None, verbosity: int) -> bool:
 class ProgressView:
     """Base of the views: a context manager with ``update(state)``."""
 
-    def __enter__(self) -> ProgressView:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +237,7 @@ class LiveProgress(ProgressView):
         )
         self._started = False
 
-    def __enter__(self) -> LiveProgress:
+    def __enter__(self) -> Self:
         self._live.start()
         self._started = True
         return self

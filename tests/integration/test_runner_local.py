@@ -41,7 +41,7 @@ def out_dir(tmp_path: Path) -> Path:
 
 
 def make_request(playbook: str, run_id: str = "run-1", **changes) -> RunRequest:
-    values = dict(run_id=run_id, playbook=PLAYBOOKS / playbook, inventory=INVENTORY)
+    values = {"run_id": run_id, "playbook": PLAYBOOKS / playbook, "inventory": INVENTORY}
     values.update(changes)
     return RunRequest(**values)
 
@@ -232,6 +232,19 @@ def test_ctrl_c_twice_stops_at_once(runs_dir: Path, out_dir: Path) -> None:
     assert all(h.ok == 0 for h in result.hosts)
     assert result.rc == 254  # ansible-runner killed it
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_timeout_kills_the_run(runs_dir: Path, out_dir: Path) -> None:
+    result = run(
+        prepare(
+            make_request("driver_slow.yml", extravars={"marker_dir": str(out_dir)}, timeout=0.5),
+            runs_dir,
+        )
+    )
+    assert result.status == "timeout"
+    assert list(out_dir.iterdir()) == []
+    with pytest.raises(RunFailed, match="timed out"):
+        result.raise_for_status()
 
 
 def test_a_failing_view_stops_the_run_and_raises(runs_dir: Path, out_dir: Path) -> None:

@@ -15,6 +15,7 @@ The driver creates the file on Ctrl-C; an operator may too:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
@@ -47,11 +48,11 @@ class CallbackModule(CallbackBase):
             # turns exceptions into warnings, but lets this end the run.
             raise KeyboardInterrupt("stop requested by stagecraft")
 
-    def v2_playbook_on_play_start(self, play) -> None:
+    def v2_playbook_on_play_start(self, play: Any) -> None:
         self._stop_if_asked()
 
-    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+    def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
         self._stop_if_asked()
 
-    def v2_playbook_on_handler_task_start(self, task) -> None:
+    def v2_playbook_on_handler_task_start(self, task: Any) -> None:
         self._stop_if_asked()
