@@ -24,9 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "Check stagecraft.yml and report every problem."),
     "config": ("config", "Show the resolved configuration of an environment."),
     "schema": ("schema", "Print the JSON Schema of stagecraft.yml."),
+    "inventory": ("inventory", "Print the Ansible inventory of an environment."),
     "version": ("version", "Show versions of stagecraft and its tools."),
     "completion": ("completion", "Print a shell completion script."),
     "status": ("status", "Report on the project (roadmap)."),
+    "infra": ("infra", "Create, inspect and remove the hosts of an environment."),
 }
 
 
@@ -74,10 +76,16 @@ def _wants_debug(argv: list[str]) -> bool:
 
 
 def _wants_json(argv: list[str]) -> bool:
+    # The last --output on the command line wins, and beats STAGECRAFT_OUTPUT.
+    chosen = None
     for index, arg in enumerate(argv):
-        if arg == "--output=json" or (arg == "--output" and argv[index + 1:index + 2] == ["json"]):
-            return True
-    return os.environ.get("STAGECRAFT_OUTPUT", "") == "json"
+        if arg.startswith("--output="):
+            chosen = arg.partition("=")[2]
+        elif arg == "--output":
+            chosen = next(iter(argv[index + 1:index + 2]), None)
+    if chosen is None:
+        chosen = os.environ.get("STAGECRAFT_OUTPUT", "")
+    return chosen == "json"
 
 
 def report_error(error: StagecraftError, *, as_json: bool) -> None:

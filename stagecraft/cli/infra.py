@@ -1,0 +1,101 @@
+"""`stagecraft infra up|down|status`: the hosts of an environment."""
+
+from __future__ import annotations
+
+import click
+
+from stagecraft.cli.context import AppContext, command as subcommand, group
+
+
+@group("infra", short_help="Create, inspect and remove the hosts of an environment.")
+def command(app: AppContext) -> None:
+    """The hosts of an environment, from its cloud provider (`local`: containers on
+    this machine's Docker Engine)."""
+
+
+def _context(app: AppContext):
+    from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+
+    env = app.environment()
+    return env, cloud_for(env), fleet_spec(env), state_dir(app.load().project_dir, env.name)
+
+
+def _print_hosts(records: list, *, show_change: bool) -> None:
+    header = ["host", "roles", "state", "ssh", "private ip"] + (["change"] if show_change else [])
+    rows = [header]
+    for r in records:
+        ssh = f"{r.ssh_user}@{r.ssh_host}:{r.ssh_port}" if r.ssh_host else "-"
+        row = [r.name, ",".join(r.roles) or "-", r.state, ssh, r.private_ip or "-"]
+        if show_change:
+            row.append(r.change or "-")
+        rows.append(row)
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    for row in rows:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@subcommand("up")
+@click.option("--bootstrap", "then_bootstrap", is_flag=True,
+              help="Then run `stagecraft bootstrap` on the hosts.")
+def up(app: AppContext, then_bootstrap: bool) -> None:
+    """Create the environment's hosts (idempotent: existing hosts are left as they are)."""
+    env, cloud, spec, state = _context(app)
+    if app.dry_run:
+        records = cloud.status(spec, state)
+        app.emit({"dry_run": True, "hosts": [r.to_dict() for r in records]},
+                 lambda d: _print_hosts(records, show_change=False))
+        return
+    records = cloud.up(spec, state, log=app.say)
+    created = sum(r.change in ("created", "started") for r in records)
+    data = {"environment": env.name, "changed": created > 0,
+            "hosts": [r.to_dict() for r in records]}
+
+    def text(_: dict) -> None:
+        _print_hosts(records, show_change=True)
+        app.say(f"{created} host(s) created or started, "
+                f"{sum(r.change == 'unchanged' for r in records)} unchanged")
+
+    if then_bootstrap:
+        from stagecraft.bootstrap import bootstrap_environment
+
+        data["bootstrap"] = bootstrap_environment(app, env, cloud, spec, state).to_dict()
+    app.emit(data, text)
+
+
+@subcommand("status")
+def status(app: AppContext) -> None:
+    """List the environment's hosts: name, roles, addresses, state."""
+    env, cloud, spec, state = _context(app)
+    records = cloud.status(spec, state)
+    app.emit({"environment": env.name, "hosts": [r.to_dict() for r in records]},
+             lambda d: _print_hosts(records, show_change=False))
+
+
+@subcommand("down")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def down(app: AppContext, yes: bool) -> None:
+    """Remove the environment's hosts, their volumes and network (idempotent)."""
+    env, cloud, spec, state = _context(app)
+    if not yes and env.providers.cloud.kind != "local":
+        click.confirm(f"Remove every host of environment '{env.name}'?", abort=True)
+    if app.dry_run:
+        records = cloud.status(spec, state)
+        app.emit({"dry_run": True, "would_remove": [r.name for r in records if r.state != "missing"]},
+                 lambda d: click.echo("would remove: " + (", ".join(d["would_remove"]) or "nothing")))
+        return
+    result = cloud.down(spec, state, log=app.say)
+
+    def text(_: dict) -> None:
+        for host in result.hosts:
+            click.echo(f"{host.name}  {host.change}")
+        for thing in result.removed:
+            click.echo(f"removed {thing}")
+        if not result.changed:
+            click.echo("nothing to remove")
+
+    app.emit({"environment": env.name, **result.to_dict()}, text)
+
+
+command.add_command(up)
+command.add_command(status)
+command.add_command(down)
