@@ -198,7 +198,11 @@ def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
         "-o", "StrictHostKeyChecking=yes",
     ]
     if request.ssh.known_hosts_file is not None:
-        ssh_args += ["-o", f"UserKnownHostsFile={request.ssh.known_hosts_file}"]
+        # Only the given file vouches for hosts; not the system-wide one.
+        ssh_args += [
+            "-o", f"UserKnownHostsFile={request.ssh.known_hosts_file}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+        ]
     if request.ssh.private_key_file is not None:
         ssh_args += ["-o", "IdentitiesOnly=yes"]
 

@@ -99,6 +99,7 @@ def test_ansible_settings(tmp_path: Path) -> None:
     assert "ControlPersist=60s" in options
     assert "StrictHostKeyChecking=yes" in options
     assert f"UserKnownHostsFile={known_hosts}" in options
+    assert "GlobalKnownHostsFile=/dev/null" in options
     # Socket path = dir + "/" + ansible's 10-char hash + ssh's temporary
     # suffix (".XXXXXXXXXXXXXXXX"); it must stay under the 104-byte limit.
     assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(CONTROL_PATH_DIR)
@@ -109,7 +110,7 @@ def test_ansible_settings(tmp_path: Path) -> None:
 def test_without_known_hosts_key_checking_stays_strict(tmp_path: Path) -> None:
     env = envvars(prepare(request(), tmp_path))
     assert "StrictHostKeyChecking=yes" in env["ANSIBLE_SSH_ARGS"]
-    assert "UserKnownHostsFile" not in env["ANSIBLE_SSH_ARGS"]
+    assert "KnownHostsFile" not in env["ANSIBLE_SSH_ARGS"]
     assert "ANSIBLE_PRIVATE_KEY_FILE" not in env
 
 
