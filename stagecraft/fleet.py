@@ -27,4 +27,4 @@ def cloud_for(env: ResolvedEnvironment) -> CloudProvider:
 
 def state_dir(project_dir: Path, environment: str) -> Path:
     """``.stagecraft/<env>/``: hosts.json, known_hosts and the SSH key of an environment."""
-    return project_dir / STATE_DIR / environment
+    return Path(project_dir).resolve() / STATE_DIR / environment

@@ -56,9 +56,13 @@ def up(app: AppContext, then_bootstrap: bool) -> None:
                 f"{sum(r.change == 'unchanged' for r in records)} unchanged")
 
     if then_bootstrap:
-        from stagecraft.bootstrap import bootstrap_environment
+        from stagecraft.cli.bootstrap import bootstrap_hosts
 
-        data["bootstrap"] = bootstrap_environment(app, env, cloud, spec, state).to_dict()
+        if not app.json:
+            text(data)
+        data["bootstrap"] = bootstrap_hosts(app, env, cloud, spec, state).to_dict()
+        app.emit(data, lambda d: app.say("bootstrap: done"))
+        return
     app.emit(data, text)
 
 

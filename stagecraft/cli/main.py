@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("completion", "Print a shell completion script."),
     "status": ("status", "Report on the project (roadmap)."),
     "infra": ("infra", "Create, inspect and remove the hosts of an environment."),
+    "bootstrap": ("bootstrap", "Prepare the hosts of an environment for deploys."),
 }
 
 

@@ -1,0 +1,70 @@
+"""Bootstrap the hosts of an environment: playbooks/bootstrap.yml through the driver.
+
+The inventory comes from the same renderer the inventory plugin uses; the role's
+variables are the project/environment names, the environment's SSH public key for
+the deploy user, and whatever the cloud provider needs (the local cloud's Docker
+quirk, for instance).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stagecraft.ansible.bundle import prepare
+from stagecraft.ansible.request import RunRequest, SshSettings
+from stagecraft.ansible.runner import RunResult, run
+from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.errors import StateError
+from stagecraft.providers.cloud import CloudProvider, FleetSpec, StateFiles
+from stagecraft.render.inventory import ConnectionSettings, load_host_records, render_inventory
+
+PLAYBOOK = "bootstrap.yml"
+
+
+def new_run_id(verb: str, environment: str) -> str:
+    """Sortable by time, names what ran: 20261121T101500Z-bootstrap-local."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{verb}-{environment}"
+
+
+def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: FleetSpec,
+                      state_dir: Path, *, check: bool = False, verbosity: int = 0,
+                      limit: str | None = None) -> RunRequest:
+    """The run request for bootstrapping ``env``'s hosts (pure apart from reading state)."""
+    records = {name: r for name, r in load_host_records(state_dir).items() if r.in_spec}
+    if not records:
+        raise StateError(
+            f"environment '{env.name}' has no hosts yet",
+            hint=f"create them first: stagecraft infra up --env {env.name}",
+        )
+    access = cloud.ssh_access(spec, state_dir)
+    connection = ConnectionSettings(private_key=access.private_key,
+                                    known_hosts=access.known_hosts, user=access.user)
+    public_key = StateFiles(state_dir).public_key
+    extravars: dict[str, Any] = {
+        "bootstrap_project": env.project.name,
+        "bootstrap_environment": env.name,
+        "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
+        if public_key.is_file() else [],
+        **cloud.bootstrap_vars(),
+    }
+    return RunRequest(
+        run_id=new_run_id("bootstrap", env.name),
+        playbook=PLAYBOOK,
+        inventory=render_inventory(env, records, connection),
+        extravars=extravars,
+        check=check,
+        verbosity=max(0, verbosity - 1),
+        limit=limit,
+        ssh=SshSettings(private_key_file=access.private_key,
+                        known_hosts_file=access.known_hosts, user=access.user),
+    )
+
+
+def run_bootstrap(request: RunRequest, runs_dir: Path,
+                  on_event: Callable[[Any], None] | None = None) -> RunResult:
+    """Prepare the run bundle and run it; the result says per host what changed."""
+    bundle = prepare(request, runs_dir)
+    return run(bundle, on_event=on_event)
