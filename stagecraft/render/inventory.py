@@ -1,0 +1,277 @@
+"""The Ansible inventory of an environment (CORE_INVENTORY, spec/core/inventory.md).
+
+One source of rendering: the CLI (``stagecraft inventory``, the run bundle) and
+the ``stagecraft.platform.stagecraft`` inventory plugin both call
+:func:`inventory_of`, which reads the environment's state files and hands them to
+the pure :func:`render_inventory`.
+
+The result is Ansible's YAML/JSON inventory-file shape (what the ``yaml``
+inventory plugin reads and what ansible-runner takes as ``inventory``)::
+
+    {"all": {"children": {
+        "project_shop": {"children": {"env_production": {"hosts": {"edge-1": {...vars}}}}},
+        "role_app":  {"hosts": {"app-1": {}, "app-2": {}}},
+        "role_edge": {"hosts": {"edge-1": {}}}}}}
+
+Group names carry a prefix (``project_``, ``env_``, ``role_``) so that they can
+never be Ansible's reserved ``all``/``ungrouped``, never clash with each other
+(a role named like an environment) and never equal a host name (host names are
+DNS labels, which have no ``_``). Characters Ansible does not allow in group
+names (``-``) become ``_``. Host variables live once, under the environment
+group; the other groups only list members.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stagecraft import fleet
+from stagecraft.config.loader import LoadedConfig
+from stagecraft.config.schema import (
+    CloudDigitalOcean,
+    CloudLocal,
+    CloudSSH,
+    Host,
+    ResolvedEnvironment,
+)
+from stagecraft.errors import ConfigError
+from stagecraft.providers.cloud.base import HostRecord, StateFiles, read_hosts_file
+
+PROJECT_GROUP_PREFIX = "project_"
+ENV_GROUP_PREFIX = "env_"
+ROLE_GROUP_PREFIX = "role_"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How Ansible reaches an environment's hosts, beyond each host's address.
+
+    ``private_key``: the SSH key to use (None: ssh's own defaults and agent).
+    ``known_hosts``: the pinned host keys (None: the user's known_hosts files).
+    ``user``: the user for hosts whose config and record name none.
+    Host key checking is on either way.
+    """
+
+    private_key: Path | None = None
+    known_hosts: Path | None = None
+    user: str | None = None
+
+
+def group_name(prefix: str, name: str) -> str:
+    """An Ansible group name: the prefix, then ``name`` with ``-`` (and any other
+    character Ansible rejects in group names) replaced by ``_``."""
+    safe = "".join(ch if (ch.isascii() and (ch.isalnum() or ch == "_")) else "_" for ch in name)
+    return f"{prefix}{safe}"
+
+
+def project_group(project: str) -> str:
+    """The group of every host of the project: ``project_<project>``."""
+    return group_name(PROJECT_GROUP_PREFIX, project)
+
+
+def env_group(environment: str) -> str:
+    """The group of every host of an environment: ``env_<environment>``."""
+    return group_name(ENV_GROUP_PREFIX, environment)
+
+
+def role_group(role: str) -> str:
+    """The group of every host with a role: ``role_<role>``."""
+    return group_name(ROLE_GROUP_PREFIX, role)
+
+
+def render_inventory(
+    env: ResolvedEnvironment,
+    hosts: Mapping[str, HostRecord] | None,
+    connection: ConnectionSettings,
+) -> dict[str, Any]:
+    """The inventory of ``env`` in Ansible's YAML/JSON inventory-file shape.
+
+    ``hosts`` maps host name to what the cloud provider recorded (hosts.json);
+    None or a missing entry means the host was not created yet: it is still
+    listed, with its roles and services, and with connection variables only if
+    the config gives an ``address``. Records of hosts the environment does not
+    list are ignored: the config decides which hosts exist.
+
+    Pure: reads nothing, and the same arguments give the same dict (insertion
+    order included). No secret is rendered.
+    Raises ConfigError when two roles would become the same group name.
+    """
+    records = hosts or {}
+    host_vars = {
+        host.name: _host_vars(env, host, records.get(host.name), connection)
+        for host in env.hosts
+    }
+    role_groups: dict[str, dict[str, Any]] = {}
+    role_of_group: dict[str, str] = {}
+    for role in sorted({role for host in env.hosts for role in host.roles}):
+        name = role_group(role)
+        if name in role_of_group:
+            raise ConfigError(
+                f"environment {env.name!r}: roles {role_of_group[name]!r} and {role!r} both "
+                f"become the Ansible group {name}",
+                hint="rename one of the roles (a role's '-' becomes '_' in its group name)",
+            )
+        role_of_group[name] = role
+        role_groups[name] = {
+            "hosts": {host.name: {} for host in env.hosts if role in host.roles},
+        }
+    return {
+        "all": {
+            "children": {
+                project_group(env.project.name): {
+                    "children": {
+                        env_group(env.name): {"hosts": host_vars},
+                    },
+                },
+                **role_groups,
+            },
+        },
+    }
+
+
+def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
+               connection: ConnectionSettings) -> dict[str, Any]:
+    """The variables of one host: stagecraft facts, then how to connect."""
+    services = sorted(name for name, service in env.services.items()
+                      if set(service.on).intersection(host.roles))
+    facts: dict[str, Any] = {
+        "stagecraft_project": env.project.name,
+        "stagecraft_environment": env.name,
+        "stagecraft_roles": list(host.roles),
+        "stagecraft_services": services,
+        "stagecraft_volumes": list(host.volumes),
+    }
+    if record is not None and record.private_ip:
+        facts["stagecraft_private_ip"] = record.private_ip
+    # Kept on whatever ansible.cfg or ANSIBLE_HOST_KEY_CHECKING say: a host
+    # variable outranks both.
+    facts["ansible_host_key_checking"] = True
+
+    address = (record.ssh_host if record is not None else None) or host.address
+    if not address:
+        return facts
+    facts["ansible_host"] = address
+    port = (record.ssh_port if record is not None else None) or host.ssh_port
+    if port:
+        facts["ansible_port"] = port
+    user = host.ssh_user or (record.ssh_user if record is not None else None) or connection.user
+    if user:
+        facts["ansible_user"] = user
+    if connection.private_key is not None:
+        facts["ansible_ssh_private_key_file"] = str(connection.private_key)
+    facts["ansible_ssh_common_args"] = ssh_common_args(connection)
+    return facts
+
+
+def ssh_common_args(connection: ConnectionSettings) -> str:
+    """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked."""
+    options: list[str] = []
+    if connection.known_hosts is not None:
+        options += [f"UserKnownHostsFile={connection.known_hosts}",
+                    "GlobalKnownHostsFile=/dev/null"]
+    options.append("StrictHostKeyChecking=yes")
+    if connection.private_key is not None:
+        options.append("IdentitiesOnly=yes")
+    return " ".join(f"-o {shlex.quote(option)}" for option in options)
+
+
+# ------------------------------------------------------------------ state files
+
+
+def state_dir_of(project_dir: Path, environment: str) -> Path:
+    """The state directory of an environment: ``<project>/.stagecraft/<env>/``, absolute
+    and canonical, so rendered paths work from any working directory and the CLI and
+    the inventory plugin render the same paths."""
+    return fleet.state_dir(Path(project_dir).resolve(), environment)
+
+
+def load_host_records(state_dir: Path) -> dict[str, HostRecord]:
+    """The host records of ``state_dir``/hosts.json by host name; empty when there is none.
+
+    Raises StateError when the file is unreadable, malformed or too new.
+    """
+    document = read_hosts_file(StateFiles(Path(state_dir)))
+    if document is None:
+        return {}
+    return {record.name: record for record in document["hosts"]}
+
+
+def load_connection_settings(state_dir: Path) -> ConnectionSettings:
+    """The key, known_hosts and user recorded in ``state_dir``/hosts.json.
+
+    Without hosts.json (hosts not created, or a cloud that keeps no state), the
+    standard key and known_hosts of the state dir are used when they exist.
+    Raises StateError like :func:`load_host_records`.
+    """
+    files = StateFiles(Path(state_dir))
+    document = read_hosts_file(files)
+    ssh = document.get("ssh") if document is not None else None
+    if isinstance(ssh, Mapping):
+        return ConnectionSettings(
+            private_key=_state_path(files, ssh.get("private_key")),
+            known_hosts=_state_path(files, ssh.get("known_hosts")),
+            user=ssh.get("user") if isinstance(ssh.get("user"), str) else None,
+        )
+    return ConnectionSettings(
+        private_key=files.private_key if files.private_key.is_file() else None,
+        known_hosts=files.known_hosts if files.known_hosts.is_file() else None,
+    )
+
+
+def _state_path(files: StateFiles, value: Any) -> Path | None:
+    """A path written in hosts.json (relative to the state dir, or absolute)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return files.state_dir / value
+
+
+def inventory_of(loaded: LoadedConfig, environment: str | None) -> dict[str, Any]:
+    """The inventory of an environment of a loaded stagecraft.yml, with its state files.
+
+    Records written by another cloud provider than the environment's (its cloud
+    changed since ``infra up``) are stale and left out. This is the one function
+    the CLI and the inventory plugin call. Raises ConfigError and StateError.
+    """
+    env = loaded.environment(environment)
+    state_dir = state_dir_of(loaded.project_dir, env.name)
+    cloud: CloudDigitalOcean | CloudLocal | CloudSSH = env.providers.cloud
+    records = {name: record for name, record in load_host_records(state_dir).items()
+               if record.provider == cloud.kind}
+    return render_inventory(env, records, load_connection_settings(state_dir))
+
+
+# ------------------------------------------------------------------------ views
+
+
+def inventory_graph(inventory: Mapping[str, Any]) -> str:
+    """The tree ``ansible-inventory --graph`` prints for this inventory.
+
+    Groups and hosts come in the inventory's order, ``@ungrouped:`` first under
+    ``@all:`` as Ansible shows it; hosts directly under ``all`` are not shown.
+    """
+    lines = ["@all:", "  |--@ungrouped:"]
+    all_group = inventory.get("all") or {}
+    for name, child in (all_group.get("children") or {}).items():
+        _graph_group(name, child, 1, lines)
+    return "\n".join(lines)
+
+
+def _graph_group(name: str, group: Mapping[str, Any] | None, depth: int,
+                 lines: list[str]) -> None:
+    lines.append("  |" * depth + f"--@{name}:")
+    group = group or {}
+    for child_name, child in (group.get("children") or {}).items():
+        _graph_group(child_name, child, depth + 1, lines)
+    for host in group.get("hosts") or {}:
+        lines.append("  |" * (depth + 1) + f"--{host}")
+
+
+__all__ = [
+    "ConnectionSettings", "env_group", "group_name", "inventory_graph", "inventory_of",
+    "load_connection_settings", "load_host_records", "project_group", "render_inventory",
+    "role_group", "ssh_common_args", "state_dir_of",
+]
