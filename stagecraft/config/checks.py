@@ -54,6 +54,16 @@ def _check_hosts(env: ResolvedEnvironment) -> Iterator[Issue]:
 
 def _check_placement(env: ResolvedEnvironment) -> Iterator[Issue]:
     present = {r for h in env.hosts for r in h.roles}
+    # Roles become Ansible groups with '-' turned into '_': two spellings of one
+    # group would silently merge.
+    spelled: dict[str, str] = {}
+    for index, host in enumerate(env.hosts):
+        for rindex, role in enumerate(host.roles):
+            key = role.replace("-", "_")
+            if spelled.setdefault(key, role) != role:
+                yield Issue(("hosts", index, "roles", rindex),
+                            f"role '{role}' and role '{spelled[key]}' differ only in '-' "
+                            "and '_'; pick one spelling")
     for name, service in env.services.items():
         for index, role in enumerate(service.on):
             if role not in present:
