@@ -1,0 +1,61 @@
+"""Every playbook passes `ansible-playbook --syntax-check`; playbooks/ and roles/ pass
+`ansible-lint --profile production` (offline: Galaxy is never asked).
+
+No Docker needed. The tools are the venv's own, with the repo's roles/ and
+collections/ on their search paths, as the CLI's runs have them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
+
+
+def ansible_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        # ansible-lint runs ansible-playbook and ansible-config by name.
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        "NO_COLOR": "1",
+    }
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), cwd=REPO, env=ansible_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_there_are_playbooks_to_check() -> None:
+    # The parametrised test below would silently check nothing otherwise.
+    assert any(p.name == "bootstrap.yml" for p in PLAYBOOKS), PLAYBOOKS
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_playbook_passes_syntax_check(playbook: Path) -> None:
+    result = run(str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
+                 str(playbook.relative_to(REPO)))
+    assert result.returncode == 0, (
+        f"ansible-playbook --syntax-check {playbook.name} failed "
+        f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
+
+
+def test_playbooks_and_roles_pass_ansible_lint_production_profile() -> None:
+    result = run(str(BIN / "ansible-lint"), "--offline", "--profile", "production",
+                 "--nocolor", "playbooks", "roles")
+    assert result.returncode == 0, (
+        f"ansible-lint --profile production failed (exit {result.returncode}):\n"
+        f"{result.stdout}\n{result.stderr}"
+    )
+    assert "Profile 'production' was required, and it passed" in result.stderr, result.stderr
