@@ -133,7 +133,8 @@ def run(
     for reader in readers:
         reader.join(timeout=5)
     duration = time.monotonic() - started
-    result = Completed(argv, proc.returncode, "\n".join(out_lines), "\n".join(err_lines), duration)
+    result = Completed(tuple(masker.data(list(argv))), proc.returncode, "\n".join(out_lines),
+                       "\n".join(err_lines), duration)
     log.debug("exit %s after %.2fs: %s", proc.returncode, duration, shown)
 
     if timed_out:

@@ -24,12 +24,15 @@ def roadmap(app: AppContext, show_features: bool) -> None:
     def text(data: dict) -> None:
         click.echo(f"{'phase':<28} {'done':>9}  progress")
         for row in data["phases"]:
-            bar = "#" * round(row["percent"] / 5)
+            # From the counts, not the JSON's 1-decimal percent: 20.51% shows as 21%, not 20%.
+            percent = row["percent"] and 100 * row["done"] / row["total"]
+            bar = "#" * round(percent / 5)
             click.echo(f"{row['label']:<28} {row['done']:>3}/{row['total']:<4} "
-                       f"[{bar:<20}] {row['percent']:>3.0f}%  {row['in_progress']} in progress")
+                       f"[{bar:<20}] {percent:>3.0f}%  {row['in_progress']} in progress")
         total = data["total"]
+        percent = total["percent"] and 100 * total["done"] / total["total"]
         click.echo(f"{'all (without v2)':<28} {total['done']:>3}/{total['total']:<4} "
-                   f"{total['percent']:.0f}%")
+                   f"{percent:.0f}%")
         if show_features:
             for feature in catalog.features:
                 click.echo(f"  {feature.status:<12} {feature.id:<32} {feature.title}")

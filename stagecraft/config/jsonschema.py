@@ -25,10 +25,24 @@ def config_json_schema() -> dict[str, Any]:
 
 
 def _allow_extensions(node: Any) -> None:
-    """`x-` keys are ignored by the loader at every level; let the schema agree."""
+    """`x-` keys are ignored by the loader at every level; let the schema agree.
+
+    That covers models (additionalProperties: false) and maps keyed by name
+    (services, volumes, environments, overrides): there an `x-` key is not a
+    name, so the name patterns must not claim it. A map whose keys have a
+    pattern (dict[DnsLabel, ...]) accepts no other keys, as the models do."""
     if isinstance(node, dict):
-        if node.get("type") == "object" and node.get("additionalProperties") is False:
-            node.setdefault("patternProperties", {})["^x-"] = {}
+        if node.get("type") == "object":
+            patterns = node.get("patternProperties")
+            if patterns:
+                node["patternProperties"] = {
+                    (f"^(?!x-){key[1:]}" if key.startswith("^") else f"^(?!x-).*{key}"): value
+                    for key, value in patterns.items()
+                }
+                if "additionalProperties" not in node and "properties" not in node:
+                    node["additionalProperties"] = False
+            if node.get("additionalProperties") not in (None, True):  # false, or a schema
+                node.setdefault("patternProperties", {})["^x-"] = {}
         for value in node.values():
             _allow_extensions(value)
     elif isinstance(node, list):

@@ -16,7 +16,7 @@ from typing import Any, Iterable, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from stagecraft.config import checks
-from stagecraft.config.overlay import resolve_raw, source_path
+from stagecraft.config.overlay import ENVIRONMENT_OWN_KEYS, resolve_raw, source_path
 from stagecraft.config.schema import ResolvedEnvironment, StagecraftConfig
 from stagecraft.config.source import (
     Issue,
@@ -205,6 +205,10 @@ def _prune_invalid(merged: dict, exc: ValidationError,
                 path = path[:-1]
             while path and not isinstance(path[-1], str):
                 path = path[:-1]
+            if error["loc"][:1] == ("project",):
+                # No cross-field check reads the project: stand in a valid one.
+                data["project"] = {"name": "project"}
+                continue
             if len(path) < 2 and path[:1] != ("migrations",):
                 return None, dropped  # a required top-level section is broken
             parent = _get(data, path[:-1])
@@ -304,16 +308,16 @@ def _unknown_service_overrides(raw: dict, smap: SourceMap) -> Iterable[Issue]:
 
 def _translate(exc: ValidationError, data: Any, smap: SourceMap, model: type[BaseModel],
                origin: dict[Path_, Path_] | None = None) -> list[Issue]:
-    grouped: dict[Path_, list[dict]] = {}
+    grouped: dict[tuple[Path_, bool], list[dict]] = {}
     for error in exc.errors(include_url=False):
-        path, key_error = _data_path(error["loc"], data)
-        grouped.setdefault(path + (("<key>",) if key_error else ()), []).append(error)
+        grouped.setdefault(_data_path(error["loc"], data), []).append(error)
     issues = []
-    for gpath, errors in grouped.items():
-        key_error = bool(gpath) and gpath[-1] == "<key>"
-        path = gpath[:-1] if key_error else gpath
+    for (path, key_error), errors in grouped.items():
         message = _describe(errors, path, data, model)
         src = source_path(origin, path) if origin is not None else path
+        if origin is not None and len(path) == 1 and path not in origin \
+                and path[0] not in ENVIRONMENT_OWN_KEYS:
+            src = path  # a top-level section missing from the file, not from the environment
         at_key = key_error or errors[0]["type"] in ("extra_forbidden", "missing")
         position = smap.locate(src if errors[0]["type"] != "missing" else src[:-1], key=at_key)
         issues.append(Issue(src, message, position))
@@ -325,8 +329,8 @@ def _data_path(loc: tuple, data: Any) -> tuple[Path_, bool]:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if part == "[key]":
-            return tuple(path), True
+        if part == "[key]" and not (isinstance(current, dict) and part in current):
+            return tuple(path), True  # (a key literally named '[key]' is a setting)
         if isinstance(current, dict) and part == current.get("kind"):
             continue  # the tag of a discriminated union (a provider kind)
         if isinstance(current, dict) and part in current:

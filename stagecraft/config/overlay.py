@@ -23,7 +23,9 @@ TOP_LEVEL_SHARED = ("project", "volumes")
 def resolve_raw(top: dict, env_name: str) -> tuple[dict, dict[Path_, Path_]]:
     """Merged raw data of one environment and, for each resolved path, the path
     in the file it came from."""
-    env = top.get("environments", {}).get(env_name) or {}
+    env = top.get("environments", {}).get(env_name)
+    if not isinstance(env, dict):  # reported by validation; resolve as if empty
+        env = {}
     origin: dict[Path_, Path_] = {(): ("environments", env_name)}
     merged: dict[str, Any] = {"name": env_name}
     origin[("name",)] = ("environments", env_name)

@@ -131,7 +131,14 @@ def load_yaml_text(text: str, file: str) -> tuple[Any, SourceMap, list[Issue]]:
 
     Raises YAMLLoadError when the text is not YAML at all."""
     smap = SourceMap(file)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # checks every character: may raise ReaderError
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise YAMLLoadError([Issue(
+            (), f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}",
+            Position(file, line, column))]) from exc
     try:
         node = loader.get_single_node()
         issues: list[Issue] = []
@@ -161,14 +168,30 @@ def load_yaml_file(path: Path) -> tuple[Any, SourceMap, list[Issue]]:
     return load_yaml_text(text, str(path))
 
 
+def _construct(loader: _Loader, node: yaml.Node) -> Any:
+    """A scalar (or key) as Python data; a bad explicit tag (`!!int x`) is a YAML error."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:  # ValueError, IndexError, KeyError, ... from a constructor
+        raise yaml.constructor.ConstructorError(
+            None, None, f"cannot read {node.value!r} as {node.tag}", node.start_mark) from exc
+
+
 def _build(loader: _Loader, node: yaml.Node, path: Path_, smap: SourceMap,
-           issues: list[Issue]) -> Any:
+           issues: list[Issue], parents: tuple[int, ...] = ()) -> Any:
+    if id(node) in parents:  # `&a [*a]`: an alias inside its own anchor
+        raise yaml.composer.ComposerError(
+            None, None, "an alias refers to a node that contains it (recursive anchor)",
+            node.start_mark)
+    parents = parents + (id(node),)
     smap.values[path] = _position(smap.file, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node)
             key_pos = _position(smap.file, key_node.start_mark)
             if not isinstance(key, str):
                 issues.append(Issue(path, f"keys must be strings, got {key!r}", key_pos))
@@ -183,8 +206,9 @@ def _build(loader: _Loader, node: yaml.Node, path: Path_, smap: SourceMap,
                 ))
                 continue
             smap.keys[path + (key,)] = key_pos
-            result[key] = _build(loader, value_node, path + (key,), smap, issues)
+            result[key] = _build(loader, value_node, path + (key,), smap, issues, parents)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, path + (i,), smap, issues) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_build(loader, item, path + (i,), smap, issues, parents)
+                for i, item in enumerate(node.value)]
+    return _construct(loader, node)
