@@ -19,7 +19,7 @@ test-unit: setup
 	$(VENV)/bin/pytest -m "not fleet" $(PYTEST_ARGS)
 
 ## demo: the main job, end to end
-demo: setup
+demo: setup docker
 	@scripts/demo.sh
 
 ## bench: run the benchmarks and rewrite docs/benchmarks.md

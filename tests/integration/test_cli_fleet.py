@@ -93,7 +93,10 @@ def test_bootstrap_twice_second_run_changes_nothing(project: Path) -> None:
     assert second.returncode == 0, second.stderr
     again = last_json(second.stdout)
     assert again["status"] == "successful"
-    assert {h: v["changed"] for h, v in again["hosts"].items()} == {"node-1": 0, "node-2": 0}
+    changed_tasks = [f"{e['host']}: {e['task']}" for e in _events(second.stdout)
+                     if e.get("event") == "result" and e.get("changed")]
+    assert {h: v["changed"] for h, v in again["hosts"].items()} == {"node-1": 0, "node-2": 0}, (
+        "the second bootstrap changed: " + "; ".join(changed_tasks))
     assert {h: v["failed"] for h, v in again["hosts"].items()} == {"node-1": 0, "node-2": 0}
 
 
@@ -125,6 +128,10 @@ def test_bootstrap_names_the_host_that_went_away_and_recovers(project: Path) -> 
     again = stagecraft(project, "bootstrap", "--output", "json")
     assert again.returncode == 0, again.stderr
     assert last_json(again.stdout)["status"] == "successful"
+
+
+def _events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def _project_name(project: Path) -> str:
