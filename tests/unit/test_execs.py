@@ -67,12 +67,14 @@ def test_arguments_are_not_passed_through_a_shell() -> None:
 
 
 def test_non_zero_exit_raises_command_failed() -> None:
+    # One stream only: stdout and stderr are read by two threads, so the order of
+    # lines across the two streams is not defined.
     with pytest.raises(CommandFailed) as caught:
-        run(["sh", "-c", "echo first; echo last >&2; exit 3"])
+        run(["sh", "-c", "echo first >&2; echo last >&2; exit 3"])
     error = caught.value
-    assert error.message == "`sh -c 'echo first; echo last >&2; exit 3'` exited with code 3: last"
+    assert error.message == "`sh -c 'echo first >&2; echo last >&2; exit 3'` exited with code 3: last"
     assert (error.returncode, error.exit_code) == (3, ExitCode.COMMAND)
-    assert error.argv == ["sh", "-c", "echo first; echo last >&2; exit 3"]
+    assert error.argv == ["sh", "-c", "echo first >&2; echo last >&2; exit 3"]
     assert error.output_tail == "first\nlast"
     assert error.hint is None
     assert error.to_dict()["returncode"] == 3
