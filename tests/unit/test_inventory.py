@@ -166,8 +166,18 @@ def test_a_role_named_like_a_reserved_group_gets_its_own_group():
     assert list(top) == ["project_acme", "role_all", "role_ungrouped"]
 
 
-def test_two_roles_that_become_the_same_group_are_an_error():
-    env = minimal("      - { name: web-1, roles: [front-end, front_end] }", role="front-end")
+def test_two_roles_that_become_the_same_group_are_rejected_by_validate():
+    with pytest.raises(ConfigError, match="role 'front_end' and role 'front-end' differ "
+                                          "only in '-' and '_'"):
+        minimal("      - { name: web-1, roles: [front-end, front_end] }", role="front-end")
+
+
+def test_the_renderer_refuses_merged_role_groups_even_without_validation():
+    # A caller that builds an environment by hand skips the loader's checks; the
+    # renderer still refuses to merge two roles into one group.
+    env = minimal("      - { name: web-1, roles: [front-end] }", role="front-end")
+    host = env.hosts[0].model_copy(update={"roles": ["front-end", "front_end"]})
+    env = env.model_copy(update={"hosts": [host]})
     with pytest.raises(ConfigError, match="roles 'front-end' and 'front_end' both become "
                                           "the Ansible group role_front_end"):
         render_inventory(env, None, ConnectionSettings())
