@@ -34,7 +34,7 @@ step "stagecraft config show --env local"
 "$STAGECRAFT" config show --env local
 
 step "stagecraft config show --env production --sources (first 15 settings)"
-"$STAGECRAFT" config show --env production --sources | head -n 15
+"$STAGECRAFT" config show --env production --sources | awk 'NR <= 15'
 
 step "a mistake: an unknown key and a bad port are reported with file:line:column"
 sed -e 's/port: 8080/port: 80800/' -e 's/    on: \[app\]/    on: [app]\n    replica: 2/' stagecraft.yml > broken.yml
