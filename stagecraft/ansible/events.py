@@ -38,6 +38,10 @@ class Failure:
         kind = "unreachable" if self.unreachable else "failed"
         return f"{self.host}: {self.task} {kind}: {self.message}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "task": self.task, "message": self.message,
+                "unreachable": self.unreachable}
+
 
 @dataclass(frozen=True)
 class HostState:
@@ -60,6 +64,13 @@ class HostState:
     rescued: int = 0
     failure: Failure | None = None
     """The failure that stopped this host, if one did."""
+
+    def counts(self) -> dict[str, Any]:
+        """The host's status and recap counts, as data (JSON output, result.json)."""
+        return {"status": self.status, "ok": self.ok, "changed": self.changed,
+                "failed": self.failed, "skipped": self.skipped,
+                "unreachable": self.unreachable, "ignored": self.ignored,
+                "rescued": self.rescued}
 
     @property
     def status(self) -> str:

@@ -101,23 +101,8 @@ class RunResult:
             "check": self.check,
             "duration": round(self.duration, 3),
             "artifacts_dir": str(self.artifacts_dir),
-            "hosts": {
-                h.name: {
-                    "status": h.status,
-                    "ok": h.ok,
-                    "changed": h.changed,
-                    "failed": h.failed,
-                    "skipped": h.skipped,
-                    "unreachable": h.unreachable,
-                    "ignored": h.ignored,
-                    "rescued": h.rescued,
-                }
-                for h in self.hosts
-            },
-            "failures": [
-                {"host": f.host, "task": f.task, "message": f.message, "unreachable": f.unreachable}
-                for f in self.failures
-            ],
+            "hosts": {h.name: h.counts() for h in self.hosts},
+            "failures": [f.to_dict() for f in self.failures],
             "errors": list(self.errors),
         }
 

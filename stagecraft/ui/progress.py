@@ -156,23 +156,8 @@ def _event_object(state: RunState, update: Update) -> dict[str, Any] | None:
     if update.kind == "stats":
         return {
             "event": "recap",
-            "hosts": {
-                h.name: {
-                    "status": h.status,
-                    "ok": h.ok,
-                    "changed": h.changed,
-                    "failed": h.failed,
-                    "skipped": h.skipped,
-                    "unreachable": h.unreachable,
-                    "ignored": h.ignored,
-                    "rescued": h.rescued,
-                }
-                for h in state.hosts
-            },
-            "failures": [
-                {"host": f.host, "task": f.task, "message": f.message, "unreachable": f.unreachable}
-                for f in state.failures
-            ],
+            "hosts": {h.name: h.counts() for h in state.hosts},
+            "failures": [f.to_dict() for f in state.failures],
         }
     return None
 
