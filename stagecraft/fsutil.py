@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -34,3 +37,20 @@ def write_atomic(path: Path, text: str, *, mode: int = 0o644) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, waiting: str, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (machine-wide), saying ``waiting`` through
+    ``log`` when another process holds it first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(waiting)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -50,6 +50,7 @@ DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+TailnetTag = Annotated[str, StringConstraints(pattern=r"^tag:[a-z0-9-]+$")]
 EnvValue = Union[str, int, float, bool]
 
 
@@ -124,7 +125,7 @@ class NetworkTailscale(Model):
 
     kind: Literal["tailscale"] = Field(description="Provider kind.")
     auth_key: SecretRef = Field(description="Tailscale auth key, as a reference.")
-    tags: list[Annotated[str, StringConstraints(pattern=r"^tag:[a-z0-9-]+$")]] = Field(
+    tags: list[TailnetTag] = Field(
         default_factory=list, description="ACL tags advertised by the hosts (tag:name)."
     )
 
@@ -135,7 +136,7 @@ class NetworkHeadscale(Model):
     kind: Literal["headscale"] = Field(description="Provider kind.")
     login_server: str = Field(description="URL of the Headscale server.", pattern=r"^https?://")
     auth_key: SecretRef = Field(description="Pre-auth key, as a reference.")
-    tags: list[Annotated[str, StringConstraints(pattern=r"^tag:[a-z0-9-]+$")]] = Field(
+    tags: list[TailnetTag] = Field(
         default_factory=list, description="ACL tags advertised by the hosts (tag:name)."
     )
 

@@ -14,19 +14,17 @@ without hosts.json.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from stagecraft.errors import ProviderError
-from stagecraft.fsutil import write_atomic
+from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -441,21 +439,10 @@ def _quiet(_: str) -> None:
     pass
 
 
-@contextlib.contextmanager
-def _env_lock(net: str, log: Log) -> Iterator[None]:
+def _env_lock(net: str, log: Log) -> contextlib.AbstractContextManager[None]:
     """One `up`/`down` per environment at a time, machine-wide (the engine is machine-wide)."""
-    lock_dir = cache_dir() / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{net}.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another `infra up/down` of {net} to finish")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(cache_dir() / "locks" / f"{net}.lock",
+                          f"waiting for another `infra up/down` of {net} to finish", log)
 
 
 def _list_containers(spec: FleetSpec) -> list[_Container]:

@@ -19,7 +19,6 @@ finds the image built.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from stagecraft import execs
 from stagecraft.errors import CommandFailed, EnvironmentMissing
+from stagecraft.fsutil import exclusive_lock
 from stagecraft.providers.cloud.local import dockercli
 
 IMAGE_REPO = "stagecraft/host"
@@ -172,19 +172,9 @@ def host_image_tag(mirrors: Mirrors | None = None) -> str:
     return f"{IMAGE_REPO}:{recipe_hash(mirrors or read_mirrors())}"
 
 
-@contextlib.contextmanager
-def _build_lock(log: Log) -> Iterator[None]:
+def _build_lock(log: Log) -> contextlib.AbstractContextManager[None]:
     path = cache_dir() / "host-image.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another process that is building the host image ({path})")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(path, f"waiting for another process that is building the host image ({path})", log)
 
 
 def ensure_host_image(log: Log | None = None) -> str:
