@@ -91,6 +91,10 @@ class ProviderError(StagecraftError):
     exit_code = ExitCode.PROVIDER
 
 
+class SecretMissing(ProviderError):
+    """A secret the release needs has no value in the secrets provider."""
+
+
 class CommandFailed(StagecraftError):
     """An external command exited non-zero, timed out, or could not start."""
 
