@@ -39,7 +39,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from stagecraft import paths
-from stagecraft.ansible.request import _RUN_ID, RunRequest
+from stagecraft.ansible.request import _RUN_ID, RunRequest, secret_strings
 from stagecraft.errors import EnvironmentMissing, StateError
 from stagecraft.fsutil import write_atomic
 from stagecraft.redact import Redactor
@@ -290,7 +290,7 @@ def prepare(
     except OSError as exc:
         raise StateError(f"cannot create the run directory in {runs_dir}: {exc}") from None
 
-    redactor = Redactor(request.secret_extravars.values())
+    redactor = Redactor(secret_strings(request.secret_extravars))
     lock = RunLock(staging / LOCK_FILE)
     try:
         lock.acquire()

@@ -35,6 +35,30 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INVENTORY_GROUP_KEYS = frozenset({"hosts", "vars", "children"})
 
 
+SECRET_KEYS = frozenset({"content", "password", "value"})
+
+
+def secret_strings(secret_extravars: Mapping[str, Any]) -> list[str]:
+    """The strings of ``secret_extravars`` to mask: top-level strings and every
+    string under a ``content``/``password``/``value`` key, at any depth."""
+    found: list[str] = []
+
+    def walk(value: Any, secret: bool) -> None:
+        if isinstance(value, str):
+            if secret and value:
+                found.append(value)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, secret or key in SECRET_KEYS)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item, secret)
+
+    for value in secret_extravars.values():
+        walk(value, isinstance(value, str))
+    return found
+
+
 @dataclass(frozen=True)
 class SshSettings:
     """How Ansible reaches hosts over SSH. Host key checking is always on."""
@@ -135,8 +159,10 @@ class RunRequest:
     """Inventory in Ansible's YAML/JSON inventory shape: {"all": {"hosts": {...}, "children": {...}}}."""
     extravars: Mapping[str, Any] = field(default_factory=dict)
     """Extra variables (``-e``); must be JSON-serialisable and hold no secret value."""
-    secret_extravars: Mapping[str, str] = field(default_factory=dict)
-    """Extra variables whose values are secrets (string values only)."""
+    secret_extravars: Mapping[str, Any] = field(default_factory=dict)
+    """Extra variables that hold secrets: a string (the secret), or JSON data whose
+    secret parts are the strings under ``content``, ``password`` and ``value`` keys
+    (e.g. files for hosts: ``[{"path": ..., "mode": ..., "content": SECRET}]``)."""
     env_allowlist: tuple[str, ...] = ()
     """Names of os.environ variables passed through, on top of BASE_ENV_ALLOWLIST."""
     envvars: Mapping[str, str] = field(default_factory=dict)
@@ -178,9 +204,6 @@ class RunRequest:
         object.__setattr__(self, "extravars", _frozen_json(self.extravars, "extravars"))
 
         secrets = _frozen_json(self.secret_extravars, "secret_extravars")
-        for key, value in secrets.items():
-            if not isinstance(value, str):
-                raise TypeError(f"secret extravar {key!r} must be a string")
         overlap = set(secrets) & set(self.extravars)
         if overlap:
             # Ansible applies the later -e; rather than rely on order, forbid it.

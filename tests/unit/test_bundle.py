@@ -252,7 +252,7 @@ def test_run_lock_is_exclusive_within_one_process(tmp_path: Path) -> None:
         ({"inventory": {"all": {"hosts": ["a", "b"]}}}, "hosts must map"),
         ({"inventory": {"all": {"host": {}}}}, "unknown keys"),
         ({"extravars": {"when": object()}}, "JSON-serialisable"),
-        ({"secret_extravars": {"n": 5}}, "must be a string"),
+        ({"secret_extravars": {"n": object()}}, "JSON-serialisable"),
         ({"extravars": {"a": 1}, "secret_extravars": {"a": "x"}}, "both secret and not"),
         ({"env_allowlist": ("NOT-A-NAME",)}, "not a variable name"),
         ({"forks": 0}, "forks"),
@@ -269,3 +269,12 @@ def test_request_is_a_deep_copy(tmp_path: Path) -> None:
     req = RunRequest(run_id="r", playbook=PLAYBOOK, inventory=inventory)
     inventory["all"]["hosts"]["b"] = {}
     assert req.hosts == ("a",)
+
+
+def test_nested_secret_extravars_mask_their_content_but_not_their_structure(tmp_path: Path) -> None:
+    files = {"h1": [{"path": "env/web.env", "mode": "0600", "content": "TOKEN=nested-secret-77"}]}
+    bundle = prepare(request(secret_extravars={"stagecraft_secret_files": files}), tmp_path)
+    assert bundle.redactor.text("TOKEN=nested-secret-77 in env/web.env") == "******** in env/web.env"
+    stored = json.loads((bundle.root / "env" / "secret_extravars").read_text())
+    assert stored == {"stagecraft_secret_files": files}
+    assert oct((bundle.root / "env" / "secret_extravars").stat().st_mode & 0o777) == "0o600"

@@ -1,0 +1,85 @@
+"""Short commands on an environment's hosts over SSH, outside Ansible.
+
+Used where starting a playbook would cost more than the work: taking and
+releasing the deploy lock, probing what a host runs. Same key, same pinned
+host keys and the same control sockets as the Ansible runs, so the connection
+made here is reused by the playbook that follows.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from stagecraft.ansible.bundle import CONTROL_PATH_DIR, _ensure_control_path_dir
+from stagecraft.errors import CommandFailed, StateError
+from stagecraft.execs import Completed, run
+from stagecraft.providers.cloud.base import HostRecord, SshAccess
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RemoteHost:
+    """One host as the controller reaches it."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    access: SshAccess
+
+    def ssh_argv(self, command: str) -> list[str]:
+        """``ssh`` argv that runs ``command`` (a shell string) on the host."""
+        return [
+            "ssh", *self.access.ssh_options(),
+            "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
+            "-o", f"ControlPath={CONTROL_PATH_DIR}/%C",
+            "-o", "ConnectTimeout=10",
+            "-p", str(self.port), "-l", self.user, self.address, command,
+        ]
+
+    def run(self, command: str, *, input: str | None = None, timeout: float = 60,
+            check: bool = True, what: str | None = None) -> Completed:
+        """Run ``command`` on the host; CommandFailed names the host when it fails."""
+        _ensure_control_path_dir()
+        try:
+            return run(self.ssh_argv(command), input=input, timeout=timeout, check=check,
+                       hint=f"check that host {self.name} is up: stagecraft infra status")
+        except CommandFailed as exc:
+            exc.message = f"host {self.name}: {what or 'command'} failed: {exc.message}"
+            raise
+
+
+def remote_hosts(records: dict[str, HostRecord], access: SshAccess,
+                 names: Iterable[str] | None = None) -> dict[str, RemoteHost]:
+    """RemoteHost for each of ``names`` (default: every record in the spec)."""
+    wanted = list(names) if names is not None else [n for n, r in records.items() if r.in_spec]
+    hosts: dict[str, RemoteHost] = {}
+    for name in wanted:
+        record = records.get(name)
+        if record is None or record.ssh_host is None:
+            raise StateError(f"host {name} has no address in the host list",
+                             hint="create the hosts first: stagecraft infra up")
+        hosts[name] = RemoteHost(name=name, address=record.ssh_host,
+                                 port=record.ssh_port or 22, user=access.user or record.ssh_user,
+                                 access=access)
+    return hosts
+
+
+def in_parallel(hosts: Iterable[RemoteHost], fn: Callable[[RemoteHost], T]) -> dict[str, T]:
+    """``fn(host)`` for every host at once; results by host name (first error re-raised)."""
+    hosts = list(hosts)
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        futures = {h.name: pool.submit(fn, h) for h in hosts}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def quote(path: str | Path) -> str:
+    return shlex.quote(str(path))
