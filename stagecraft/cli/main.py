@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "Report on the project (roadmap)."),
     "infra": ("infra", "Create, inspect and remove the hosts of an environment."),
     "bootstrap": ("bootstrap", "Prepare the hosts of an environment for deploys."),
+    "plan": ("plan", "Show what a deploy would change."),
+    "deploy": ("deploy", "Build and roll out a release of an environment."),
+    "rollback": ("rollback", "Roll back to an earlier release."),
+    "releases": ("releases", "List and show recorded releases."),
+    "build": ("build", "Build (and push) the images of a release."),
 }
 
 

@@ -1,0 +1,31 @@
+"""`stagecraft plan`: what a deploy would change, per host and phase."""
+
+from __future__ import annotations
+
+import click
+
+from stagecraft.cli.context import AppContext, command
+
+EXIT_CHANGES = 20
+
+
+@command("plan", short_help="Show what a deploy would change.")
+@click.option("--force", is_flag=True, help="Plan as `deploy --force` would (stateful services).")
+@click.option("--detailed-exitcode", is_flag=True,
+              help=f"Exit {EXIT_CHANGES} when there are changes, 0 when there are none.")
+def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
+    """Compare what the environment should run (config, images, Traefik) with what the
+    ledger says each host runs, and list per host and phase the services added,
+    changed (with the reason), removed and unchanged. Changes nothing; builds nothing:
+    built services are expected to change when the source commit differs from the one
+    last deployed."""
+    from stagecraft.deploy.engine import Target
+    from stagecraft.deploy.release import plan_deploy
+    from stagecraft.ui.plan import plan_text
+
+    env = app.environment()
+    target = Target.load(env, app.load().project_dir)
+    plan, _release_id = plan_deploy(target, force=force)
+    app.emit(plan.to_dict(), lambda _data: click.echo(plan_text(plan)))
+    if detailed_exitcode and plan.has_changes:
+        raise SystemExit(EXIT_CHANGES)

@@ -1,0 +1,420 @@
+"""The phase engine shared by deploy and rollback.
+
+One release = lock -> build -> (render, plan) -> upload -> pull -> migrate-pre ->
+rollout -> migrate-post -> finalize -> unlock. The controller-side phases (lock,
+build, finalize, unlock) run here; the host phases run in one Ansible run of
+playbooks/deploy.yml (or rollback.yml), whose plays carry the same phase names.
+Everything the release did is written to the ledger as it happens, so a run
+killed at any point leaves a record the next run can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
+from stagecraft.deploy.request import RegistryLogin, release_request
+from stagecraft.errors import Interrupted, PlanError, RunFailed, StagecraftError, StateError
+from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+from stagecraft.ledger import Ledger
+from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
+from stagecraft.ledger.model import utc_now
+from stagecraft.ledger.release_id import git_source, new_release_id
+from stagecraft.lock import LockInfo, acquire, performer, release as release_lock
+from stagecraft.plan import Plan, build_plan
+from stagecraft.providers.cloud import CloudProvider, FleetSpec, HostRecord, SshAccess
+from stagecraft.remote import RemoteHost, remote_hosts
+from stagecraft.render.inventory import load_host_records
+from stagecraft.render.state import HostRender, HostState, RenderInput, TlsSettings
+
+Say = Callable[[str], None]
+OnEvent = Callable[[Any], None]
+DEFAULT_TRAEFIK_IMAGE = "traefik:v3.6"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Target:
+    """An environment and the fleet it runs on, loaded once per command."""
+
+    env: ResolvedEnvironment
+    project_dir: Path
+    state_dir: Path
+    cloud: CloudProvider
+    spec: FleetSpec
+    records: dict[str, HostRecord]
+    access: SshAccess
+
+    @classmethod
+    def load(cls, env: ResolvedEnvironment, project_dir: Path) -> Target:
+        project_dir = Path(project_dir).resolve()
+        sdir = state_dir(project_dir, env.name)
+        records = {n: r for n, r in load_host_records(sdir).items() if r.in_spec}
+        missing = [h.name for h in env.hosts if h.name not in records]
+        if missing:
+            raise StateError(
+                f"environment '{env.name}' has no host record for {', '.join(missing)}",
+                hint=f"create the hosts first: stagecraft infra up --env {env.name} --bootstrap")
+        cloud = cloud_for(env)
+        spec = fleet_spec(env)
+        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud, spec=spec,
+                   records=records, access=cloud.ssh_access(spec, sdir))
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger.for_project(self.project_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.project_dir / ".stagecraft" / "runs"
+
+    def remote(self, name: str) -> RemoteHost:
+        return remote_hosts(self.records, self.access, [name])[name]
+
+    @property
+    def primary(self) -> RemoteHost:
+        return self.remote(self.env.primary_host.name)
+
+    @property
+    def private_ips(self) -> dict[str, str]:
+        return {name: r.private_ip or r.ssh_host or name for name, r in self.records.items()}
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """What the user asked of deploy or rollback."""
+
+    skip_build: bool = False
+    force: bool = False
+    check: bool = False  # --dry-run: plan, then Ansible in check mode; nothing recorded
+    lock_wait: float = 0.0
+    message: str = ""
+    verbosity: int = 0
+    confirm: Callable[[Plan], bool] | None = None  # asked after the plan; False aborts
+
+
+@dataclass
+class ReleaseOutcome:
+    """What a deploy or rollback did: the record as written, the plan and the run."""
+
+    release: Release | None
+    plan: Plan
+    phases: dict[str, dict[str, HostOutcome]] = field(default_factory=dict)
+    run: Any = None
+    executed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "release": self.release.model_dump(mode="json") if self.release else None,
+            "plan": self.plan.to_dict(),
+            "executed": self.executed,
+            "phases": {p: {h: o.to_dict() for h, o in hosts.items()}
+                       for p, hosts in self.phases.items()},
+        }
+
+
+# --------------------------------------------------------------------- images
+
+
+def config_hash(env: ResolvedEnvironment) -> str:
+    """Hash of the resolved environment's configuration, recorded with each release."""
+    text = json.dumps(env.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _digest_of(ref: str) -> str | None:
+    return ref.rpartition("@")[2] if "@sha256:" in ref else None
+
+
+def keep_same_images(images: Mapping[str, str], deployed: Mapping[str, HostState]) -> dict[str, str]:
+    """Where a new build produced the very image (digest) a host already runs, keep
+    the deployed reference: a tag that differs only by release id is no change."""
+    running: dict[str, str] = {}
+    for state in deployed.values():
+        for name, service in state.services.items():
+            running.setdefault(name, service.image)
+    kept = dict(images)
+    for name, ref in images.items():
+        old = running.get(name)
+        if old and _digest_of(ref) and _digest_of(ref) == _digest_of(old):
+            kept[name] = old
+    return kept
+
+
+def predicted_images(target: Target, release_id: str, registry_server: str | None) -> dict[str, str]:
+    """Images a deploy would use, without building: for `plan`. A built service whose
+    source commit is the one last deployed (clean tree) is expected to stay the same."""
+    env = target.env
+    last = target.ledger.last_successful(env.name)
+    source = git_source(target.project_dir)
+    same_source = (last is not None and source.sha is not None and not source.dirty
+                   and last.git.sha == source.sha and not last.git.dirty)
+    images: dict[str, str] = {}
+    for name, service in env.services.items():
+        if service.image is not None:
+            images[name] = service.image
+        elif service.build is not None:
+            if same_source and name in last.images:  # type: ignore[union-attr]
+                images[name] = last.images[name].ref  # type: ignore[union-attr]
+            else:
+                server = registry_server or "registry"
+                images[name] = f"{server}/{env.project.name}-{name}:{release_id}"
+    for name, service in env.services.items():
+        if service.from_ is not None:
+            images[name] = images[service.from_]
+    return images
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def tls_settings(target: Target) -> TlsSettings:
+    """The edge's TLS: ACME, off, or a certificate from the environment's local CA."""
+    env = target.env
+    mode = env.tls_mode
+    if mode != "local":
+        return TlsSettings(mode=mode, email=env.tls.email)  # type: ignore[arg-type]
+    from stagecraft import tls
+
+    names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
+    if not names:
+        return TlsSettings(mode="off")
+    ca = tls.ensure_ca(target.state_dir / "ca")
+    certificate, key = tls.issue(ca, names, [])
+    return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
+
+
+def render_release(target: Target, release_id: str, images: Mapping[str, str],
+                   secrets: Mapping[str, str], traefik_image: str,
+                   tls: TlsSettings) -> dict[str, HostRender]:
+    from stagecraft.render.host import render_fleet
+
+    inp = RenderInput(release_id=release_id, images=dict(images),
+                      private_ips=target.private_ips, secrets=dict(secrets), tls=tls,
+                      traefik_image=traefik_image)
+    return render_fleet(target.env, inp)
+
+
+def desired_states(renders: Mapping[str, HostRender]) -> dict[str, HostState]:
+    return {name: render.state for name, render in renders.items()}
+
+
+# ---------------------------------------------------------------- the engine
+
+
+class ReleaseRun:
+    """One deploy or rollback in progress: keeps the ledger record current."""
+
+    def __init__(self, target: Target, release: Release | None, say: Say) -> None:
+        self.target = target
+        self.release = release  # None in check mode: nothing is recorded
+        self.say = say
+
+    def _update(self, change: Callable[[Release], None]) -> None:
+        if self.release is None:
+            return
+        self.release = self.target.ledger.update(self.release.id, change,
+                                                 environment=self.target.env.name)
+
+    def phase(self, name: str, status: str, detail: str = "") -> None:
+        def change(release: Release) -> None:
+            phase = release.phase(name)  # type: ignore[arg-type]
+            phase.status = status  # type: ignore[assignment]
+            now = utc_now()
+            if status == "running":
+                phase.started = now
+            elif status in ("ok", "failed", "skipped"):
+                phase.started = phase.started or now
+                phase.finished = now
+        self._update(change)
+
+    def record_hosts(self, phases: Mapping[str, Mapping[str, HostOutcome]],
+                     switched: set[str], current_release: str) -> None:
+        def change(release: Release) -> None:
+            for phase_name, hosts in phases.items():
+                try:
+                    phase = release.phase(phase_name)  # type: ignore[arg-type]
+                except ValueError:
+                    continue
+                failed = any(o.status in ("failed", "unreachable") for o in hosts.values())
+                phase.status = "failed" if failed else "ok"
+                phase.finished = phase.finished or utc_now()
+                phase.started = phase.started or phase.finished
+                for host, outcome in hosts.items():
+                    phase.hosts[host] = {  # type: ignore[assignment]
+                        "status": "failed" if outcome.status in ("failed", "unreachable")
+                        else "ok" if outcome.status == "ok" else "skipped",
+                        "seconds": round(outcome.seconds, 2), "changed": outcome.changed,
+                        "detail": outcome.detail[:500]}
+            rollout = phases.get("rollout", {})
+            for host, record in release.hosts.items():
+                outcome = rollout.get(host)
+                record.switched = host in switched
+                if host in switched:
+                    record.status = "ok"  # type: ignore[assignment]
+                elif outcome is not None and outcome.status in ("failed", "unreachable"):
+                    record.status = "failed"  # type: ignore[assignment]
+                if outcome is not None and outcome.services:
+                    record.result = {"services": outcome.services, "current": outcome.current}
+        self._update(change)
+
+    def finish(self, result: str, error: StagecraftError | None = None,
+               phase: str | None = None, host: str | None = None) -> None:
+        def change(release: Release) -> None:
+            release.result = result  # type: ignore[assignment]
+            release.finished = utc_now()
+            for record in release.phases:
+                if record.status == "running":
+                    record.status = "failed" if result != "succeeded" else "ok"  # type: ignore[assignment]
+                    record.finished = release.finished
+            if error is not None:
+                release.error = ErrorRecord(message=error.message[:2000], hint=error.hint,
+                                            phase=phase, host=host)  # type: ignore[arg-type]
+        self._update(change)
+
+
+def execute(target: Target, *, action: str, release_id: str, renders: Mapping[str, HostRender],
+            plan: Plan, images: Mapping[str, str], registry: RegistryLogin | None,
+            traefik_image: str, options: DeployOptions, say: Say = _quiet,
+            on_event: OnEvent | None = None, rollback_of: str | None = None,
+            built: Callable[[], None] | None = None) -> ReleaseOutcome:
+    """Run the host phases of ``plan`` under the deploy lock and record the release.
+
+    ``release_id`` names the release dir on hosts (for a rollback: the release
+    brought back); the ledger record of a rollback gets its own new id.
+    """
+    env = target.env
+    outcome = ReleaseOutcome(release=None, plan=plan)
+    if options.confirm is not None and not options.check and not options.confirm(plan):
+        raise Interrupted("stopped before any change: the plan was not confirmed",
+                          hint="run again and answer yes, or pass --yes")
+    record_id = release_id if action == "deploy" else new_release_id(target.project_dir)
+    run = ReleaseRun(target, None, say)
+    if not options.check:
+        source = git_source(target.project_dir)
+        release = Release(
+            id=record_id, environment=env.name, action=action,  # type: ignore[arg-type]
+            rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
+            images={name: ImageRecord(ref=ref, digest=_digest_of(ref))
+                    for name, ref in images.items()},
+            config_hash=config_hash(env), message=options.message,
+            hosts={name: LedgerHost(state=r.state.to_dict()) for name, r in renders.items()},
+        )
+        run.release = target.ledger.record(release)
+    lock_info = LockInfo.new(record_id, options.message, command=action)
+    primary = target.primary
+    locked = False
+    failed_phase: str | None = "lock"
+    try:
+        if not options.check:
+            run.phase("lock", "running")
+            acquire(primary, env.project.name, env.name, lock_info, wait=options.lock_wait,
+                    on_wait=lambda holder: say(f"waiting for the deploy lock: {holder.describe()}"))
+            locked = True
+            run.phase("lock", "ok")
+            if built is not None:
+                run.phase("build", "ok")
+        failed_phase = "rollout"
+        result = _run_playbook(target, action=action, release_id=release_id, renders=renders,
+                               registry=registry, traefik_image=traefik_image,
+                               options=options, on_event=on_event)
+        outcome.run = result
+        outcome.executed = True
+        outcome.phases = fold_outcomes(_job_events(result.artifacts_dir))
+        switched = switched_hosts(outcome.phases, release_id)
+        run.record_hosts(outcome.phases, switched, release_id)
+        result.raise_for_status()
+        failed_phase = "finalize"
+        if not options.check:
+            run.phase("finalize", "ok")
+            run.finish("succeeded")
+    except Interrupted as exc:
+        run.finish("interrupted", exc, phase=failed_phase)
+        raise
+    except RunFailed as exc:
+        failure_host = None
+        failed_phase_name = failed_phase
+        for phase_name, hosts in outcome.phases.items():
+            for host, o in hosts.items():
+                if o.status in ("failed", "unreachable"):
+                    failure_host, failed_phase_name = host, phase_name
+                    break
+        switched = [h for h, r in (run.release.hosts.items() if run.release else [])
+                    if r.switched]
+        if switched:
+            exc.message += f"\nalready switched to {release_id}: {', '.join(sorted(switched))}"
+        else:
+            exc.message += "\nno host was switched"
+        run.finish("failed", exc, phase=failed_phase_name, host=failure_host)
+        raise
+    except StagecraftError as exc:
+        run.finish("failed", exc, phase=failed_phase)
+        raise
+    except BaseException as exc:
+        run.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                   StateError(f"{type(exc).__name__}: {exc}"), phase=failed_phase)
+        raise
+    finally:
+        if locked:
+            try:
+                release_lock(primary, env.project.name, env.name, lock_info)
+                run.phase("unlock", "ok")
+            except StagecraftError as exc:
+                say(f"warning: could not release the deploy lock: {exc.message}")
+    outcome.release = run.release
+    return outcome
+
+
+def _run_playbook(target: Target, *, action: str, release_id: str,
+                  renders: Mapping[str, HostRender], registry: RegistryLogin | None,
+                  traefik_image: str, options: DeployOptions, on_event: OnEvent | None):
+    from stagecraft.ansible.bundle import prepare
+    from stagecraft.ansible.runner import run as run_bundle
+
+    playbook = "deploy.yml" if action == "deploy" else "rollback.yml"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    request = release_request(
+        run_id=f"{stamp}-{action}-{target.env.name}-{int(time.time() * 1000) % 1000:03d}",
+        playbook=playbook, env=target.env, records=target.records, access=target.access,
+        renders=renders, release_id=release_id, action=action, performer=performer(),
+        registry=registry, traefik_image=traefik_image, force=options.force,
+        upload=action == "deploy", check=options.check, verbosity=options.verbosity)
+    bundle = prepare(request, target.runs_dir)
+    return run_bundle(bundle, on_event=on_event)
+
+
+def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
+    events_dir = Path(artifacts_dir) / "job_events"
+    events: list[dict[str, Any]] = []
+    if not events_dir.is_dir():
+        return events
+    for path in events_dir.glob("*.json"):
+        try:
+            events.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    events.sort(key=lambda e: e.get("counter", 0))
+    return events
+
+
+def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,
+             action: str = "deploy", force: bool = False) -> Plan:
+    deployed = target.ledger.deployed_state(target.env.name)
+    return build_plan(desired_states(renders),
+                      {h.name: deployed.get(h.name) for h in target.env.hosts},
+                      action=action, release_id=release_id, force=force)
+
+
+def require_release_on_hosts(target: Target, release: Release) -> None:
+    if not release.hosts:
+        raise PlanError(f"release {release.id} recorded no hosts", hint="pick another release")

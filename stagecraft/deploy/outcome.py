@@ -1,0 +1,91 @@
+"""What a deploy run did, per phase and host, folded from ansible-runner events.
+
+Plays of playbooks/deploy.yml and rollback.yml are named ``phase <name>: ...``;
+this module turns the stream of job events into ``{phase: {host: HostOutcome}}``
+and keeps what ``compose_rollout`` returned for each host (per-service
+actions), which is what the ledger records. Pure: events in, data out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stagecraft.ansible.events import failure_message
+
+_PHASE = re.compile(r"^phase ([a-z][a-z-]*)\b")
+ROLLOUT_MODULE = "stagecraft.platform.compose_rollout"
+_RESULT_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass
+class HostOutcome:
+    """One host in one phase."""
+
+    status: str = "ok"  # ok | failed | unreachable | skipped (every task skipped)
+    seconds: float = 0.0
+    changed: bool = False
+    tasks: int = 0
+    detail: str = ""
+    services: dict[str, Any] = field(default_factory=dict)  # compose_rollout's per-service result
+    current: str | None = None  # the release `current` points at after compose_rollout
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": self.status, "seconds": round(self.seconds, 2),
+                                "changed": self.changed}
+        if self.detail:
+            data["detail"] = self.detail
+        if self.services:
+            data["services"] = self.services
+        return data
+
+
+def phase_of(play_name: str | None) -> str | None:
+    """``phase rollout: roll the services`` -> ``rollout``; other plays -> None."""
+    match = _PHASE.match(play_name or "")
+    return match.group(1) if match else None
+
+
+def fold_outcomes(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, HostOutcome]]:
+    """``{phase: {host: HostOutcome}}`` for every phase play that reached a host."""
+    phases: dict[str, dict[str, HostOutcome]] = {}
+    for event in events:
+        kind = _RESULT_EVENTS.get(str(event.get("event")))
+        if kind is None:
+            continue
+        data = event.get("event_data") or {}
+        phase = phase_of(data.get("play"))
+        host = data.get("host")
+        if phase is None or not host:
+            continue
+        outcome = phases.setdefault(phase, {}).setdefault(host, HostOutcome(status="skipped"))
+        res = data.get("res") if isinstance(data.get("res"), Mapping) else {}
+        outcome.tasks += 1
+        outcome.seconds += float(data.get("duration") or 0.0)
+        if kind in ("failed", "unreachable") and not data.get("ignore_errors"):
+            outcome.status = kind
+            outcome.detail = f"{data.get('task')}: {failure_message(res)}"
+        elif kind == "ok" and outcome.status == "skipped":
+            outcome.status = "ok"
+        if res.get("changed"):
+            outcome.changed = True
+        action = data.get("resolved_action") or data.get("task_action")
+        if action == ROLLOUT_MODULE and isinstance(res.get("services"), Mapping):
+            outcome.services = dict(res["services"])
+            if res.get("current"):
+                outcome.current = str(res["current"])
+    return phases
+
+
+def switched_hosts(phases: Mapping[str, Mapping[str, HostOutcome]], release_id: str) -> set[str]:
+    """Hosts whose rollout finished with ``current`` at ``release_id``."""
+    rollout = phases.get("rollout", {})
+    return {host for host, outcome in rollout.items()
+            if outcome.status == "ok" and outcome.current == release_id}

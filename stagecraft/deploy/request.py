@@ -1,0 +1,124 @@
+"""The Ansible run of a deploy or rollback, as a RunRequest (pure).
+
+Non-secret rendered files travel as host variables in the inventory; files
+holding secrets (env files, TLS keys) and the registry password travel as
+secret extra variables, which the run bundle keeps in a 0600 file deleted when
+the run ends. See spec/deploy/contracts.md and playbooks/deploy.yml.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stagecraft.ansible.request import RunRequest, SshSettings
+from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.config.values import parse_duration
+from stagecraft.providers.cloud.base import HostRecord, SshAccess
+from stagecraft.render.inventory import ConnectionSettings, render_inventory
+from stagecraft.render.state import HostRender, RenderedFile
+
+KEEP_RELEASES = 5
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Where hosts pull from, and as whom. ``password`` is a secret."""
+
+    server: str
+    username: str | None = None
+    password: str | None = None
+
+
+def file_list(files: Mapping[str, RenderedFile], *, secret: bool) -> list[dict[str, str]]:
+    """``[{path, content, mode}]`` of the files that are (or are not) secret."""
+    return [{"path": path, "content": f.content, "mode": f"{f.mode:04o}"}
+            for path, f in sorted(files.items()) if f.secret == secret]
+
+
+def _host_entries(inventory: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every host's variable dict inside an inventory made by render_inventory."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(group: Mapping[str, Any]) -> None:
+        for name, host_vars in (group.get("hosts") or {}).items():
+            if host_vars:
+                found[name] = host_vars
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    walk(inventory["all"])
+    return found
+
+
+def release_request(
+    *,
+    run_id: str,
+    playbook: str,
+    env: ResolvedEnvironment,
+    records: Mapping[str, HostRecord],
+    access: SshAccess,
+    renders: Mapping[str, HostRender],
+    release_id: str,
+    action: str,
+    performer: str,
+    registry: RegistryLogin | None,
+    traefik_image: str,
+    force: bool = False,
+    upload: bool = True,
+    check: bool = False,
+    verbosity: int = 0,
+    limit: str | None = None,
+) -> RunRequest:
+    """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
+    connection = ConnectionSettings(private_key=access.private_key,
+                                    known_hosts=access.known_hosts, user=access.user)
+    inventory = copy.deepcopy(render_inventory(env, dict(records), connection))
+    hosts = _host_entries(inventory)
+    secret_files: dict[str, list[dict[str, str]]] = {}
+    secret_traefik: dict[str, list[dict[str, str]]] = {}
+    for name, render in renders.items():
+        hosts[name]["stagecraft_release_files"] = file_list(render.release_files, secret=False)
+        hosts[name]["stagecraft_traefik_files"] = file_list(render.traefik_files, secret=False)
+        secret_files[name] = file_list(render.release_files, secret=True)
+        secret_traefik[name] = file_list(render.traefik_files, secret=True)
+    extravars: dict[str, Any] = {
+        "stagecraft_project": env.project.name,
+        "stagecraft_environment": env.name,
+        "stagecraft_release_id": release_id,
+        "stagecraft_action": action,
+        "stagecraft_performer": performer,
+        "stagecraft_rollout": {
+            "batch": env.rollout.batch,
+            "health_timeout": parse_duration(env.rollout.health_timeout),
+            "drain": parse_duration(env.rollout.drain),
+        },
+        "stagecraft_force": force,
+        "stagecraft_traefik_image": traefik_image,
+        "stagecraft_keep_releases": KEEP_RELEASES,
+        "stagecraft_upload": upload,
+        # The CLI holds the lock itself (it must outlive a failed playbook).
+        "stagecraft_manage_lock": False,
+    }
+    secret_extravars: dict[str, Any] = {
+        "stagecraft_secret_files": secret_files,
+        "stagecraft_secret_traefik_files": secret_traefik,
+    }
+    if registry is not None:
+        secret_extravars["stagecraft_registry"] = {
+            "server": registry.server, "username": registry.username or "",
+            "password": registry.password or ""}
+    return RunRequest(
+        run_id=run_id,
+        playbook=playbook,
+        inventory=inventory,
+        extravars=extravars,
+        secret_extravars=secret_extravars,
+        check=check,
+        verbosity=max(0, verbosity - 1),
+        limit=limit,
+        ssh=SshSettings(private_key_file=access.private_key,
+                        known_hosts_file=access.known_hosts, user=access.user),
+    )
