@@ -184,14 +184,29 @@ def tls_settings(target: Target) -> TlsSettings:
     mode = env.tls_mode
     if mode != "local":
         return TlsSettings(mode=mode, email=env.tls.email)  # type: ignore[arg-type]
-    from stagecraft import tls
-
     names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
     if not names:
         return TlsSettings(mode="off")
-    ca = tls.ensure_ca(target.state_dir / "ca")
-    certificate, key = tls.issue(ca, names, [])
+    certificate, key = _edge_certificate(target.state_dir, names)
     return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
+
+
+def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
+    """The edge's certificate for ``names`` from the environment's CA, issued once and
+    kept (a new key every deploy would change the Traefik files every deploy)."""
+    from stagecraft import tls
+    from stagecraft.fsutil import write_atomic
+
+    ca = tls.ensure_ca(state_dir)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    cert_path = tls.ca_directory(state_dir) / f"edge-{digest}.crt"
+    key_path = cert_path.with_suffix(".key")
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path.read_text(), key_path.read_text()
+    certificate, key = tls.issue(ca, names, [])
+    write_atomic(key_path, key, mode=0o600)
+    write_atomic(cert_path, certificate, mode=0o644)
+    return certificate, key
 
 
 def render_release(target: Target, release_id: str, images: Mapping[str, str],

@@ -1,0 +1,229 @@
+"""End to end: the example app deployed to a two-host local fleet, for real.
+
+edge+app and app hosts (Debian 13 containers with systemd and Docker inside),
+the local cloud's registry with TLS and basic auth, Traefik on both hosts,
+requests through the edge published on 127.0.0.1. One fleet for the module:
+
+1. deploy v1 -> the route answers through the edge;
+2. deploy v2 under a bounded load loop -> zero failed requests, only v1/v2 seen;
+3. deploy v3 whose healthcheck fails -> exit 6, v2 keeps serving with zero
+   failed requests, the release is recorded as failed;
+4. a deploy while another holds the lock -> refused with exit 7;
+5. rollback to v1 -> v1 serves; `releases list` shows the history.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.fleet, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
+EXAMPLE = REPO / "examples" / "shop"
+LOAD_REQUESTS = 2000
+
+
+def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([STAGECRAFT, *args], cwd=project, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "STAGECRAFT_ENV": "local"})
+
+
+def set_env_value(project: Path, name: str, value: str) -> None:
+    """Rewrite `NAME: value` in the web service's env of stagecraft.yml."""
+    path = project / "stagecraft.yml"
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:"):
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i] = f"{indent}{name}: \"{value}\""
+            break
+    else:
+        raise AssertionError(f"{name} not found in {path}")
+    path.write_text("\n".join(lines) + "\n")
+    subprocess.run(["git", "commit", "-qam", f"{name}={value}"], cwd=project, check=True)
+
+
+class Edge:
+    """HTTP requests to the edge host's published port, with the route's Host header."""
+
+    def __init__(self, port: int, host_header: str) -> None:
+        self.port = port
+        self.host_header = host_header
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": self.host_header})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def version(self) -> str:
+        status, body = self.get("/version")
+        assert status == 200, (status, body)
+        return json.loads(body)["version"]
+
+
+class LoadLoop(threading.Thread):
+    """A bounded load loop: ``count`` requests, then it stops by itself."""
+
+    def __init__(self, edge: Edge, count: int = LOAD_REQUESTS, max_seconds: float = 600) -> None:
+        super().__init__(daemon=True)
+        self.edge, self.count, self.max_seconds = edge, count, max_seconds
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self.sent = 0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while self.sent < self.count and time.monotonic() < deadline:
+            self.sent += 1
+            try:
+                status, body = self.edge.get("/version")
+                if status != 200:
+                    self.failures.append(f"HTTP {status}: {body[:120]}")
+                else:
+                    self.versions[json.loads(body)["version"]] += 1
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.01)
+
+
+def run_under_load(edge: Edge, *args: str, project: Path) -> tuple[subprocess.CompletedProcess, LoadLoop]:
+    """Run a stagecraft command while a load loop runs; the loop finishes its count."""
+    loop = LoadLoop(edge)
+    loop.start()
+    result = stagecraft(project, *args)
+    loop.join(timeout=900)
+    assert not loop.is_alive(), "the load loop did not stop"
+    return result, loop
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory):
+    name = f"e{uuid.uuid4().hex[:7]}"
+    directory = tmp_path_factory.mktemp("e2e") / "shop"
+    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
+    config = directory / "stagecraft.yml"
+    config.write_text(config.read_text().replace("name: shop", f"name: {name}", 1))
+    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
+                    "-q", "--allow-empty", "-m", "init"], cwd=directory, check=True)
+    subprocess.run(["git", "config", "user.name", "e2e"], cwd=directory, check=True)
+    subprocess.run(["git", "config", "user.email", "e2e@example.com"], cwd=directory, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=directory, check=True)
+    subprocess.run(["git", "commit", "-qm", "example app"], cwd=directory, check=True)
+    up = stagecraft(directory, "infra", "up", "--bootstrap")
+    assert up.returncode == 0, up.stderr[-4000:]
+    yield directory
+    down = stagecraft(directory, "infra", "down", "--yes")
+    assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="module")
+def edge(project: Path) -> Edge:
+    hosts = json.loads((project / ".stagecraft" / "local" / "hosts.json").read_text())["hosts"]
+    port = next(h["http_port"] for h in hosts if "edge" in h["roles"])
+    config = (project / "stagecraft.yml").read_text()
+    domain = next(line.split(":", 1)[1].strip() for line in config.splitlines()
+                  if line.strip().startswith("domain:"))
+    return Edge(port, domain)
+
+
+def releases(project: Path) -> list[dict]:
+    listed = stagecraft(project, "releases", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def test_deploy_v1_serves_through_the_edge(project: Path, edge: Edge) -> None:
+    set_env_value(project, "APP_VERSION", "v1")
+    result = stagecraft(project, "deploy", "--yes", "--output", "json")
+    assert result.returncode == 0, result.stderr[-6000:]
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["release"]["result"] == "succeeded"
+    assert all(h["switched"] for h in outcome["release"]["hosts"].values())
+    assert edge.version() == "v1"
+    # Both hosts serve: the edge balances over its own and the other host's Traefik.
+    seen = {json.loads(edge.get("/version")[1])["host"] for _ in range(20)}
+    assert len(seen) >= 2, seen
+
+    again = stagecraft(project, "plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_deploy_v2_under_load_fails_no_request(project: Path, edge: Edge) -> None:
+    set_env_value(project, "APP_VERSION", "v2")
+    plan = stagecraft(project, "plan", "--detailed-exitcode")
+    assert plan.returncode == 20, plan.stdout + plan.stderr
+    assert "APP_VERSION" not in plan.stdout or "v2" not in plan.stdout  # no values in the plan
+    result, loop = run_under_load(edge, "deploy", "--yes", project=project)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert loop.sent >= LOAD_REQUESTS
+    assert loop.failures == [], loop.failures[:10]
+    assert set(loop.versions) <= {"v1", "v2"}, loop.versions
+    assert edge.version() == "v2"
+
+
+def test_unhealthy_v3_fails_and_v2_keeps_serving(project: Path, edge: Edge) -> None:
+    set_env_value(project, "APP_FAIL_HEALTH", "1")
+    set_env_value(project, "APP_VERSION", "v3")
+    result, loop = run_under_load(edge, "deploy", "--yes", project=project)
+    assert result.returncode == 6, result.stderr[-6000:]
+    assert "healthy" in result.stderr
+    assert loop.failures == [], loop.failures[:10]
+    assert set(loop.versions) == {"v2"}, loop.versions
+    assert edge.version() == "v2"
+    newest = releases(project)[0]
+    assert newest["result"] == "failed"
+    assert newest["error"]["message"]
+    set_env_value(project, "APP_FAIL_HEALTH", "0")
+
+
+def test_a_second_deploy_is_refused_by_the_lock(project: Path) -> None:
+    first = subprocess.Popen([STAGECRAFT, "deploy", "--yes", "--skip-build", "-m", "first"],
+                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "STAGECRAFT_ENV": "local"})
+    try:
+        deadline = time.monotonic() + 120
+        held = None
+        while time.monotonic() < deadline and first.poll() is None:
+            status = stagecraft(project, "releases", "list", "--output", "json")
+            running = [r for r in json.loads(status.stdout or "[]") if r["result"] == "running"]
+            lock = [p for r in running for p in r["phases"] if p["name"] == "lock" and p["status"] == "ok"]
+            if lock:
+                held = True
+                break
+            time.sleep(0.2)
+        assert held, "the first deploy never took the lock"
+        second = stagecraft(project, "deploy", "--yes", "--skip-build")
+        assert second.returncode == 7, second.stderr
+        assert "first" in second.stderr and "held by" in second.stderr
+    finally:
+        out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-4000:]
+
+
+def test_rollback_to_v1(project: Path, edge: Edge) -> None:
+    history = releases(project)
+    v1 = [r for r in history if r["result"] == "succeeded" and r["action"] == "deploy"][-1]
+    result = stagecraft(project, "rollback", "--to", v1["id"], "--yes")
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert edge.version() == "v1"
+    newest = releases(project)[0]
+    assert newest["action"] == "rollback" and newest["rollback_of"] == v1["id"]
+    assert newest["result"] == "succeeded"
