@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stagecraft.errors import EnvironmentMissing, UsageError
+from stagecraft.errors import CommandFailed, EnvironmentMissing, UsageError
 from stagecraft.execs import run
 from stagecraft.log import get_logger
 
@@ -74,8 +74,11 @@ def git_source(project_dir: Path) -> GitSource:
         if "not a git repository" in inside.stderr:
             return GitSource(sha=None)
         # Anything else (dubious ownership, a broken repo) must not pass as -nogit.
-        run(["git", "rev-parse", "--is-inside-work-tree"], cwd=project_dir,
-            timeout=_GIT_TIMEOUT, hint="fix the git repository, or run outside it")
+        last = inside.stderr.strip().splitlines()[-1:] or [f"exit code {inside.returncode}"]
+        raise CommandFailed(
+            f"git cannot tell the commit of {project_dir}: {last[0]}",
+            argv=list(inside.argv), returncode=inside.returncode, output_tail=inside.stderr,
+            hint="fix the git repository (see `git status` there), or run outside it")
     if inside.stdout.strip() != "true":  # inside .git itself
         return GitSource(sha=None)
     head = run(["git", "rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd=project_dir,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stagecraft.errors import ExitCode
+from stagecraft.errors import CommandFailed, ExitCode
 from stagecraft.ledger.release_id import (
     GitSource,
     ReleaseIdError,
@@ -88,6 +88,18 @@ def test_repository_without_commits_is_nogit(tmp_path: Path) -> None:
     empty.mkdir()
     git(empty, "init", "-q")
     assert new_release_id(empty, now=WHEN) == "20261121T101500Z-nogit"
+
+
+def test_a_git_that_fails_for_another_reason_is_an_error_not_nogit(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "broken.gitconfig"
+    broken.write_text("[broken\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(broken))
+    with pytest.raises(CommandFailed) as caught:
+        new_release_id(repo, now=WHEN)
+    assert caught.value.message == (
+        f"git cannot tell the commit of {repo}: fatal: bad config line 1 in file {broken}")
+    assert "fix the git repository" in caught.value.hint
 
 
 def test_times_are_written_in_utc() -> None:
