@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -175,6 +176,23 @@ def test_update_reads_changes_and_writes_one_release(ledger: Ledger) -> None:
     assert returned.result == "succeeded"
     assert ledger.get(rid(1)) == returned
     assert ledger.get(rid(2)).result == "running"
+
+
+def test_update_accepts_plain_dicts_edited_in_and_checks_them(ledger: Ledger) -> None:
+    ledger.record(release(1, result="running"))
+
+    def add_result(r: Release) -> None:
+        r.phase("pull").hosts["app-1"] = {"status": "ok", "seconds": 2.0}  # type: ignore[assignment]
+
+    def add_bad_result(r: Release) -> None:
+        r.phase("pull").hosts["app-2"] = {"status": "great"}  # type: ignore[assignment]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        updated = ledger.update(rid(1), add_result)
+    assert updated.phase("pull").hosts["app-1"] == PhaseHostRecord(status="ok", seconds=2.0)
+    with pytest.raises(ValidationError):
+        ledger.update(rid(1), add_bad_result)
 
 
 def test_update_may_return_a_new_release(ledger: Ledger) -> None:
