@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     PROVIDER = 8  # a provider (cloud, network, secrets, registry) failed
     COMMAND = 9  # an external command failed or timed out
     ENVIRONMENT = 10  # the machine lacks something stagecraft needs (Docker, ssh)
+    CHANGES = 20  # `plan --detailed-exitcode`: the plan has changes (not an error)
     INTERRUPTED = 130  # stopped by Ctrl-C / SIGTERM
 
 

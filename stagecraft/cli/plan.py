@@ -6,7 +6,9 @@ import click
 
 from stagecraft.cli.context import AppContext, command
 
-EXIT_CHANGES = 20
+from stagecraft.errors import ExitCode
+
+EXIT_CHANGES = int(ExitCode.CHANGES)
 
 
 @command("plan", short_help="Show what a deploy would change.")

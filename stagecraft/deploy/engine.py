@@ -323,7 +323,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             images={name: ImageRecord(ref=ref, digest=_digest_of(ref))
                     for name, ref in images.items()},
             config_hash=config_hash(env), message=options.message,
-            hosts={name: LedgerHost(state=r.state.to_dict()) for name, r in renders.items()},
+            # What each host reaches: kept stateful services stay as deployed.
+            hosts={name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders},
         )
         run.release = target.ledger.record(release)
     lock_info = LockInfo.new(record_id, options.message, command=action)
