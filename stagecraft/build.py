@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -355,23 +353,3 @@ def _local_registry(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarg
     return RegistryTarget(push_server=access.push_server, pull_server=access.pull_server,
                           username=access.username, password=access.password,
                           ca_pem=getattr(access, "ca_pem", None))
-
-
-# --- release ids ------------------------------------------------------------------
-
-
-def new_release_id(project_dir: Path, now: datetime | None = None) -> str:
-    """``YYYYMMDDTHHMMSSZ-<git short sha>[-dirty]``, or ``-nogit`` outside a git tree."""
-    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    prefix = stamp.strftime("%Y%m%dT%H%M%SZ")
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=project_dir,
-                             capture_output=True, text=True, timeout=30)
-        if sha.returncode != 0 or not sha.stdout.strip():
-            return f"{prefix}-nogit"
-        status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=project_dir,
-                                capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return f"{prefix}-nogit"
-    dirty = "-dirty" if status.returncode != 0 or status.stdout.strip() else ""
-    return f"{prefix}-{sha.stdout.strip()}{dirty}"

@@ -33,24 +33,33 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
     backend provider, tag them <registry>/<project>-<service>:<release>, push them and
     print the pull reference (with digest) of each. Services with `from:` reuse the
     image of the service they name; services with `image:` are not built."""
-    from stagecraft.build import build_images, new_release_id, registry_target, repository
+    from stagecraft.build import build_images, registry_target, repository
+    from stagecraft.ledger.release_id import new_release_id
 
     env = app.environment()
     project_dir = app.load().project_dir
     release_id = release or new_release_id(project_dir)
-    target = None if no_push else registry_target(env, project_dir)
 
     if app.dry_run:
         from stagecraft.build import select_services, services_to_build
 
         selected = select_services(env, list(services))
-        server = target.push_server if target else None
+        # A dry run contacts nothing: the local cloud's registry address is not looked up.
+        registry = env.project.registry
+        server = (registry.server if registry is not None and not no_push
+                  and env.providers.cloud.kind != "local" else None)
         plan = {name: f"{repository(server, env.project.name, name)}:{release_id}"
                 for name in services_to_build(env, selected)}
-        app.emit({"dry_run": True, "release": release_id, "push": not no_push,
-                  "build": plan},
-                 lambda d: [click.echo(f"would build {n} as {ref}") for n, ref in plan.items()])
+
+        def text_plan(_: dict) -> None:
+            for name, ref in plan.items():
+                click.echo(f"would build {name} as {ref}")
+
+        app.emit({"dry_run": True, "release": release_id, "push": not no_push, "build": plan},
+                 text_plan)
         return
+
+    target = None if no_push else registry_target(env, project_dir)
 
     def show(service: str, line: str) -> None:
         app.say(f"[{service}] {line}")
