@@ -254,8 +254,9 @@ def _mounts(env: ResolvedEnvironment, host: Host, name: str,
     for mount in service.volumes:
         match = _MOUNT.match(mount)
         if match is None:
-            raise RenderError(f"services.{name}.volumes: {mount!r} is not a mount",
-                              hint="write 'volume:/path' or '/host/path:/path', with an optional ':ro'")
+            raise RenderError(
+                f"services.{name}.volumes: {mount!r} is not a mount",
+                hint="write 'volume:/path' or '/host/path:/path', with an optional ':ro'")
         source, target, mode = match.group("source", "target", "mode")
         suffix = f":{mode}" if mode else ""
         if source.startswith(("/", ".")):
@@ -316,7 +317,8 @@ def service_definition(env: ResolvedEnvironment, host: Host, name: str, inp: Ren
         if isinstance(service.command, str):
             definition["command"] = _compose_text(_literal(service.command, where))
         else:
-            definition["command"] = [_compose_text(_literal(word, where)) for word in service.command]
+            definition["command"] = [_compose_text(_literal(word, where))
+                                     for word in service.command]
     if service.env:
         definition["environment"] = {
             key: _compose_text(_literal(_env_value(value), f"services.{name}.env.{key}"))

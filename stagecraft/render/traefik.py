@@ -211,7 +211,8 @@ def tls_config(env: ResolvedEnvironment) -> dict[str, Any]:
 # ----------------------------------------------------------------------- files
 
 
-def render_traefik(env: ResolvedEnvironment, host: Host, inp: RenderInput) -> dict[str, RenderedFile]:
+def render_traefik(env: ResolvedEnvironment, host: Host,
+                   inp: RenderInput) -> dict[str, RenderedFile]:
     """The files of ``<base>/traefik/`` on ``host``, by path relative to it.
 
     Every host: traefik.yml and dynamic/routes.yml (empty off the edge, so a

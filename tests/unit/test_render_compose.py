@@ -25,6 +25,7 @@ from stagecraft.render.compose import (
     RenderError,
     dotenv_line,
     go_duration,
+    image_of,
     private_rule,
     render_compose,
 )
@@ -70,7 +71,8 @@ def check_golden_dir(root: Path, files: Mapping[str, RenderedFile]) -> None:
 
 def compose_of(config, env: str, host: str, inp: RenderInput | None = None) -> dict:
     environment = config.environments[env]
-    return render_compose(environment, host_of(environment, host), inp or golden_input(env)).document
+    return render_compose(environment, host_of(environment, host),
+                          inp or golden_input(env)).document
 
 
 # ------------------------------------------------------------------------- golden
@@ -211,7 +213,8 @@ def test_other_named_volumes_are_docker_volumes_named_after_the_environment(conf
 
 def test_the_release_id_appears_nowhere_in_the_compose_file(config):
     inp = replace(golden_input("three"), release_id="20991231T235959Z-feedbee")
-    text = render_host(config.environments["three"], "app-1", inp).release_files["compose.yml"].content
+    files = render_host(config.environments["three"], "app-1", inp).release_files
+    text = files["compose.yml"].content
     assert "feedbee" not in text
     assert yaml.safe_load(text)["name"] == "shop-three"
 
@@ -232,8 +235,8 @@ def test_a_missing_image_names_the_service(config):
 
 def test_a_service_with_from_names_the_image_it_lacks(config):
     env = config.environments["three"]
-    with pytest.raises(RenderError, match=r"no image for service 'api' \(it runs the image of 'api'\)"):
-        from stagecraft.render.compose import image_of
+    with pytest.raises(RenderError,
+                       match=r"no image for service 'api' \(it runs the image of 'api'\)"):
         image_of(env, "worker", {})
 
 
@@ -250,7 +253,8 @@ def test_a_reference_in_a_plain_env_value_is_refused(config):
     env = config.environments["single"]
     api = env.services["api"].model_copy(update={"env": {"TOKEN": "${secret:API_KEY}"}})
     env = env.model_copy(update={"services": {**env.services, "api": api}})
-    with pytest.raises(RenderError, match=r"services.api.env.TOKEN holds the reference \$\{secret:API_KEY\}"):
+    with pytest.raises(RenderError, match=r"services.api.env.TOKEN holds the reference "
+                                          r"\$\{secret:API_KEY\}"):
         render_compose(env, host_of(env, "solo"), golden_input("single"))
 
 
@@ -279,8 +283,8 @@ def test_env_file_lines_pick_a_quoting_compose_reads_back_unchanged(value, line)
     assert dotenv_line("K", value, service="api") == line
 
 
-@pytest.mark.parametrize("value", ["it's $5", "it's \"", " lead\\", "a #b\\", "$x\\", "two\nlines\\",
-                                   "nul\x00"])
+@pytest.mark.parametrize("value", ["it's $5", "it's \"", " lead\\", "a #b\\", "$x\\",
+                                   "two\nlines\\", "nul\x00"])
 def test_env_file_values_compose_cannot_carry_are_refused(value):
     with pytest.raises(RenderError, match="secret K of service 'api'"):
         dotenv_line("K", value, service="api")

@@ -56,7 +56,7 @@ def test_the_fleet_is_every_host_in_the_environments_order(config):
     assert all(render.host == name for name, render in fleet.items())
 
 
-def test_release_files_are_compose_release_json_and_one_secret_env_file_per_service_with_secrets(config):
+def test_release_files_are_compose_release_json_and_a_secret_env_file_per_secret_user(config):
     render = render_host(config.environments["two"], "app-2", golden_input("two"))
     files = render.release_files
     assert sorted(files) == ["compose.yml", "env/api.env", "env/db.env", "env/worker.env",

@@ -63,7 +63,8 @@ def check_golden_dir(root: Path, files: Mapping[str, RenderedFile]) -> None:
             "STAGECRAFT_UPDATE_GOLDEN=1 and review the diff")
 
 
-def files_of(config, env: str, host: str, inp: RenderInput | None = None) -> dict[str, RenderedFile]:
+def files_of(config, env: str, host: str,
+             inp: RenderInput | None = None) -> dict[str, RenderedFile]:
     environment = config.environments[env]
     return render_traefik(environment, host_of(environment, host), inp or golden_input(env))
 
@@ -121,7 +122,8 @@ def test_acme_is_configured_on_edge_hosts_only(config):
 def test_edge_routes_balance_over_the_private_entrypoint_of_every_host_of_the_service(config):
     routes = parsed(files_of(config, "two", "front-1"), "dynamic/routes.yml")["http"]
     api = routes["services"]["api-backends"]["loadBalancer"]
-    assert api["servers"] == [{"url": "http://10.201.7.10:8000"}, {"url": "http://10.201.7.11:8000"}]
+    assert api["servers"] == [{"url": "http://10.201.7.10:8000"},
+                              {"url": "http://10.201.7.11:8000"}]
     assert api["passHostHeader"] is True
     assert api["healthCheck"] == {"path": "/up", "hostname": "api.two.example.test",
                                   "interval": "2s", "timeout": "2s"}
@@ -182,7 +184,8 @@ def test_local_mode_ships_the_certificate_with_a_private_key(config):
     assert (key.mode, key.secret) == (0o600, True)
     assert (crt.mode, crt.secret) == (0o644, False)
     assert "TEST LEAF KEY" in key.content
-    pair = {"certFile": "/etc/traefik/certs/shop-two.crt", "keyFile": "/etc/traefik/certs/shop-two.key"}
+    pair = {"certFile": "/etc/traefik/certs/shop-two.crt",
+            "keyFile": "/etc/traefik/certs/shop-two.key"}
     assert parsed(files, "dynamic/tls.yml") == {"tls": {
         "certificates": [pair], "stores": {"default": {"defaultCertificate": pair}}}}
     # Only the edge terminates TLS.
@@ -191,13 +194,15 @@ def test_local_mode_ships_the_certificate_with_a_private_key(config):
 
 def test_local_mode_without_a_certificate_is_an_error(config):
     inp = replace(golden_input("two"), tls=TlsSettings(mode="local"))
-    with pytest.raises(RenderError, match="TLS mode 'local' of environment 'two' needs a certificate"):
+    with pytest.raises(RenderError,
+                       match="TLS mode 'local' of environment 'two' needs a certificate"):
         files_of(config, "two", "front-1", inp)
 
 
 def test_a_tls_mode_other_than_the_environments_is_an_error(config):
     inp = replace(golden_input("three"), tls=TlsSettings(mode="off"))
-    with pytest.raises(RenderError, match="TLS mode 'off' of the release does not match mode 'acme'"):
+    with pytest.raises(RenderError,
+                       match="TLS mode 'off' of the release does not match mode 'acme'"):
         files_of(config, "three", "app-1", inp)
 
 
@@ -216,7 +221,8 @@ def test_the_traefik_hash_follows_the_image_and_every_file(config):
     base = traefik_hash(files, "traefik:v3.6")
     assert traefik_hash(dict(reversed(list(files.items()))), "traefik:v3.6") == base
     assert traefik_hash(files, "traefik:v3.7") != base
-    changed = dict(files, **{"certs/shop-two.key": replace(files["certs/shop-two.key"], content="x\n")})
+    key = replace(files["certs/shop-two.key"], content="x\n")
+    changed = {**files, "certs/shop-two.key": key}
     assert traefik_hash(changed, "traefik:v3.6") != base
     assert traefik_hash({k: v for k, v in files.items() if k != "dynamic/tls.yml"},
                         "traefik:v3.6") != base
