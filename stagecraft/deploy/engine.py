@@ -185,8 +185,8 @@ def tls_settings(target: Target) -> TlsSettings:
     if mode != "local":
         return TlsSettings(mode=mode, email=env.tls.email)  # type: ignore[arg-type]
     names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
-    if not names:
-        return TlsSettings(mode="off")
+    if not names:  # an edge without routes still serves TLS: a name of its own
+        names = [env.domain or f"{env.project.name}-{env.name}.localhost"]
     certificate, key = _edge_certificate(target.state_dir, names)
     return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
 
