@@ -3,11 +3,12 @@ run (endpoints, non-root user, the unhealthy switch, graceful stops), a failing
 build reported with its service and last lines, and an Encore.ts service built
 through the Encore CLI STAND-IN (tests/fixtures/encore-standin/encore).
 
-Pushing is covered by the end-to-end deploy test (it needs the local fleet's registry).
+Pushing goes to a throwaway registry (Distribution with basic auth) on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -236,3 +237,120 @@ environments:
                                   "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"})
     assert missing.returncode == 10, missing.stderr
     assert "the Encore CLI (`encore`) is not on PATH" in missing.stderr
+
+
+# ------------------------------------------------------------------ pushing
+
+
+REGISTRY_CONFIG = """\
+version: 0.1
+log: { level: warn }
+storage: { filesystem: { rootdirectory: /var/lib/docker-registry } }
+http: { addr: ":5000" }
+auth: { htpasswd: { realm: stagecraft-test, path: /etc/stagecraft-test/htpasswd } }
+"""
+
+
+def registry_image() -> str:
+    """Debian's docker-registry (Distribution 2.8), as the local cloud builds it."""
+    if image_exists("stagecraft/registry:latest"):
+        return "stagecraft/registry:latest"
+    try:
+        from stagecraft.providers.cloud.local.images import ensure_registry_image
+    except ImportError:
+        pytest.skip("no registry image on this machine and no way to build one yet")
+    return ensure_registry_image()
+
+
+def test_build_pushes_with_a_throwaway_login_and_reports_the_digest(tmp_path, cleanup):
+    """A registry with basic auth on 127.0.0.1 (plain HTTP: Docker trusts loopback)."""
+    from stagecraft.build import BuildFailed, RegistryTarget, build_images
+    from stagecraft.config.loader import load_config
+    from stagecraft.errors import ProviderError
+
+    image = registry_image()
+    name = f"bt{uuid.uuid4().hex[:7]}"
+    files = tmp_path / "registry"
+    files.mkdir()
+    files.chmod(0o755)
+    password = uuid.uuid4().hex
+    htpasswd = docker("run", "--rm", "--entrypoint", "htpasswd", image, "-Bbn", "pusher",
+                      password).stdout
+    (files / "htpasswd").write_text(htpasswd)
+    (files / "config.yml").write_text(REGISTRY_CONFIG)
+    for path in files.iterdir():
+        path.chmod(0o644)
+    registry = f"{name}-registry"
+    cleanup["containers"].append(registry)
+    docker("run", "-d", "--name", registry, "-p", "127.0.0.1::5000", "-v",
+           f"{files}:/etc/stagecraft-test:ro", image, "serve", "/etc/stagecraft-test/config.yml")
+    port = int(docker("port", registry, "5000/tcp").stdout.split(":")[-1])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if get(port, "/v2/")[0] == 401:  # up, and asking for credentials
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, docker("logs", registry, check=False).stderr
+        time.sleep(0.2)
+
+    project = tmp_path / "project"
+    (project / "api").mkdir(parents=True)
+    (project / "api" / "Dockerfile").write_text("FROM scratch\nLABEL pushed-by=stagecraft-test\n")
+    (project / "stagecraft.yml").write_text(f"""
+version: 1
+project: {{ name: {name} }}
+services:
+  api: {{ build: {{ context: api }}, on: [app] }}
+  worker: {{ from: api, on: [app] }}
+environments:
+  prod: {{ hosts: [{{ name: h1, roles: [app] }}] }}
+""")
+    env = load_config(project / "stagecraft.yml").environment("prod")
+    push_server = f"127.0.0.1:{port}"
+    tag = f"{push_server}/{name}-api:p1"
+    cleanup["images"].append(tag)
+    # The hosts would pull from another address; only the name changes.
+    target = RegistryTarget(push_server=push_server, pull_server="registry.internal:5000",
+                            username="pusher", password=password)
+    docker_config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
+    before = docker_config.read_text() if docker_config.exists() else None
+    lines: list[tuple[str, str]] = []
+    images = build_images(env, project, "p1", target, on_line=lambda s, l: lines.append((s, l)))
+
+    api = images["api"]
+    assert api.push_ref == tag
+    assert api.digest and api.digest.startswith("sha256:")
+    assert api.pull_ref == f"registry.internal:5000/{name}-api:p1@{api.digest}"
+    assert images["worker"].pull_ref == api.pull_ref
+    # The registry serves that manifest under that digest.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    token = base64.b64encode(f"pusher:{password}".encode()).decode()
+    conn.request("HEAD", f"/v2/{name}-api/manifests/p1", headers={
+        "Authorization": f"Basic {token}",
+        "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.getheader("Docker-Content-Digest") == api.digest
+    conn.close()
+    # Credentials never reached the user's Docker config, nor the output.
+    after = docker_config.read_text() if docker_config.exists() else None
+    assert after == before
+    assert all(password not in line for _, line in lines)
+    assert any("digest: " + api.digest in line for _, line in lines)
+
+    wrong = RegistryTarget(push_server=push_server, pull_server=push_server,
+                           username="pusher", password="not-" + password)
+    with pytest.raises(ProviderError) as refused:
+        build_images(env, project, "p2", wrong)
+    cleanup["images"].append(f"{push_server}/{name}-api:p2")
+    assert refused.value.message.startswith(f"cannot log in to registry {push_server} as pusher")
+    assert "not-" + password not in refused.value.message
+
+    # No credentials at all: the push itself is refused, and reported for the service.
+    anonymous = RegistryTarget(push_server=push_server, pull_server=push_server)
+    with pytest.raises(BuildFailed) as failed:
+        build_images(env, project, "p3", anonymous)
+    cleanup["images"].append(f"{push_server}/{name}-api:p3")
+    assert failed.value.message.startswith(f"service 'api': pushing {push_server}/{name}-api:p3 failed")
