@@ -142,17 +142,18 @@ def build_images(
     """Build (and push) the images of ``services`` (all by default) for ``release_id``.
 
     Returns one BuiltImage per selected service plus every service built for them
-    (a ``from:`` target), in the config's order. ``target`` may be None only with
-    ``push=False``: images are then tagged ``<project>-<service>:<release>``.
+    (a ``from:`` target), in the config's order. ``target`` may be None with
+    ``push=False`` (images are then tagged ``<project>-<service>:<release>``) or
+    when nothing is to be built (only ``image:`` services).
     Raises UsageError for unknown services, BuildFailed when a build or push fails.
     """
-    if push and target is None:
+    selected = select_services(env, services)
+    to_build = services_to_build(env, selected)
+    if push and target is None and to_build:
         raise ConfigError(
             f"environment '{env.name}' has no registry to push images to",
             hint="set project.registry in stagecraft.yml, or build with --no-push",
         )
-    selected = select_services(env, services)
-    to_build = services_to_build(env, selected)
     project_dir = Path(project_dir).resolve()
     server = target.push_server if target is not None else None
 

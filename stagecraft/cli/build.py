@@ -71,9 +71,10 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
             "images": {name: image.to_dict() for name, image in images.items()}}
 
     def text(_: dict) -> None:
+        width = max((len(name) for name in images), default=0)
         for name, image in images.items():
             note = {"image": "  (image: not built)",
                     "from": f"  (from {image.from_service})"}.get(image.source, "")
-            click.echo(f"{name}  {image.pull_ref}{note}")
+            click.echo(f"{name.ljust(width)}  {image.pull_ref}{note}")
 
     app.emit(data, text)

@@ -170,6 +170,12 @@ def test_only_image_services_build_nothing(tmp_path):
     assert images == {"cache": BuiltImage("cache", None, "valkey/valkey:8", source="image")}
 
 
+def test_image_only_services_need_no_registry(tmp_path):
+    images = build_images(environment(), tmp_path, "r1", None, services=["cron"],
+                          backend=RecordingBackend())
+    assert images["cron"].pull_ref == "valkey/valkey:8"
+
+
 def test_push_needs_a_registry(tmp_path):
     with pytest.raises(ConfigError) as raised:
         build_images(environment(), tmp_path, "r1", None, backend=RecordingBackend())
