@@ -48,7 +48,7 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
         "bootstrap_environment": env.name,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
         if public_key.is_file() else [],
-        **cloud.bootstrap_vars(),
+        **cloud.bootstrap_vars(spec, state_dir),
     }
     return RunRequest(
         run_id=new_run_id("bootstrap", env.name),

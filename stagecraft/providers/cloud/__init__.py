@@ -27,6 +27,8 @@ from stagecraft.providers.cloud.base import (
     FleetSpec,
     HostRecord,
     HostSpec,
+    RegistryAccess,
+    RegistryProvider,
     SshAccess,
     StateFiles,
     read_hosts_file,
@@ -40,8 +42,8 @@ BUILTIN = {"local": "stagecraft.providers.cloud.local:LocalCloud"}
 __all__ = [
     "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
     "UNCHANGED", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
-    "HostRecord", "HostSpec", "SshAccess", "StateFiles", "available_kinds",
-    "get_cloud_provider", "read_hosts_file",
+    "HostRecord", "HostSpec", "RegistryAccess", "RegistryProvider", "SshAccess", "StateFiles",
+    "available_kinds", "get_cloud_provider", "read_hosts_file",
 ]
 
 

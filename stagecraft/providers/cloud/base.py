@@ -109,6 +109,10 @@ class HostRecord:
     public_ip: str | None = None
     change: str | None = None  # what the call that returned this record did to the host
     in_spec: bool = True  # False: the host exists but the environment no longer lists it
+    # Where the controller reaches an edge host's ports 80 and 443 (the local cloud
+    # publishes them on 127.0.0.1); None when not published (real clouds: public_ip).
+    http_port: int | None = None
+    https_port: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data (tuples become lists)."""
@@ -132,11 +136,12 @@ class HostRecord:
                 f"a host record is incomplete or malformed ({exc}): {dict(data)!r}",
                 hint="run `stagecraft infra up` to rewrite the host list",
             ) from exc
-        if not isinstance(record.name, str) or not (
-            record.ssh_port is None or isinstance(record.ssh_port, int)
+        ports = (record.ssh_port, record.http_port, record.https_port)
+        if not isinstance(record.name, str) or not all(
+            port is None or isinstance(port, int) for port in ports
         ):
             raise StateError(
-                f"a host record has a bad name or ssh_port: {dict(data)!r}",
+                f"a host record has a bad name or port: {dict(data)!r}",
                 hint="run `stagecraft infra up` to rewrite the host list",
             )
         return record
@@ -180,6 +185,34 @@ class SshAccess:
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes",
         ]
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How to reach an environment's container registry, from the controller and from hosts.
+
+    ``push_server`` is what the controller pushes to, ``pull_server`` what hosts pull
+    from (the same registry; for the local cloud the first is a port on 127.0.0.1
+    and the second the registry's address on the fleet network). An image pushed as
+    ``<push_server>/<repo>:<tag>`` is pulled as ``<pull_server>/<repo>:<tag>``.
+    ``ca_pem`` is the CA that signed the registry's certificate, when it is not a
+    publicly trusted one.
+    """
+
+    push_server: str
+    pull_server: str
+    username: str
+    password: str = field(repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+
+    def pull_reference(self, repository: str, tag: str, digest: str | None = None) -> str:
+        """``<pull_server>/<repository>:<tag>[@<digest>]``: what a host's compose file names."""
+        reference = f"{self.pull_server}/{repository}:{tag}"
+        return f"{reference}@{digest}" if digest else reference
+
+    def push_reference(self, repository: str, tag: str) -> str:
+        """``<push_server>/<repository>:<tag>``: what the controller tags and pushes."""
+        return f"{self.push_server}/{repository}:{tag}"
 
 
 @dataclass(frozen=True)
@@ -307,6 +340,30 @@ class CloudProvider(Protocol):
         """The key, known_hosts file and user to reach the hosts that ``up`` made."""
         ...
 
-    def bootstrap_vars(self) -> dict[str, Any]:
-        """Extra variables for the bootstrap role that this cloud's hosts need."""
+    def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
+        """Extra variables for the bootstrap role that this cloud's hosts need (for the
+        local cloud: the inner dockerd's quirk, and the registry's address and CA)."""
+        ...
+
+
+@runtime_checkable
+class RegistryProvider(Protocol):
+    """A cloud that runs a registry for its environments (the local cloud does).
+
+    Real clouds use the registry configured in stagecraft.yml instead; callers check
+    ``isinstance(cloud, RegistryProvider)``.
+    """
+
+    def registry_access(self, spec: FleetSpec, state_dir: Path) -> RegistryAccess:
+        """Servers, credentials and CA of the environment's registry.
+
+        Raises ProviderError when the registry is not running (the fleet is not up).
+        """
+        ...
+
+    def publish_traefik_image(self, spec: FleetSpec, state_dir: Path, *,
+                              log: Log | None = None) -> str:
+        """Build (if needed) and push the Traefik image to the environment's registry;
+        return its pull reference ``<pull_server>/stagecraft/traefik:<version>@sha256:...``.
+        Idempotent: pushing what the registry has transfers nothing."""
         ...

@@ -30,6 +30,18 @@ FIRST_HOST = 10
 #: (32768+), so neither docker's random ports nor outgoing connections take them.
 SSH_PORT_RANGE = range(22000, 23000)
 
+#: Other ports published on 127.0.0.1: the registry (for the controller to push) and
+#: edge hosts' 80/443. Fixed per name for the same reason as SSH, and below 32768 too.
+PUBLISHED_PORT_RANGE = range(23000, 26000)
+
+#: The registry's address on the network: the first of Docker's dynamic range (the
+#: upper half), so never a host's. It is taken when the network is made, before
+#: anything else attaches, so Docker's own allocation never hands it out first.
+REGISTRY_OFFSET = 128
+
+#: Host names the local cloud keeps for itself (they would name its own containers).
+RESERVED_HOST_NAMES = frozenset({"registry"})
+
 PREFIX = "stagecraft"
 
 
@@ -46,6 +58,22 @@ def container_name(project: str, environment: str, host: str) -> str:
 def volume_name(project: str, environment: str, volume: str) -> str:
     """The named Docker volume that stands in for a block-storage volume."""
     return f"{PREFIX}-{project}-{environment}-{volume}"
+
+
+def registry_container_name(project: str, environment: str) -> str:
+    """The environment's registry container (a host may not be called ``registry``)."""
+    return f"{PREFIX}-{project}-{environment}-registry"
+
+
+def registry_volume_name(project: str, environment: str) -> str:
+    """The registry's storage. ``_`` never appears in a block-storage volume's name, so
+    this never collides with one."""
+    return f"{PREFIX}-{project}-{environment}_registry"
+
+
+def registry_ip(subnet: IPv4Network) -> IPv4Address:
+    """The registry's fixed address: .128 of a /24."""
+    return subnet.network_address + REGISTRY_OFFSET
 
 
 def _start(key: str, modulo: int) -> int:
@@ -122,7 +150,7 @@ def choose_port(key: str, taken: Iterable[int], ports: range = SSH_PORT_RANGE) -
         if port not in taken_set:
             return port
     raise ProviderError(
-        f"no free SSH port left in {ports.start}-{ports.stop - 1} on 127.0.0.1",
+        f"no free port left in {ports.start}-{ports.stop - 1} on 127.0.0.1",
         hint="remove local-cloud environments you no longer use (`stagecraft infra down`)",
     )
 

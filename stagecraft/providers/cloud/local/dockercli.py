@@ -143,7 +143,9 @@ def raise_for(proc: Completed, *, what: str, hint: str | None = None) -> None:
 
 def exists(kind: str, name: str) -> bool:
     """Whether a docker object (``image``, ``network``, ``container``, ``volume``) exists."""
-    proc = docker(kind, "inspect", "--format", "{{.Id}}", name, what=f"inspect {kind} {name}",
+    # Volumes have no .Id (a format naming it fails as if the volume were missing).
+    field = "{{.Name}}" if kind == "volume" else "{{.Id}}"
+    proc = docker(kind, "inspect", "--format", field, name, what=f"inspect {kind} {name}",
                   check=False, timeout=30)
     if proc.returncode == 0:
         return True

@@ -9,6 +9,10 @@ state directory, next to hosts.json.
 Docker itself is the inventory: containers carry labels (project, environment,
 host, roles), so ``status`` and ``down`` find every container ``up`` made, even
 without hosts.json.
+
+Each environment also gets a registry (TLS from the environment's CA, basic auth)
+on its network, see :mod:`stagecraft.providers.cloud.local.registry`, and edge
+hosts publish their ports 80 and 443 on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,14 +44,21 @@ from stagecraft.providers.cloud.base import (
     HostRecord,
     HostSpec,
     Log,
+    RegistryAccess,
     SshAccess,
     StateFiles,
     read_hosts_file,
     write_hosts_file,
 )
-from stagecraft.providers.cloud.local import addressing, keys
+from stagecraft.providers.cloud.local import addressing, keys, registry
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
+from stagecraft.providers.cloud.local.images import (
+    TRAEFIK_REPO,
+    ensure_traefik_image,
+    traefik_version,
+)
+from stagecraft.tls import ca_directory, load_ca
 
 KIND = "local"
 SSH_USER = "root"  # as on a fresh droplet; the bootstrap role adds the deploy user
@@ -58,6 +69,9 @@ LABEL_PROJECT = "org.stagecraft.project"
 LABEL_ENV = "org.stagecraft.environment"
 LABEL_HOST = "org.stagecraft.host"
 LABEL_ROLES = "org.stagecraft.roles"
+
+#: Hosts with this role get their ports 80 and 443 published on 127.0.0.1.
+EDGE_ROLE = "edge"
 
 #: The flags that let systemd boot as PID 1 and dockerd run inside, without
 #: --privileged (which fails on this kind of machine: see TESTBED.md).
@@ -91,6 +105,8 @@ class _Container:
     status: str  # docker's: created, running, paused, restarting, exited, dead
     ip: str | None
     ssh_port: int | None
+    http_port: int | None = None
+    https_port: int | None = None
 
     @property
     def state(self) -> str:
@@ -102,28 +118,60 @@ class LocalCloud:
 
     kind = KIND
 
-    def __init__(self, image: str | None = None, ready_timeout: float = 120.0) -> None:
+    def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
+                 registry: bool = True) -> None:
         """``image``: a host image tag to use instead of building stagecraft/host.
         ``ready_timeout``: seconds to wait for all hosts' sshd after they start.
+        ``registry``: run the environment's registry (False: hosts only, for tests
+        and fleets that never deploy).
         """
         self.image = image
         self.ready_timeout = ready_timeout
+        self.registry = registry
 
     # ----------------------------------------------------------------- public API
 
-    def bootstrap_vars(self) -> dict[str, Any]:
+    def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
         """Variables the bootstrap role needs on containers-as-hosts (not on real hosts).
 
         dockerd inside a container cannot start containers unless it may leave IPv6
         on an IPv4-only interface (TESTBED.md); Debian's docker.io is installed from
         the mirror the hosts reach (Docker's own apt repository is not reachable);
-        root keeps key-only SSH because the local cloud connects as root.
+        root keeps key-only SSH because the local cloud connects as root. When `up`
+        made the environment's registry, hosts learn its pull address and trust its
+        CA (Docker's certs.d and the system trust store).
         """
-        return {
+        variables: dict[str, Any] = {
             "bootstrap_docker_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
             "bootstrap_docker_source": "distro",
             "bootstrap_sshd_permit_root_login": "prohibit-password",
         }
+        info = registry.read_info(Path(state_dir))
+        if info is not None:
+            variables["bootstrap_registry_server"] = str(info["pull_server"])
+            variables["bootstrap_registry_ca_pem"] = load_ca(Path(state_dir)).cert_pem
+        return variables
+
+    def registry_access(self, spec: FleetSpec, state_dir: Path) -> RegistryAccess:
+        """Servers, credentials and CA of the environment's registry.
+
+        ``push_server`` is ``127.0.0.1:<port>`` (for the controller), ``pull_server``
+        ``<subnet>.128:5000`` (for hosts). Raises ProviderError when the registry is
+        not running (the fleet is not up).
+        """
+        return registry.registry_access(spec, Path(state_dir))
+
+    def publish_traefik_image(self, spec: FleetSpec, state_dir: Path, *,
+                              log: Log | None = None) -> str:
+        """Build (if needed) stagecraft/traefik and push it to the environment's registry.
+
+        Returns ``<pull_server>/stagecraft/traefik:<version>@sha256:<digest>``.
+        Idempotent: a second call pushes no layer and returns the same reference.
+        """
+        log = log or _quiet
+        access = self.registry_access(spec, state_dir)
+        image = ensure_traefik_image(log)
+        return registry.push(access, image, TRAEFIK_REPO, traefik_version(), log=log)
 
     def ssh_access(self, spec: FleetSpec, state_dir: Path) -> SshAccess:
         """The environment's key pair and pinned known_hosts, and the user (root)."""
@@ -141,11 +189,27 @@ class LocalCloud:
         log = log or _quiet
         files = StateFiles(Path(state_dir))
         net = addressing.network_name(spec.project, spec.environment)
+        reserved = [h.name for h in spec.hosts if h.name in addressing.RESERVED_HOST_NAMES]
+        if reserved:
+            raise ProviderError(
+                f"environment {spec.environment}: the local cloud keeps the host name "
+                f"{reserved[0]!r} for itself (it names the environment's registry container)",
+                hint="rename that host in stagecraft.yml",
+            )
         with _env_lock(net, log):
             started = time.monotonic()
             image = self.image or ensure_host_image(log=log)
             public_key = keys.ensure_key_pair(files, comment=net)
             subnet = self._ensure_network(spec, net, log)
+            extra: dict[str, Any] = {}
+            if self.registry:
+                # Before the hosts: the registry's address is taken before anything
+                # else attaches to the network.
+                made = registry.ensure_registry(
+                    spec, Path(state_dir), net, subnet, _env_labels(spec), _taken_ports(), log)
+                extra["registry"] = {"container": made.container,
+                                     "push_server": made.push_server,
+                                     "pull_server": made.pull_server}
             existing = {c.host: c for c in _list_containers(spec)}
             changes: dict[str, str] = {}
             for index, host in enumerate(spec.hosts):
@@ -178,7 +242,7 @@ class LocalCloud:
                 ssh=self.ssh_access(spec, state_dir),
                 extra={"network": {"name": net, "subnet": str(subnet),
                                    "gateway": str(addressing.gateway(subnet))},
-                       "image": image},
+                       "image": image, **extra},
             )
             made = sum(1 for c in changes.values() if c != UNCHANGED)
             log(f"{len(records)} host(s) ready ({made} created or started) in "
@@ -248,6 +312,7 @@ class LocalCloud:
                         ssh_port=None, ssh_user=SSH_USER, private_ip=None, provider_id=None,
                         provider=KIND, size=host.size, change=ABSENT,
                     ))
+            removed += registry.remove_registry(spec, Path(state_dir), log)
             for volume in _list_volumes(spec):
                 docker("volume", "rm", volume, what=f"remove volume {volume}", timeout=60)
                 removed.append(f"volume {volume}")
@@ -256,6 +321,13 @@ class LocalCloud:
             for path in keys.remove([files.hosts, files.known_hosts, files.private_key,
                                      files.public_key]):
                 removed.append(f"file {path}")
+            # The CA was trusted only by the hosts just removed; the next `up` makes a new one.
+            ca_dir = ca_directory(files.state_dir)
+            for path in keys.remove(sorted(ca_dir.glob("*"))):  # pathlib's * matches .lock too
+                if not path.name.startswith("."):
+                    removed.append(f"file {path}")
+            with contextlib.suppress(OSError):
+                ca_dir.rmdir()
             with contextlib.suppress(OSError):  # only when nothing else lives there
                 files.state_dir.rmdir()
         order = {h.name: i for i, h in enumerate(spec.hosts)}
@@ -330,9 +402,19 @@ class LocalCloud:
         key = f"{spec.project}/{spec.environment}/{host.name}"
         for _attempt in range(10):
             port = addressing.choose_port(key, taken_ports)
-            if not _port_free(port):
-                taken_ports.add(port)
+            published = {22: port}
+            if EDGE_ROLE in host.roles:
+                for container_port, suffix in ((80, "http"), (443, "https")):
+                    published[container_port] = addressing.choose_port(
+                        f"{key}/{suffix}", taken_ports | set(published.values()),
+                        addressing.PUBLISHED_PORT_RANGE)
+            busy = {p for p in published.values() if not _port_free(p)}
+            if busy:
+                taken_ports |= busy
                 continue
+            port_args: list[str] = []
+            for container_port, host_port in published.items():
+                port_args += ["-p", f"{SSH_BIND}:{host_port}:{container_port}"]
             argv = [
                 "run", "-d", "--name", name, "--hostname", host.name,
                 "--label", f"{LABEL_CLOUD}={KIND}",
@@ -342,26 +424,30 @@ class LocalCloud:
                 "--label", f"{LABEL_ROLES}={','.join(host.roles)}",
                 *HOST_RUN_FLAGS,
                 "--network", net, "--ip", str(ip),
-                "-p", f"{SSH_BIND}:{port}:22",
+                *port_args,
                 *volumes,
                 image, "/sbin/init",
             ]
             proc = docker(*argv, what=f"create host {host.name}", check=False, timeout=120)
             if proc.returncode == 0:
-                log(f"created host {host.name} ({ip}, ssh {SSH_BIND}:{port})")
+                web = (f", http {published[80]}, https {published[443]}"
+                       if 80 in published else "")
+                log(f"created host {host.name} ({ip}, ssh {SSH_BIND}:{port}{web})")
                 return
             # A failed `docker run -d` can leave a created-but-not-started container.
             docker("rm", "-fv", name, what=f"clean up the failed host {host.name}",
                    check=False, timeout=60)
             if any(m in proc.stderr.lower() for m in _PORT_TAKEN):
-                taken_ports.add(port)
+                # Which of them was taken is not said: try other ones for all.
+                taken_ports |= set(published.values())
                 continue
             raise_for(proc, what=f"create host {host.name} (container {name})",
                       hint=f"check that the image {image} exists (`docker image ls "
                       "stagecraft/host`) and that the engine allows the flags of TESTBED.md")
         raise ProviderError(
-            f"host {host.name}: every SSH port tried on {SSH_BIND} was taken",
-            hint="free some ports in 22000-22999 or remove unused local environments",
+            f"host {host.name}: every port tried on {SSH_BIND} was taken",
+            hint="free some ports in 22000-22999 (SSH) and 23000-25999 (web) or remove "
+            "unused local environments",
         )
 
     def _ensure_volume(self, spec: FleetSpec, volume: str) -> str:
@@ -452,6 +538,8 @@ def _list_containers(spec: FleetSpec) -> list[_Container]:
         "--filter", f"label={LABEL_CLOUD}={KIND}",
         "--filter", f"label={LABEL_PROJECT}={spec.project}",
         "--filter", f"label={LABEL_ENV}={spec.environment}",
+        # Hosts only: the environment's registry carries the other labels too.
+        "--filter", f"label={LABEL_HOST}",
         what=f"list the hosts of {spec.project}/{spec.environment}", timeout=60,
     )
     ids = proc.stdout.split()
@@ -480,8 +568,7 @@ def _parse_container(item: dict[str, Any], net: str) -> _Container:
     endpoint = networks.get(net) or {}
     # The static address is in IPAMConfig even while the container is stopped.
     ip = (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or endpoint.get("IPAddress") or None
-    bindings = (item.get("HostConfig", {}).get("PortBindings") or {}).get("22/tcp") or []
-    port = int(bindings[0]["HostPort"]) if bindings and bindings[0].get("HostPort") else None
+    ports = _published_ports(item)
     roles = tuple(r for r in (labels.get(LABEL_ROLES) or "").split(",") if r)
     return _Container(
         id=item["Id"],
@@ -490,8 +577,25 @@ def _parse_container(item: dict[str, Any], net: str) -> _Container:
         roles=roles,
         status=item.get("State", {}).get("Status", "unknown"),
         ip=ip,
-        ssh_port=port,
+        ssh_port=ports.get(22),
+        http_port=ports.get(80),
+        https_port=ports.get(443),
     )
+
+
+def _published_ports(item: dict[str, Any]) -> dict[int, int]:
+    """Container port -> the host port it is published on (TCP), from `docker inspect`."""
+    ports: dict[int, int] = {}
+    for key, bindings in (item.get("HostConfig", {}).get("PortBindings") or {}).items():
+        number, _, protocol = key.partition("/")
+        if protocol == "tcp" and bindings and bindings[0].get("HostPort"):
+            ports[int(number)] = int(bindings[0]["HostPort"])
+    return ports
+
+
+def _env_labels(spec: FleetSpec) -> dict[str, str]:
+    """The labels every container and volume of the environment carries."""
+    return {LABEL_CLOUD: KIND, LABEL_PROJECT: spec.project, LABEL_ENV: spec.environment}
 
 
 def _record(c: _Container, roles: tuple[str, ...], size: str | None,
@@ -500,6 +604,7 @@ def _record(c: _Container, roles: tuple[str, ...], size: str | None,
         name=c.host, roles=tuple(roles), state=c.state,
         ssh_host=SSH_BIND if c.ssh_port else None, ssh_port=c.ssh_port, ssh_user=SSH_USER,
         private_ip=c.ip, provider_id=c.id[:12], provider=KIND, size=size, change=change,
+        http_port=c.http_port, https_port=c.https_port,
     )
 
 
@@ -609,18 +714,18 @@ def _taken_subnets() -> list[IPv4Network]:
 
 
 def _taken_ports() -> set[int]:
-    """SSH ports reserved by every local-cloud host, stopped ones included."""
+    """Ports reserved by every local-cloud container (hosts, registries), stopped ones
+    included: a stopped container gets its ports back when it starts."""
     proc = docker("ps", "-a", "-q", "--filter", f"label={LABEL_CLOUD}={KIND}",
-                  what="list local-cloud hosts", timeout=60)
+                  what="list local-cloud containers", timeout=60)
     ids = proc.stdout.split()
     if not ids:
         return set()
-    inspected = docker("inspect", *ids, what="inspect local-cloud hosts", check=False, timeout=60)
-    ports = set()
+    inspected = docker("inspect", *ids, what="inspect local-cloud containers", check=False,
+                       timeout=60)
+    ports: set[int] = set()
     for item in json.loads(inspected.stdout or "[]"):
-        port = _parse_container(item, "").ssh_port
-        if port:
-            ports.add(port)
+        ports |= set(_published_ports(item).values())
     return ports
 
 

@@ -230,31 +230,45 @@ def _try_pull(image: str, log: Log) -> bool:
 
 def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
     """debootstrap a minbase trixie with our packages and ``docker import`` it as ``base``."""
+    debootstrap_image(base, packages(), mirrors, log, what="the host image",
+                      logname="debootstrap.log")
+
+
+def debootstrap_image(tag: str, include: list[str], mirrors: Mirrors, log: Log, *, what: str,
+                      logname: str, prepare: Callable[[Path], None] | None = None) -> None:
+    """debootstrap a minbase trixie with ``include`` and ``docker import`` it as ``tag``.
+
+    ``prepare`` may change the root filesystem before it is imported (trim it, add
+    files). ``what`` names the image in errors ("the runtime image"); the log goes
+    to ``cache_dir()/logname``. Raises EnvironmentMissing without debootstrap or
+    root, CommandFailed when a step fails.
+    """
     if shutil.which("debootstrap") is None:
         raise EnvironmentMissing(
-            f"cannot build the host image: no {UPSTREAM_BASE} image and debootstrap "
+            f"cannot build {what}: no {UPSTREAM_BASE} image and debootstrap "
             "is not installed",
             hint="apt-get install debootstrap, or load a debian:trixie image "
             "(docker load -i debian-trixie.tar)",
         )
     if os.geteuid() != 0:
         raise EnvironmentMissing(
-            "cannot build the host image: debootstrap needs root",
+            f"cannot build {what}: debootstrap needs root",
             hint="run `sudo python -m stagecraft.providers.cloud.local.image` once, "
             "or load a debian:trixie image",
         )
     workdir = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))
     rootfs = workdir / "rootfs"
-    logfile = cache_dir() / "debootstrap.log"
+    logfile = cache_dir() / logname
     argv = [
-        "debootstrap", "--variant=minbase", f"--include={','.join(packages())}",
+        "debootstrap", "--variant=minbase", f"--include={','.join(include)}",
         SUITE, str(rootfs), mirrors.debian,
     ]
     try:
-        log(f"making a {SUITE} root filesystem with debootstrap (about 75 s; log: {logfile})")
+        log(f"making a {SUITE} root filesystem for {what} with debootstrap "
+            f"(about 75 s; log: {logfile})")
         started = time.monotonic()
         try:
-            _run_logged(argv, logfile, what="build the host image's base with debootstrap",
+            run_logged(argv, logfile, what=f"build the base of {what} with debootstrap",
                         hint=f"read {logfile}; check that {mirrors.debian} is reachable "
                         "or set STAGECRAFT_DEBIAN_MIRROR")
         except CommandFailed:
@@ -265,14 +279,16 @@ def _debootstrap_base(base: str, mirrors: Mirrors, log: Log) -> None:
                     out.write("\n--- debootstrap/debootstrap.log ---\n")
                     out.write(detail.read_text(errors="replace"))
             raise
-        log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {base}")
-        _import_rootfs(rootfs, base)
+        if prepare is not None:
+            prepare(rootfs)
+        log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {tag}")
+        _import_rootfs(rootfs, tag)
     finally:
         _unmount_below(rootfs)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_logged(argv: list[str], logfile: Path, *, what: str, hint: str,
+def run_logged(argv: list[str], logfile: Path, *, what: str, hint: str,
                 env: dict[str, str] | None = None, timeout: float = 1800) -> None:
     """Run a long build step with its output going to ``logfile``; CommandFailed with the
     last line in the message and the tail attached when it fails or runs too long."""
@@ -350,6 +366,6 @@ def _docker_build(tag: str, base: str, mirrors: Mirrors) -> None:
     # nothing beyond the engine itself.
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     logfile = cache_dir() / "host-image-build.log"
-    _run_logged(argv, logfile, what=f"build the host image {tag}", env=env,
+    run_logged(argv, logfile, what=f"build the host image {tag}", env=env,
                 hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
                 "reachable from containers")
