@@ -30,7 +30,7 @@ from stagecraft.config.jsonschema import config_json_schema
 from stagecraft.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = ROOT / "examples" / "shop" / "reference" / "stagecraft.yml"
 OVERRIDES = ROOT / "tests" / "data" / "configs" / "valid" / "provider-overrides.yml"
 FEATURES = ROOT / "spec" / "features.yaml"
 STAGECRAFT = Path(sys.executable).with_name("stagecraft")

@@ -28,7 +28,7 @@ from stagecraft.providers.cloud.base import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = REPO / "examples" / "shop" / "reference" / "stagecraft.yml"
 BIN = Path(sys.executable).parent
 PLUGIN = "stagecraft.platform.stagecraft"
 

@@ -20,7 +20,7 @@ from stagecraft.config.loader import LoadedConfig
 from stagecraft.config.source import load_yaml_text
 from stagecraft.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "reference" / "stagecraft.yml"
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
 
 _LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")

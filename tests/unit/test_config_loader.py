@@ -23,7 +23,7 @@ from stagecraft.config.schema import (
 from stagecraft.errors import ConfigError, ExitCode
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "configs"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "reference" / "stagecraft.yml"
 
 
 def fmt(issue) -> str:

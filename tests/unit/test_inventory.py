@@ -39,7 +39,7 @@ from stagecraft.render.inventory import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = REPO / "examples" / "shop" / "reference" / "stagecraft.yml"
 GOLDEN = REPO / "tests" / "golden" / "inventory"
 
 

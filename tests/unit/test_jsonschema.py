@@ -26,7 +26,7 @@ from stagecraft.errors import ConfigError
 from stagecraft.scaffold import CHOICES, InitOptions, ServiceChoice, init_project, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "shop" / "stagecraft.yml"
+EXAMPLE = ROOT / "examples" / "shop" / "reference" / "stagecraft.yml"
 VALID = sorted((ROOT / "tests" / "data" / "configs" / "valid").glob("*.yml"))
 
 SCHEMA = config_json_schema()
