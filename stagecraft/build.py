@@ -24,7 +24,6 @@ from typing import Any
 
 from stagecraft import execs, log
 from stagecraft.config.schema import ResolvedEnvironment
-from stagecraft.config.values import find_references
 from stagecraft.errors import CommandFailed, ConfigError, ProviderError, UsageError
 from stagecraft.providers.backend import (
     SOURCE_FROM,
@@ -314,28 +313,17 @@ def registry_target(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarg
         )
     password = None
     if registry.password is not None:
-        password = _resolve_password(registry.password)
+        password = _resolve_password(env, project_dir, registry.password)
     return RegistryTarget(push_server=registry.server, pull_server=registry.server,
                           username=registry.username, password=password)
 
 
-def _resolve_password(reference: str) -> str:
-    ref = next(find_references(reference))
-    if ref.kind == "env":
-        value = os.environ.get(ref.name)
-        if not value:
-            raise ConfigError(
-                f"project.registry.password is {reference}, but ${ref.name} is not set",
-                hint=f"export {ref.name} before running stagecraft",
-            )
-        log.add_secrets(value)
-        return value
-    # secrets provider: resolve ${secret:NAME} through it once it exists.
-    raise ProviderError(
-        f"project.registry.password is {reference}: ${{secret:...}} references cannot be "
-        "resolved yet (no secrets provider)",
-        hint=f"use ${{env:{ref.name}}} and export {ref.name} for now",
-    )
+def _resolve_password(env: ResolvedEnvironment, project_dir: Path, reference: str) -> str:
+    """The registry password: ${env:NAME} from the environment, ${secret:NAME} from
+    the secrets provider; registered for redaction either way."""
+    from stagecraft.providers.secrets import resolve_reference
+
+    return resolve_reference(env, project_dir, reference)
 
 
 def _local_registry(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarget:

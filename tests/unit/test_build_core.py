@@ -26,7 +26,7 @@ from stagecraft.build import (
 )
 from stagecraft.cli.main import main
 from stagecraft.config.loader import load_config_text
-from stagecraft.errors import CommandFailed, ConfigError, ExitCode, ProviderError, UsageError
+from stagecraft.errors import CommandFailed, ConfigError, ExitCode, SecretMissing, UsageError
 from stagecraft.providers.backend import BuildRequest, BuiltImage
 
 CONFIG = """
@@ -247,15 +247,19 @@ def test_registry_password_from_the_environment(monkeypatch):
 
 def test_registry_password_variable_missing(monkeypatch):
     monkeypatch.delenv("SHOP_REGISTRY_PASSWORD", raising=False)
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(SecretMissing) as raised:
         registry_target(environment(), Path("."))
-    assert raised.value.message == ("project.registry.password is ${env:SHOP_REGISTRY_PASSWORD}, "
-                                    "but $SHOP_REGISTRY_PASSWORD is not set")
+    assert raised.value.message == ("environment variable SHOP_REGISTRY_PASSWORD is not set "
+                                    "(${env:SHOP_REGISTRY_PASSWORD})")
 
 
-def test_secret_references_wait_for_the_secrets_provider():
-    with pytest.raises(ProviderError, match=r"\$\{secret:\.\.\.\} references cannot be resolved"):
-        registry_target(environment(password="${secret:REGISTRY_PASSWORD}"), Path("."))
+def test_secret_references_come_from_the_secrets_provider(tmp_path):
+    (tmp_path / ".env.prod").write_text("REGISTRY_PASSWORD=from-envfile-123\n")
+    env = environment(password="${secret:REGISTRY_PASSWORD}")
+    target = registry_target(env, tmp_path)
+    assert target.password == "from-envfile-123"
+    with pytest.raises(SecretMissing, match="does not exist"):
+        registry_target(env, tmp_path / "elsewhere")
 
 
 def test_the_local_cloud_brings_its_own_registry(monkeypatch, tmp_path):
