@@ -1,15 +1,22 @@
-"""The local cloud against the real Docker Engine: systemd hosts, real sshd, real ssh.
+"""The local cloud against the real Docker Engine: systemd hosts, real sshd, real ssh,
+the environment's registry, and the edge host's published web ports.
 
 One fleet of two hosts is made for the module; the tests run in file order (up,
 inspect, restart, orphan, down) and the fixture's finalizer removes whatever is
-left, even when a test failed half-way.
+left, even when a test failed half-way. The registry's own end-to-end test (push,
+verified pulls on a bootstrapped host) is tests/integration/test_local_registry.py.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import ssl
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,7 +35,7 @@ from stagecraft.providers.cloud import (
     get_cloud_provider,
 )
 from stagecraft.providers.cloud.local import addressing
-from stagecraft.providers.cloud.local.provider import LABEL_PROJECT
+from stagecraft.providers.cloud.local.provider import LABEL_HOST, LABEL_PROJECT
 
 pytestmark = pytest.mark.fleet
 
@@ -75,8 +82,14 @@ class Fleet:
         return {r.name: r for r in records}
 
     def labelled_containers(self) -> list[str]:
+        """Every container of the project: hosts and the registry."""
         label = f"label={LABEL_PROJECT}={self.project}"
         return docker("ps", "-aq", "--filter", label).stdout.split()
+
+    def host_containers(self) -> list[str]:
+        label = f"label={LABEL_PROJECT}={self.project}"
+        return docker("ps", "-aq", "--filter", label,
+                      "--filter", f"label={LABEL_HOST}").stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +103,7 @@ def fleet(tmp_path_factory):
         leftover = made.labelled_containers()
         if leftover:
             docker("rm", "-fv", *leftover, check=False)
+        docker("volume", "rm", addressing.registry_volume_name(made.project, "test"), check=False)
         docker("network", "rm", addressing.network_name(made.project, "test"), check=False)
 
 
@@ -111,6 +125,71 @@ def test_up_creates_every_host_running_systemd(fleet):
         ]
     assert records["web-1"].roles == ("edge", "app")
     assert records["db-1"].size == "s-2vcpu-4gb"
+
+
+def test_edge_host_publishes_its_web_ports_on_localhost_only(fleet):
+    records = fleet.by_name(fleet.records)
+    web, db = records["web-1"], records["db-1"]
+    assert web.http_port and web.https_port and web.http_port != web.https_port
+    assert db.http_port is None and db.https_port is None, "not an edge host"
+    bindings = json.loads(docker("inspect", "-f", "{{json .HostConfig.PortBindings}}",
+                                 web.provider_id).stdout)
+    assert bindings["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(web.http_port)}]
+    assert bindings["443/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(web.https_port)}]
+    # Something listening on the host's port 80 answers on the controller's port.
+    docker("exec", "-d", web.provider_id, "python3", "-m", "http.server", "80",
+           "--directory", "/etc")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web.http_port}/hostname",
+                                            timeout=5) as response:
+                    assert response.read().decode().strip() == "web-1"
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "port 80 of web-1 never answered"
+                time.sleep(0.5)
+    finally:
+        docker("exec", web.provider_id, "pkill", "-f", "http.server", check=False)
+
+
+def test_registry_runs_on_the_network_with_tls_from_the_environment_ca(fleet):
+    name = addressing.registry_container_name(fleet.project, "test")
+    container = json.loads(docker("inspect", name).stdout)[0]
+    assert container["State"]["Status"] == "running"
+    assert container["HostConfig"]["Privileged"] is False
+    net = addressing.network_name(fleet.project, "test")
+    address = container["NetworkSettings"]["Networks"][net]["IPAddress"]
+    assert address.endswith(".128")
+    access = fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
+    assert access.pull_server == f"{address}:5000"
+    assert container["HostConfig"]["PortBindings"]["5000/tcp"] == [
+        {"HostIp": "127.0.0.1", "HostPort": access.push_server.split(":")[1]}]
+    # Verified with the CA alone; asks for credentials, accepts the right ones only.
+    context = ssl.create_default_context(cadata=access.ca_pem)
+    url = f"https://{access.push_server}/v2/"
+
+    def status(auth: tuple[str, str] | None) -> int:
+        request = urllib.request.Request(url)
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status(None) == 401
+    assert status((access.username, "wrong")) == 401
+    assert status((access.username, access.password)) == 200
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(url, context=ssl.create_default_context(), timeout=10)
+    # The bootstrap role gets the registry and the CA.
+    variables = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
+    assert variables["bootstrap_registry_server"] == access.pull_server
+    assert variables["bootstrap_registry_ca_pem"] == access.ca_pem
 
 
 def test_hosts_share_a_private_network_with_stable_addresses(fleet):
@@ -143,26 +222,49 @@ def test_ssh_refuses_a_host_whose_key_is_not_pinned(fleet, tmp_path):
     assert "Host key verification failed" in result.stderr
 
 
-def test_state_dir_holds_the_key_pair_known_hosts_and_hosts_json(fleet):
+def test_state_dir_holds_the_key_pair_known_hosts_hosts_json_ca_and_registry(fleet):
     files = {p.name for p in fleet.state_dir.iterdir()}
-    assert files == {"hosts.json", "known_hosts", "id_ed25519", "id_ed25519.pub"}
+    assert files == {"hosts.json", "known_hosts", "id_ed25519", "id_ed25519.pub", "ca",
+                     "registry"}
     assert (fleet.state_dir / "id_ed25519").stat().st_mode & 0o077 == 0
+    for secret in ("ca/ca.key", "registry/password", "registry/htpasswd",
+                   "registry/registry.key"):
+        assert (fleet.state_dir / secret).stat().st_mode & 0o077 == 0, secret
     document = json.loads((fleet.state_dir / "hosts.json").read_text())
     assert document["provider"] == "local"
     assert document["project"] == fleet.project and document["environment"] == "test"
     assert document["ssh"]["private_key"] == "id_ed25519"
     hosts = {h["name"]: h for h in document["hosts"]}
     assert hosts["web-1"] == {k: v for k, v in fleet.records[0].to_dict().items() if k != "change"}
+    access = fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
+    assert document["registry"]["pull_server"] == access.pull_server
+    assert document["registry"]["push_server"] == access.push_server
     known = (fleet.state_dir / "known_hosts").read_text()
     for record in fleet.records:
         assert f"[127.0.0.1]:{record.ssh_port},{record.private_ip} ssh-ed25519 " in known
 
 
 def test_second_up_changes_nothing(fleet):
+    registry = addressing.registry_container_name(fleet.project, "test")
+    registry_id = docker("inspect", "-f", "{{.Id}}", registry).stdout.strip()
+    access = fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
     again = fleet.cloud.up(fleet.spec, fleet.state_dir)
     assert [r.change for r in again] == [UNCHANGED, UNCHANGED]
     assert [r.provider_id for r in again] == [r.provider_id for r in fleet.records]
     assert [r.ssh_port for r in again] == [r.ssh_port for r in fleet.records]
+    assert [r.http_port for r in again] == [r.http_port for r in fleet.records]
+    assert docker("inspect", "-f", "{{.Id}}", registry).stdout.strip() == registry_id
+    assert fleet.cloud.registry_access(fleet.spec, fleet.state_dir) == access
+
+
+def test_a_stopped_registry_is_started_by_up_on_its_port(fleet):
+    registry = addressing.registry_container_name(fleet.project, "test")
+    access = fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
+    docker("stop", registry)
+    with pytest.raises(ProviderError, match="is not running"):
+        fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
+    fleet.cloud.up(fleet.spec, fleet.state_dir)
+    assert fleet.cloud.registry_access(fleet.spec, fleet.state_dir) == access
 
 
 def test_status_lists_hosts_and_a_stopped_host_comes_back_on_its_port(fleet):
@@ -186,7 +288,7 @@ def test_host_removed_from_the_spec_is_reported_not_deleted(fleet):
     assert [(r.name, r.change, r.in_spec) for r in records] == [
         ("web-1", UNCHANGED, True), ("db-1", ORPHANED, False)
     ]
-    assert len(fleet.labelled_containers()) == 2
+    assert len(fleet.host_containers()) == 2
     document = json.loads((fleet.state_dir / "hosts.json").read_text())
     assert [h["name"] for h in document["hosts"]] == ["web-1"]
     status = fleet.cloud.status(smaller, fleet.state_dir)
@@ -196,7 +298,9 @@ def test_host_removed_from_the_spec_is_reported_not_deleted(fleet):
 def test_down_removes_hosts_volumes_network_and_files_and_is_idempotent(fleet):
     net = addressing.network_name(fleet.project, "test")
     named_volume = addressing.volume_name(fleet.project, "test", "pgdata")
+    registry_volume = addressing.registry_volume_name(fleet.project, "test")
     assert fleet.anonymous_volumes, "each host has an anonymous /var/lib/docker volume"
+    assert docker("volume", "inspect", registry_volume, check=False).returncode == 0
 
     result = fleet.cloud.down(fleet.spec, fleet.state_dir)
     assert result.changed
@@ -204,10 +308,13 @@ def test_down_removes_hosts_volumes_network_and_files_and_is_idempotent(fleet):
         ("db-1", "removed", MISSING), ("web-1", "removed", MISSING)
     ]
     assert fleet.labelled_containers() == []
-    for volume in [*fleet.anonymous_volumes, named_volume]:
+    for volume in [*fleet.anonymous_volumes, named_volume, registry_volume]:
         assert docker("volume", "inspect", volume, check=False).returncode != 0, volume
     assert docker("network", "inspect", net, check=False).returncode != 0
     assert not fleet.state_dir.exists()
+    assert any(r.startswith("container ") and r.endswith("-registry") for r in result.removed)
+    with pytest.raises(ProviderError, match="has no registry"):
+        fleet.cloud.registry_access(fleet.spec, fleet.state_dir)
 
     again = fleet.cloud.down(fleet.spec, fleet.state_dir)
     assert not again.changed

@@ -1,12 +1,16 @@
 """Pure parts of the cloud providers: specs and records, hosts.json, the registry,
-the local cloud's address choices, its image recipe hash, and the docker helper's errors.
+the local cloud's address choices, its image recipe hashes, the registry's files,
+and the docker helper's errors.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import stat
 import sys
+import tarfile
 import types
 from importlib.metadata import EntryPoint
 from ipaddress import IPv4Address, IPv4Network
@@ -28,6 +32,8 @@ from stagecraft.providers.cloud import (
     FleetSpec,
     HostRecord,
     HostSpec,
+    RegistryAccess,
+    RegistryProvider,
     SshAccess,
     StateFiles,
     get_cloud_provider,
@@ -36,6 +42,9 @@ from stagecraft.providers.cloud import (
 from stagecraft.providers.cloud.base import HOSTS_FILE_VERSION, write_hosts_file
 from stagecraft.providers.cloud.local import LocalCloud, addressing, dockercli
 from stagecraft.providers.cloud.local import image as host_image
+from stagecraft.providers.cloud.local import images, registry
+from stagecraft.providers.cloud.local.provider import _published_ports
+from stagecraft.tls import ensure_ca
 
 
 def record(name: str = "web-1", **overrides) -> HostRecord:
@@ -73,7 +82,8 @@ def test_fleet_spec_finds_hosts_by_name():
 
 
 def test_host_record_round_trips_through_json():
-    original = record(size="s-1vcpu-2gb", change="created", in_spec=False)
+    original = record(size="s-1vcpu-2gb", change="created", in_spec=False, http_port=23001,
+                      https_port=24001)
     data = json.loads(json.dumps(original.to_dict()))
     assert data["roles"] == ["edge", "app"]
     assert HostRecord.from_dict(data) == original
@@ -91,9 +101,17 @@ def test_host_record_without_a_required_key_is_a_state_error():
         HostRecord.from_dict(data)
 
 
-def test_host_record_with_a_text_port_is_a_state_error():
-    with pytest.raises(StateError, match="bad name or ssh_port"):
-        HostRecord.from_dict(record().to_dict() | {"ssh_port": "22"})
+@pytest.mark.parametrize("port", ["ssh_port", "http_port", "https_port"])
+def test_host_record_with_a_text_port_is_a_state_error(port):
+    with pytest.raises(StateError, match="bad name or port"):
+        HostRecord.from_dict(record().to_dict() | {port: "22"})
+
+
+def test_host_record_written_before_web_ports_existed_still_reads():
+    data = record().to_dict()
+    del data["http_port"], data["https_port"]
+    loaded = HostRecord.from_dict(data)
+    assert loaded.http_port is None and loaded.https_port is None
 
 
 def test_down_result_is_unchanged_when_nothing_was_removed():
@@ -178,7 +196,7 @@ class FakeCloud:
     def ssh_access(self, spec, state_dir):
         return SshAccess("root", Path("k"), Path("kh"))
 
-    def bootstrap_vars(self):
+    def bootstrap_vars(self, spec, state_dir):
         return {}
 
 
@@ -224,10 +242,43 @@ def test_plugin_that_is_not_a_cloud_provider_is_refused(plugin):
         get_cloud_provider("odd")
 
 
-def test_local_cloud_passes_the_inner_dockerd_quirk_to_the_bootstrap_role():
-    assert LocalCloud().bootstrap_vars()["bootstrap_docker_environment"] == {
+SPEC = FleetSpec("shop", "local", (HostSpec("web-1", ("edge",)),))
+
+
+def test_local_cloud_passes_the_inner_dockerd_quirk_to_the_bootstrap_role(tmp_path):
+    variables = LocalCloud().bootstrap_vars(SPEC, tmp_path)
+    assert variables["bootstrap_docker_environment"] == {
         "DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"
     }
+    # No registry made yet: nothing about it.
+    assert "bootstrap_registry_server" not in variables
+    assert "bootstrap_registry_ca_pem" not in variables
+
+
+def test_local_cloud_tells_hosts_the_registry_and_its_ca_once_up_made_them(tmp_path):
+    ca = ensure_ca(tmp_path)
+    files = registry.RegistryFiles(tmp_path)
+    files.directory.mkdir()
+    files.info.write_text(json.dumps({"pull_server": "10.200.3.128:5000",
+                                      "push_server": "127.0.0.1:23456"}))
+    variables = LocalCloud().bootstrap_vars(SPEC, tmp_path)
+    assert variables["bootstrap_registry_server"] == "10.200.3.128:5000"
+    assert variables["bootstrap_registry_ca_pem"] == ca.cert_pem
+
+
+def test_local_cloud_provides_a_registry_and_the_fake_cloud_does_not():
+    assert isinstance(LocalCloud(), RegistryProvider)
+    assert not isinstance(FakeCloud(), RegistryProvider)
+
+
+def test_registry_access_names_images_for_both_sides_and_hides_the_password():
+    access = RegistryAccess("127.0.0.1:23456", "10.200.3.128:5000", "stagecraft", "s3cret",
+                            "-----BEGIN CERTIFICATE-----")
+    assert access.push_reference("shop/web", "r1") == "127.0.0.1:23456/shop/web:r1"
+    assert access.pull_reference("shop/web", "r1") == "10.200.3.128:5000/shop/web:r1"
+    assert access.pull_reference("shop/web", "r1", "sha256:ab") == (
+        "10.200.3.128:5000/shop/web:r1@sha256:ab")
+    assert "s3cret" not in repr(access) and "BEGIN" not in repr(access)
 
 
 # ------------------------------------------------------------------------ addressing
@@ -277,7 +328,7 @@ def test_port_choice_is_deterministic_and_skips_taken_ports():
     assert port in addressing.SSH_PORT_RANGE
     assert addressing.choose_port("shop/local/web-1", []) == port
     assert addressing.choose_port("shop/local/web-1", [port]) != port
-    with pytest.raises(ProviderError, match="no free SSH port"):
+    with pytest.raises(ProviderError, match="no free port"):
         addressing.choose_port("k", range(100, 102), ports=range(100, 102))
 
 
@@ -295,6 +346,38 @@ def test_routes_are_read_from_proc_net_route():
 def test_names_carry_project_environment_and_host():
     assert addressing.network_name("shop", "local") == "stagecraft-shop-local"
     assert addressing.container_name("shop", "local", "web-1") == "stagecraft-shop-local-web-1"
+    assert addressing.registry_container_name("shop", "local") == "stagecraft-shop-local-registry"
+    # "_" is in no block-storage volume's name: the registry's volume cannot clash.
+    assert addressing.registry_volume_name("shop", "local") == "stagecraft-shop-local_registry"
+    assert "registry" in addressing.RESERVED_HOST_NAMES
+
+
+def test_registry_sits_at_128_outside_the_hosts_half():
+    subnet = IPv4Network("10.200.5.0/24")
+    ip = addressing.registry_ip(subnet)
+    assert ip == IPv4Address("10.200.5.128")
+    assert ip in addressing.dynamic_range(subnet)
+    hosts = {addressing.host_ip(subnet, i) for i in range(118)}
+    assert ip not in hosts
+
+
+def test_web_and_registry_ports_come_from_their_own_range():
+    port = addressing.choose_port("shop/local/web-1/http", [], addressing.PUBLISHED_PORT_RANGE)
+    assert port in addressing.PUBLISHED_PORT_RANGE
+    assert not set(addressing.PUBLISHED_PORT_RANGE) & set(addressing.SSH_PORT_RANGE)
+    assert addressing.PUBLISHED_PORT_RANGE.stop <= 32768  # below the ephemeral range
+
+
+def test_published_ports_are_read_from_docker_inspect():
+    item = {"HostConfig": {"PortBindings": {
+        "22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "22010"}],
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "23001"}],
+        "443/tcp": [{"HostIp": "127.0.0.1", "HostPort": "24001"}],
+        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
+        "8080/tcp": [],
+    }}}
+    assert _published_ports(item) == {22: 22010, 80: 23001, 443: 24001}
+    assert _published_ports({}) == {}
 
 
 # -------------------------------------------------------------------- image recipe
@@ -395,3 +478,121 @@ def test_no_engine_is_reported_as_missing_environment():
 
 def test_long_output_keeps_its_end():
     assert dockercli.tail("x" * 5000 + "END", 10) == "…xxxxxxxEND"
+
+
+# ------------------------------------------------------- runtime, registry, traefik
+
+
+def test_dpkg_slim_rules_keep_copyright_files_only():
+    rules = images.dpkg_path_rules(images.SLIM_RULES.read_text())
+    assert images.dpkg_excludes(rules, "/usr/share/doc/curl/changelog.gz")
+    assert not images.dpkg_excludes(rules, "/usr/share/doc/curl/copyright")
+    assert images.dpkg_excludes(rules, "/usr/share/man/man1/curl.1.gz")
+    assert images.dpkg_excludes(rules, "/usr/share/locale/de/LC_MESSAGES/apt.mo")
+    assert not images.dpkg_excludes(rules, "/usr/share/locale/locale.alias")
+    assert not images.dpkg_excludes(rules, "/usr/bin/curl")
+
+
+def test_trimming_a_root_filesystem_removes_what_dpkg_would_skip(tmp_path):
+    keep = ["usr/share/doc/curl/copyright", "usr/bin/python3",
+            "usr/share/locale/locale.alias", "var/lib/dpkg/status"]
+    drop = ["usr/share/doc/curl/changelog.gz", "usr/share/man/man1/curl.1.gz",
+            "usr/share/locale/de/LC_MESSAGES/apt.mo",
+            "var/lib/apt/lists/deb.debian.org_debian_dists_trixie_main_binary-amd64_Packages",
+            "var/cache/apt/pkgcache.bin", "var/log/dpkg.log", "var/lib/dpkg/status-old"]
+    for rel in keep + drop:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    images.trim_rootfs(tmp_path)
+    for rel in keep:
+        assert (tmp_path / rel).exists(), rel
+    for rel in drop:
+        assert not (tmp_path / rel).exists(), rel
+    assert not (tmp_path / "usr/share/man/man1").exists(), "emptied folders go too"
+    assert (tmp_path / "etc/dpkg/dpkg.cfg.d/stagecraft-slim").read_text() == (
+        images.SLIM_RULES.read_text())
+
+
+def test_context_hash_changes_with_files_modes_and_build_args(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    before = images.context_hash(tmp_path, {"A": "1"})
+    assert len(before) == 12 and images.context_hash(tmp_path, {"A": "1"}) == before
+    assert images.context_hash(tmp_path, {"A": "2"}) != before
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_bytes(b"noise")
+    assert images.context_hash(tmp_path, {"A": "1"}) == before
+    (tmp_path / "Dockerfile").chmod(0o600)
+    after_mode = images.context_hash(tmp_path, {"A": "1"})
+    assert after_mode != before
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCMD []\n")
+    assert images.context_hash(tmp_path, {"A": "1"}) != after_mode
+
+
+def test_runtime_base_tag_follows_its_recipe():
+    tag = images.runtime_base_tag(MIRRORS)
+    assert tag.startswith("stagecraft/runtime-base:") and len(tag.split(":")[1]) == 12
+    other = host_image.Mirrors("http://other/debian", MIRRORS.security)
+    assert images.runtime_base_tag(other) != tag
+
+
+def test_traefik_binary_is_the_one_of_the_installed_package():
+    binary = images.traefik_binary()
+    assert binary.name == "traefik" and binary.is_file()
+    assert binary.resolve() == (Path(sys.executable).parent / "traefik").resolve()
+    assert images.traefik_version(binary).split(".")[0] == "3"
+    # The recorded hash is the file's real sha256.
+    import hashlib
+    assert images._file_sha256(binary) == hashlib.sha256(binary.read_bytes()).hexdigest()
+
+
+def test_registry_password_is_made_once_and_private(tmp_path):
+    files = registry.RegistryFiles(tmp_path)
+    files.directory.mkdir()
+    files.htpasswd.write_text("stale\n")
+    password = registry._ensure_password(files)
+    assert len(password) >= 40
+    assert stat.S_IMODE(files.password.stat().st_mode) == 0o600
+    assert not files.htpasswd.exists(), "a new password makes the old htpasswd wrong"
+    assert registry._ensure_password(files) == password
+
+
+def test_registry_certificate_is_reused_until_its_names_change(tmp_path):
+    ca = ensure_ca(tmp_path)
+    files = registry.RegistryFiles(tmp_path)
+    first = registry._ensure_certificate(files, ca, "stagecraft-shop-local-registry",
+                                         "10.200.3.128")
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    again = registry._ensure_certificate(files, ca, "stagecraft-shop-local-registry",
+                                         "10.200.3.128")
+    assert again == first
+    moved = registry._ensure_certificate(files, ca, "stagecraft-shop-local-registry",
+                                         "10.200.9.128")
+    assert moved != first
+
+
+def test_registry_files_go_into_the_container_owned_by_its_user(tmp_path):
+    ca = ensure_ca(tmp_path)
+    files = registry.RegistryFiles(tmp_path)
+    registry._ensure_certificate(files, ca, "r", "10.0.0.128")
+    files.htpasswd.write_text("stagecraft:$2y$05$abc\n")
+    with tarfile.open(fileobj=io.BytesIO(registry._config_tar(files))) as archive:
+        members = {m.name: m for m in archive.getmembers()}
+        assert set(members) == {"tls", "htpasswd", "tls/registry.crt", "tls/registry.key"}
+        assert {(m.uid, m.gid) for m in members.values()} == {(images.REGISTRY_UID,) * 2}
+        assert members["tls/registry.key"].mode == 0o600
+        assert members["htpasswd"].mode == 0o600
+        assert archive.extractfile("tls/registry.crt").read() == files.cert.read_bytes()
+
+
+def test_registry_access_without_a_registry_says_to_bring_the_fleet_up(tmp_path):
+    # No registry.json: refused before any container is looked at (no Docker needed).
+    spec = FleetSpec("nosuchproject", "local", (HostSpec("web-1"),))
+    with pytest.raises(ProviderError, match="has no registry") as info:
+        registry.registry_access(spec, tmp_path)
+    assert "stagecraft infra up --env local" in info.value.hint
+
+
+def test_local_cloud_refuses_a_host_named_like_its_registry(tmp_path):
+    spec = FleetSpec("shop", "local", (HostSpec("registry"),))
+    with pytest.raises(ProviderError, match="keeps the host name 'registry'"):
+        LocalCloud(image="unused").up(spec, tmp_path)

@@ -220,7 +220,7 @@ def registry_access(spec: FleetSpec, state_dir: Path) -> RegistryAccess:
     name = addressing.registry_container_name(spec.project, spec.environment)
     hint = f"bring the environment up first: stagecraft infra up --env {spec.environment}"
     info = read_info(state_dir)
-    found = _inspect(name)
+    found = _inspect(name) if info is not None else None
     if info is None or found is None:
         raise ProviderError(
             f"environment {spec.environment} of {spec.project} has no registry: "
