@@ -1,0 +1,423 @@
+# -*- coding: utf-8 -*-
+# Copyright: stagecraft maintainers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""The work of stagecraft.platform.compose_rollout: pull a release's images, then
+make the host run the release, service by service, without a moment where a
+routed service has no healthy container (spec/roles/rollout.md).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from ansible_collections.stagecraft.platform.plugins.module_utils._compose import (
+    CREATED,
+    DRAIN_FILE,
+    KEPT,
+    NO_CHANGE_ACTIONS,
+    RECREATED,
+    REMOVED,
+    ComposeConfigError,
+    decide,
+    orphan_services,
+    parse_compose_config,
+    releases_to_prune,
+    service_order,
+)
+from ansible_collections.stagecraft.platform.plugins.module_utils._docker import (
+    Docker,
+    DockerError,
+)
+from ansible_collections.stagecraft.platform.plugins.module_utils._release import (
+    RELEASES,
+    ReleaseError,
+    append_audit,
+    check_release_id,
+    current_release,
+    release_ids,
+    remove_release,
+    switch_current,
+)
+from ansible_collections.stagecraft.platform.plugins.module_utils._lock import utc_now
+
+POLL_SECONDS = 0.5
+# Slack on top of `retries x (interval + timeout)` while waiting for a drained
+# container to turn unhealthy (Docker schedules probes loosely under load).
+DRAIN_MARGIN_SECONDS = 5.0
+# A container without a healthcheck must stay up this long, without restarting,
+# before it counts as started.
+SETTLE_SECONDS = 1.0
+LOG_LINES = 20
+DRAIN_CONTENT = b"stagecraft: draining, leave the load balancer\n"
+
+
+class RolloutFailed(Exception):
+    """A service could not be brought to the release; ``health`` and ``logs`` are the
+    new containers' last probe outputs and log lines, by container name."""
+
+    def __init__(self, message: str, health: dict | None = None, logs: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.health = health or {}
+        self.logs = logs or {}
+
+
+class ComposeRollout:
+    """One call of the module: ``run()`` ends with exit_json or fail_json."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+        params = module.params
+        self.project = params["project_name"]
+        self.base_dir = params["base_dir"]
+        self.release_id = params["release_id"]
+        self.phase = params["phase"]
+        self.registry = params.get("registry") or {}
+        self.health_timeout = float(params["health_timeout"])
+        self.drain_seconds = float(params["drain"])
+        self.provider_throttle = float(params["provider_throttle"])
+        self.force = bool(params["force"])
+        self.keep_releases = int(params["keep_releases"])
+        self.action = params["action"]
+        self.performer = params.get("performer") or ""
+        self.check = module.check_mode
+        self.host = platform.node()
+        self.release_dir = os.path.join(self.base_dir, RELEASES, self.release_id)
+        self.compose_file = os.path.join(self.release_dir, "compose.yml")
+        self.docker = Docker(module.run_command, self.project, self.compose_file)
+
+    # ------------------------------------------------------------------ entry
+
+    def run(self) -> None:
+        try:
+            check_release_id(self.release_id)
+            if self.keep_releases < 1:
+                raise ReleaseError("keep_releases must be 1 or more (the current release is kept)")
+            if not os.path.isdir(self.release_dir):
+                self._missing_release()
+                return
+            services = self._desired_services()
+            if self.phase == "pull":
+                self.module.exit_json(**self._pull(services))
+            else:
+                self._rollout(services)
+        except (ReleaseError, ComposeConfigError) as exc:
+            self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
+        except DockerError as exc:
+            self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
+
+    def _missing_release(self) -> None:
+        if self.check and self.action == "deploy":
+            # A dry run uploads nothing, so a new release is not there to read.
+            self.module.exit_json(
+                changed=True, release_id=self.release_id, services={}, current=None, pruned=[],
+                msg=f"release {self.release_id} is not on the host yet (check mode uploads "
+                    "nothing): it would be uploaded and rolled out")
+            return
+        present = release_ids(self.base_dir)
+        self.module.fail_json(
+            msg=(f"host {self.host}: release {self.release_id} is not on this host "
+                 f"({self.release_dir} is missing). Deploy it (its files are uploaded then), "
+                 f"or roll back to a release this host has: {', '.join(present) or 'none'}"),
+            release_id=self.release_id, releases=present)
+
+    def _desired_services(self) -> dict:
+        return parse_compose_config(self.docker.compose_config_json(),
+                                    source=f"{self.compose_file}")
+
+    # ------------------------------------------------------------------- pull
+
+    def _pull(self, services: dict) -> dict:
+        images = sorted({service.image for service in services.values()})
+        missing = [ref for ref in images if not self.docker.image_present(ref)]
+        result = {
+            "changed": bool(missing),
+            "release_id": self.release_id,
+            "images": {ref: ("pulled" if ref in missing else "present") for ref in images},
+            "pulled": missing,
+        }
+        if self.check or not missing:
+            return result
+        config_dir = self._login()
+        try:
+            for ref in missing:
+                self.docker.pull(ref)
+        finally:
+            if config_dir:
+                self.docker.environ.pop("DOCKER_CONFIG", None)
+                shutil.rmtree(config_dir, ignore_errors=True)
+        return result
+
+    def _login(self) -> str | None:
+        """Log in with a throwaway DOCKER_CONFIG (removed after the pulls), so the
+        registry password is never stored on the host. None when no login is set."""
+        server = self.registry.get("server") or ""
+        username = self.registry.get("username") or ""
+        password = self.registry.get("password") or ""
+        if not (server and username and password):
+            return None
+        config_dir = tempfile.mkdtemp(prefix="stagecraft-docker-")
+        self.docker.environ["DOCKER_CONFIG"] = config_dir
+        try:
+            self.docker.login(server, username, password)
+        except BaseException:
+            self.docker.environ.pop("DOCKER_CONFIG", None)
+            shutil.rmtree(config_dir, ignore_errors=True)
+            raise
+        return config_dir
+
+    # ---------------------------------------------------------------- rollout
+
+    def _rollout(self, services: dict) -> None:
+        containers = self._settled(self.docker.containers())
+        by_service: dict = {}
+        for container in containers:
+            by_service.setdefault(container.service, []).append(container)
+        order = service_order(services)
+        plan = {name: decide(services[name], by_service.get(name, []), self.force)
+                for name in order}
+        orphans = orphan_services(services, containers)
+        previous = current_release(self.base_dir)
+        switch = previous != self.release_id
+        protected = {self.release_id} | ({previous} if previous else set())
+        prune = releases_to_prune(release_ids(self.base_dir), self.keep_releases, protected)
+
+        if self.check:
+            planned = {name: {"action": plan[name], "seconds": 0.0,
+                              "containers": _names(c for c in by_service.get(name, []) if c.running)}
+                       for name in order}
+            for name in orphans:
+                planned[name] = {"action": REMOVED, "seconds": 0.0,
+                                 "containers": _names(by_service[name])}
+            changed = (any(item["action"] not in NO_CHANGE_ACTIONS for item in planned.values())
+                       or switch or bool(prune))
+            self.module.exit_json(changed=changed, release_id=self.release_id, services=planned,
+                                  current=self.release_id, previous=previous, pruned=prune)
+            return
+
+        for name in order:
+            if plan[name] == KEPT:
+                self.module.warn(f"service {name} is stateful and its definition changed: "
+                                 "kept as it runs (force recreates it)")
+        results: dict = {}
+        working_on = ""
+        try:
+            for working_on in order:
+                results[working_on] = self._apply(services[working_on], plan[working_on],
+                                                  by_service.get(working_on, []))
+            for working_on in orphans:
+                results[working_on] = self._remove_service(working_on, by_service[working_on])
+        except (RolloutFailed, DockerError) as exc:
+            failure = exc if isinstance(exc, RolloutFailed) else RolloutFailed(
+                f"service {working_on} on host {self.host}: {exc}")
+            self._audit(previous, results, result="failed", error=failure.message)
+            self.module.fail_json(msg=failure.message, release_id=self.release_id,
+                                  services=results, current=previous, health=failure.health,
+                                  logs=failure.logs)
+            return
+
+        services_changed = any(item["action"] not in NO_CHANGE_ACTIONS
+                               for item in results.values())
+        if switch:
+            switch_current(self.base_dir, self.release_id)
+        if switch or services_changed:
+            self._audit(previous, results, result="ok")
+        pruned = self._prune(prune)
+        self.module.exit_json(changed=services_changed or switch or bool(pruned),
+                              release_id=self.release_id, services=results,
+                              current=self.release_id, previous=previous, pruned=pruned)
+
+    def _apply(self, desired, action: str, containers: list) -> dict:
+        started = time.monotonic()
+        name = desired.name
+        if action in NO_CHANGE_ACTIONS:
+            names = _names(c for c in containers if c.running)
+        elif desired.strategy == "rolling":
+            names = self._roll(desired, containers)
+        else:
+            names = self._up(desired, action)
+        return {"action": action, "containers": names,
+                "seconds": round(time.monotonic() - started, 1)}
+
+    # -------------------------------------------------------------- rolling
+
+    def _roll(self, desired, containers: list) -> list:
+        """Scale to old + replicas without touching the old containers, wait for the
+        new ones, then drain, stop and remove the old ones. A failure removes the new
+        containers and leaves the old ones serving."""
+        name = desired.name
+        leftovers = [c.id for c in containers if not c.running]
+        self.docker.remove(leftovers, force=True, anonymous_volumes=True)
+        old = [c for c in containers if c.running]
+        old_ids = {c.id for c in old}
+        scale = len(old) + desired.replicas
+        try:
+            self.docker.compose(["up", "--detach", "--no-deps", "--no-recreate",
+                                 "--scale", f"{name}={scale}", name],
+                                f"start {desired.replicas} new container(s) of {name}")
+            new = [c for c in self.docker.containers(name) if c.id not in old_ids]
+            if len(new) != desired.replicas:
+                raise RolloutFailed(
+                    f"service {name} on host {self.host}: Compose started {len(new)} new "
+                    f"container(s), expected {desired.replicas}")
+            new = self._wait_ready(name, new)
+        except (RolloutFailed, DockerError) as exc:
+            failure = exc if isinstance(exc, RolloutFailed) else RolloutFailed(
+                f"service {name} on host {self.host}: {exc}")
+            leftover = [c for c in self.docker.containers(name) if c.id not in old_ids]
+            if not failure.logs:
+                failure.health, failure.logs = self._diagnostics(leftover)
+            # The old containers were never touched: they keep serving.
+            self.docker.remove([c.id for c in leftover], force=True, anonymous_volumes=True)
+            raise failure
+        self._drain(old)
+        self.docker.stop([c.id for c in old])
+        self.docker.remove([c.id for c in old], anonymous_volumes=True)
+        return _names(new)
+
+    def _drain(self, old: list) -> None:
+        """Make the old containers' healthchecks fail (the drain file), wait until
+        Docker calls them unhealthy, then give the load balancer time to notice
+        (its provider throttle) and in-flight requests time to finish (drain)."""
+        if not old:
+            return
+        signalled = []
+        for container in old:
+            try:
+                self.docker.put_file(container.id, DRAIN_FILE, DRAIN_CONTENT)
+                signalled.append(container)
+            except DockerError as exc:
+                self.module.warn(f"could not put the drain file into {container.name} ({exc}); "
+                                 "it is stopped without leaving the load balancer first")
+        checked = [c for c in signalled if c.health]
+        if checked:
+            bound = max(c.drain_wait_bound for c in checked) + DRAIN_MARGIN_SECONDS
+            deadline = time.monotonic() + bound
+            waiting = [c.id for c in checked]
+            while waiting:
+                current = self.docker.inspect(waiting)
+                waiting = [c.id for c in current if c.running and c.health != "unhealthy"]
+                if not waiting:
+                    break
+                if time.monotonic() >= deadline:
+                    names = _names(c for c in current if c.id in waiting)
+                    self.module.warn(
+                        f"{', '.join(names)} still reported healthy {bound:.0f} s after the "
+                        f"drain file was written: does the healthcheck test {DRAIN_FILE}? "
+                        "Stopping them anyway.")
+                    break
+                time.sleep(POLL_SECONDS)
+        time.sleep(self.provider_throttle + self.drain_seconds)
+
+    # --------------------------------------------------- recreate and stateful
+
+    def _up(self, desired, action: str) -> list:
+        name = desired.name
+        args = ["up", "--detach", "--no-deps"]
+        if action == RECREATED:
+            args.append("--force-recreate")
+        elif action == CREATED and desired.strategy == "stateful":
+            args.append("--no-recreate")
+        self.docker.compose([*args, name], f"{'recreate' if action == RECREATED else 'create'} {name}")
+        running = [c for c in self.docker.containers(name) if c.running or c.status == "restarting"]
+        # On failure there is nothing older to fall back to: the containers stay for
+        # inspection.
+        return _names(self._wait_ready(name, running))
+
+    def _remove_service(self, name: str, containers: list) -> dict:
+        started = time.monotonic()
+        running = [c.id for c in containers if c.running]
+        self.docker.stop(running)
+        self.docker.remove([c.id for c in containers], force=True)
+        return {"action": REMOVED, "containers": _names(containers),
+                "seconds": round(time.monotonic() - started, 1)}
+
+    # ------------------------------------------------------------ waiting
+
+    def _settled(self, containers: list) -> list:
+        """The containers once none is still `starting` its healthcheck (or after
+        health_timeout): deciding on a starting container would roll it needlessly."""
+        deadline = time.monotonic() + self.health_timeout
+        while True:
+            starting = [c.id for c in containers if c.running and c.health == "starting"]
+            if not starting or time.monotonic() >= deadline:
+                return containers
+            time.sleep(POLL_SECONDS)
+            containers = self.docker.containers()
+
+    def _wait_ready(self, name: str, containers: list) -> list:
+        """Wait until every container is running and healthy (running for a moment
+        without restarting, when it has no healthcheck); RolloutFailed otherwise."""
+        ids = [c.id for c in containers]
+        started = time.monotonic()
+        deadline = started + self.health_timeout
+        while True:
+            current = self.docker.inspect(ids)
+            gone = len(current) < len(ids)
+            failed = [c for c in current if c.health == "unhealthy"
+                      or c.status in ("exited", "dead") or c.restart_count > 0]
+            if gone or failed:
+                what = "disappeared" if gone else ", ".join(
+                    f"{c.name} is {_state_words(c)}" for c in failed)
+                raise RolloutFailed(f"service {name} on host {self.host}: {what}",
+                                    *self._diagnostics(current))
+            settled = time.monotonic() - started >= SETTLE_SECONDS
+            if all(c.running and (c.health == "healthy" or (not c.health and settled))
+                   for c in current):
+                return current
+            if time.monotonic() >= deadline:
+                waiting = ", ".join(f"{c.name} ({_state_words(c)})" for c in current
+                                    if not c.ready)
+                raise RolloutFailed(
+                    f"service {name} on host {self.host}: not healthy within "
+                    f"{self.health_timeout:g} s: {waiting}", *self._diagnostics(current))
+            time.sleep(POLL_SECONDS)
+
+    def _diagnostics(self, containers: list) -> tuple:
+        health = {c.name: list(c.health_outputs) for c in containers if c.health}
+        logs = {c.name: self.docker.logs(c.id, LOG_LINES) for c in containers}
+        return health, logs
+
+    # ---------------------------------------------------- audit and pruning
+
+    def _audit(self, previous, results: dict, result: str, error: str = "") -> None:
+        record = {
+            "time": utc_now(),
+            "release": self.release_id,
+            "previous": previous,
+            "action": self.action,
+            "performer": self.performer,
+            "host": self.host,
+            "result": result,
+            "services": {name: item["action"] for name, item in results.items()},
+        }
+        if error:
+            record["error"] = error
+        append_audit(self.base_dir, record)
+
+    def _prune(self, releases: list) -> list:
+        pruned = []
+        for release in releases:
+            try:
+                remove_release(self.base_dir, release)
+                pruned.append(release)
+            except (OSError, ReleaseError) as exc:
+                self.module.warn(f"could not prune release {release}: {exc}")
+        return pruned
+
+
+def _names(containers) -> list:
+    return sorted(c.name for c in containers)
+
+
+def _state_words(container) -> str:
+    if container.status in ("exited", "dead"):
+        return f"{container.status} (exit code {container.exit_code})"
+    if container.restart_count > 0:
+        return f"restarting ({container.restart_count} restarts)"
+    return container.health or container.status
+
