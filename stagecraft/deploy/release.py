@@ -66,9 +66,9 @@ def plan_deploy(target: Target, *, force: bool = False) -> tuple[Plan, str]:
 def registry_for_plan(target: Target) -> tuple[str | None, None]:
     """The pull server a plan names images with, without contacting any registry."""
     project_registry = target.env.project.registry
-    if project_registry is not None:
-        return project_registry.server, None
     access = getattr(target.cloud, "registry_access", None)
+    if project_registry is not None and target.env.providers.cloud.kind != "local":
+        return project_registry.server, None
     if access is not None:
         try:
             return access(target.spec, target.state_dir).pull_server, None
@@ -78,11 +78,9 @@ def registry_for_plan(target: Target) -> tuple[str | None, None]:
 
 
 def _planned_traefik_image(target: Target) -> str:
-    last = target.ledger.last_successful(target.env.name)
-    reference = getattr(target.cloud, "traefik_image_reference", None)
-    if reference is not None:
-        return reference(target.spec, target.state_dir)
-    return DEFAULT_TRAEFIK_IMAGE if last is None else DEFAULT_TRAEFIK_IMAGE
+    # Publishing is idempotent (nothing is pushed when the registry has it), and the
+    # plan must name the very image a deploy would run, or Traefik always "changes".
+    return traefik_image_for(target)
 
 
 def deploy(target: Target, options: DeployOptions, *, services: list[str] | None = None,
