@@ -134,8 +134,8 @@ def ensure_registry(spec: FleetSpec, state_dir: Path, net: str, subnet: IPv4Netw
     config = _fingerprint(image, ip, net, htpasswd, cert_pem, key_pem)
 
     found = _inspect(name)
+    found_labels = (found or {}).get("Config", {}).get("Labels") or {}
     if found is not None:
-        found_labels = found.get("Config", {}).get("Labels") or {}
         if any(found_labels.get(k) != v for k, v in labels.items()):
             raise ProviderError(
                 f"a container named {name} exists but is not the registry of "
@@ -144,7 +144,7 @@ def ensure_registry(spec: FleetSpec, state_dir: Path, net: str, subnet: IPv4Netw
             )
     port = _published_port(found) if found is not None else None
     change = UNCHANGED
-    if found is not None and (found.get("Config", {}).get("Labels") or {}).get(LABEL_CONFIG) == config:
+    if found is not None and found_labels.get(LABEL_CONFIG) == config:
         if found.get("State", {}).get("Status") != "running":
             log(f"starting the registry {name}")
             docker("start", name, what=f"start the registry {name}", timeout=60,
@@ -294,7 +294,9 @@ def _ensure_password(files: RegistryFiles) -> str:
 def _ensure_htpasswd(files: RegistryFiles, image: str, password: str) -> str:
     """The bcrypt htpasswd line for the password, made by the image's own htpasswd
     (bcrypt salts: the same password gives another line each time, so it is kept)."""
-    if files.htpasswd.is_file() and files.htpasswd.stat().st_mtime >= files.password.stat().st_mtime:
+    # Older than the password file: the password was edited since; hash it again.
+    if (files.htpasswd.is_file()
+            and files.htpasswd.stat().st_mtime >= files.password.stat().st_mtime):
         return files.htpasswd.read_text()
     # The password goes on stdin, never on a command line. Cost 5: the password is 256
     # random bits, so a slower hash would add nothing but latency to every request.
@@ -419,7 +421,6 @@ def _create(name: str, image: str, net: str, ip: str, volume: str, labels: dict[
                    timeout=60)
             raise
         if proc.returncode == 0:
-            log(f"created the registry {name} ({ip}:{CONTAINER_PORT}, push {BIND}:{port})")
             return port
         docker("rm", "-f", name, what=f"clean up the failed registry {name}", check=False,
                timeout=60)
@@ -467,12 +468,15 @@ def _wait_ready(name: str, port: int, ca: CertificateAuthority) -> None:
     """Wait until the registry answers /v2/ over TLS verified with the CA, asking for
     credentials (401): then it serves, with TLS and auth on."""
     context = ssl.create_default_context(cafile=str(ca.cert_path))
+    # Straight to 127.0.0.1: an https_proxy in the environment must not be asked.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
     url = f"https://{BIND}:{port}/v2/"
     deadline = time.monotonic() + _READY_TIMEOUT
     last = "no answer"
     while True:
         try:
-            with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            with opener.open(url, timeout=5) as response:
                 last = f"HTTP {response.status} without credentials (auth is off?)"
         except urllib.error.HTTPError as exc:
             if exc.code == 401:

