@@ -97,13 +97,19 @@ def try_acquire(base_dir: str, info: LockInfo) -> bool:
         os.mkdir(path, 0o750)
     except FileExistsError:
         return False
+    write_info(base_dir, info)
+    return True
+
+
+def write_info(base_dir: str, info: LockInfo) -> None:
+    """Replace the held lock's info.json in one rename."""
+    path = lock_path(base_dir)
     temporary = os.path.join(path, f".{INFO_FILE}.{os.getpid()}")
     with open(temporary, "w", encoding="utf-8") as handle:
         handle.write(info.to_json() + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, os.path.join(path, INFO_FILE))
-    return True
 
 
 def release_lock(base_dir: str) -> bool:

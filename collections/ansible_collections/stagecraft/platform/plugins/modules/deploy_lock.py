@@ -16,7 +16,8 @@ description:
     The stagecraft CLI reads and writes the same format.
   - O(state=present) takes it; when someone else holds it the task fails with their
     details. Taking it again with the same O(holder), O(release) and O(command) (a
-    rerun of the same deploy) changes nothing.
+    rerun of the same deploy) changes nothing; the same holder with another release
+    or command (a rollback after a failed deploy) takes it over.
   - O(state=absent) releases it. With O(holder) set, only a lock held by that holder
     (and O(release), when set) is removed; someone else's is left alone, with a warning.
     Without O(holder) any lock is removed (breaking a stale one).
@@ -107,12 +108,14 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stagecraft.platform.plugins.module_utils._lock import (
+    UNKNOWN_HOLDER,
     LockInfo,
     lock_path,
     read_lock,
     release_lock,
     try_acquire,
     utc_now,
+    write_info,
 )
 
 
@@ -157,6 +160,13 @@ class DeployLock:
             held = read_lock(self.base_dir)  # taken between our read and our mkdir
         if held is not None and held.same_owner(wanted):
             self.finish(False, held)
+            return
+        if held is not None and held.holder == wanted.holder and held is not UNKNOWN_HOLDER:
+            # Its own lock, for another release or command (a rollback after a failed
+            # deploy): take it over.
+            if not self.module.check_mode:
+                write_info(self.base_dir, wanted)
+            self.finish(True, wanted)
             return
         self.module.fail_json(
             msg=(f"the deploy lock {self.lock_dir} is {held.describe() if held else 'taken'}. "
