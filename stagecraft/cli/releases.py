@@ -74,3 +74,7 @@ def show(app: AppContext, release_id: str) -> None:
             click.echo(f"  error: {r.error.message}")
 
     app.emit(r.model_dump(mode="json"), text)
+
+
+command.add_command(list_)
+command.add_command(show)

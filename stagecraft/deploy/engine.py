@@ -364,7 +364,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             for host, o in hosts.items():
                 if o.status in ("failed", "unreachable"):
                     failure_host, failed_phase_name = host, phase_name
-                    break
+                    if o.diagnostics:
+                        exc.message += "\n" + o.diagnostics
         switched = [h for h, r in (run.release.hosts.items() if run.release else [])
                     if r.switched]
         if switched:

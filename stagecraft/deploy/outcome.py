@@ -36,6 +36,7 @@ class HostOutcome:
     detail: str = ""
     services: dict[str, Any] = field(default_factory=dict)  # compose_rollout's per-service result
     current: str | None = None  # the release `current` points at after compose_rollout
+    diagnostics: str = ""  # a failed rollout's health probe output and log lines
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"status": self.status, "seconds": round(self.seconds, 2),
@@ -72,6 +73,7 @@ def fold_outcomes(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Ho
         if kind in ("failed", "unreachable") and not data.get("ignore_errors"):
             outcome.status = kind
             outcome.detail = f"{data.get('task')}: {failure_message(res)}"
+            outcome.diagnostics = diagnostics(res)
         elif kind == "ok" and outcome.status == "skipped":
             outcome.status = "ok"
         if res.get("changed"):
@@ -89,3 +91,19 @@ def switched_hosts(phases: Mapping[str, Mapping[str, HostOutcome]], release_id: 
     rollout = phases.get("rollout", {})
     return {host for host, outcome in rollout.items()
             if outcome.status == "ok" and outcome.current == release_id}
+
+
+def diagnostics(res: Mapping[str, Any], lines: int = 5) -> str:
+    """The last health probe outputs and log lines of each failed container."""
+    parts: list[str] = []
+    health = res.get("health") if isinstance(res.get("health"), Mapping) else {}
+    logs = res.get("logs") if isinstance(res.get("logs"), Mapping) else {}
+    for container in sorted(set(health) | set(logs)):
+        probes = health.get(container) or []
+        if isinstance(probes, list) and probes:
+            parts.append(f"  {container} health: {str(probes[-1]).strip()[:300]}")
+        text = logs.get(container)
+        if isinstance(text, str) and text.strip():
+            tail = text.strip().splitlines()[-lines:]
+            parts.append(f"  {container} logs:\n" + "\n".join(f"    {line}" for line in tail))
+    return "\n".join(parts)

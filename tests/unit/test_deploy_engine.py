@@ -123,3 +123,14 @@ def test_lock_info_round_trip_and_staleness():
     assert gone.stale and "stale" in gone.describe()
     elsewhere = LockInfo(holder="me@other-machine", pid=os.getpid(), time=info.time, release="r")
     assert not elsewhere.stale
+
+
+def test_a_failed_rollout_carries_health_output_and_log_lines():
+    res = {"msg": "service web on host h1: shop-local-web-3 is unhealthy",
+           "health": {"shop-local-web-3": ["probe 1", "curl: (22) error: 500"]},
+           "logs": {"shop-local-web-3": "line 1\nline 2\nweb: version 4 listening"}}
+    phases = fold_outcomes([event("runner_on_failed", "phase rollout: roll", "h1", res=res,
+                                  action="stagecraft.platform.compose_rollout")])
+    text = phases["rollout"]["h1"].diagnostics
+    assert "shop-local-web-3 health: curl: (22) error: 500" in text
+    assert "web: version 4 listening" in text and "probe 1" not in text
