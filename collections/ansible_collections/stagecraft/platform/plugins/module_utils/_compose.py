@@ -247,7 +247,7 @@ def service_order(services: dict) -> list:
         if name in visiting:  # compose refuses cycles; never loop on one anyway
             return
         visiting.add(name)
-        for dependency in services[name].depends_on:
+        for dependency in sorted(services[name].depends_on):
             visit(dependency)
         visiting.discard(name)
         order.append(name)
