@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # `make demo`: the main job, end to end, in a throwaway directory.
 # Init a sample project, validate it, show its resolved config and where each
-# value came from, show what a mistake looks like; then bring up a two-host local
-# fleet (containers with systemd and sshd), bootstrap it, and show its status.
+# value came from, show what a mistake looks like; then take the example app
+# (examples/shop) to a two-host local fleet: bootstrap, plan, deploy, roll a new
+# version under a load loop (0 failed requests), a broken version that never
+# takes traffic, and a rollback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO="$PWD"
 STAGECRAFT="$PWD/.venv/bin/stagecraft"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagecraft-demo.XXXXXX")
+APP="$WORK/shop-app"
 cleanup() {
-  if [ -f "$WORK/stagecraft.yml" ] && [ -z "${KEEP_FLEET:-}" ]; then
-    (cd "$WORK" && "$STAGECRAFT" infra down --env local >/dev/null 2>&1) || true
+  if [ -f "$APP/stagecraft.yml" ] && [ -z "${KEEP_FLEET:-}" ]; then
+    (cd "$APP" && "$STAGECRAFT" infra down --env local --yes >/dev/null 2>&1) || true
   fi
   [ -n "${KEEP_FLEET:-}" ] || rm -rf "$WORK"
 }
@@ -47,17 +51,68 @@ echo "(exit code $code: config errors exit 3)"
 step "stagecraft status roadmap"
 "$STAGECRAFT" status roadmap
 
-step "stagecraft infra up --env local --bootstrap (two Debian 13 hosts as containers, then the bootstrap role)"
-"$STAGECRAFT" infra up --env local --bootstrap
+step "the example app: examples/shop (a web service and a worker) in $APP, as a git repository"
+mkdir -p "$APP"
+cp -r "$REPO/examples/shop/." "$APP/"
+cd "$APP"
+sed -i "0,/name: shop/s//name: demo$$/" stagecraft.yml
+git init -q && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "example app"
+export STAGECRAFT_ENV=local
+commit() { git -c user.name=demo -c user.email=demo@example.com commit -qam "$1"; }
+set_version() { sed -i "s/APP_VERSION: \"[^\"]*\"/APP_VERSION: \"$1\"/" stagecraft.yml; commit "version $1"; }
 
-step "stagecraft infra status --env local"
-"$STAGECRAFT" infra status --env local
-
-step "stagecraft inventory --env local --graph (the same inventory ansible-inventory gets from the plugin)"
-"$STAGECRAFT" inventory --env local --graph
+step "stagecraft infra up --bootstrap (two Debian 13 hosts as containers, a TLS registry, then the bootstrap role)"
+"$STAGECRAFT" infra up --bootstrap --quiet
+"$STAGECRAFT" infra status
 
 step "bootstrap again: nothing to change"
-"$STAGECRAFT" bootstrap --env local --quiet --output json | tail -n 1 | python3 -c \
+"$STAGECRAFT" bootstrap --quiet --output json | tail -n 1 | python3 -c \
   'import json,sys; r=json.load(sys.stdin); print(r["status"], {h: v["changed"] for h, v in r["hosts"].items()}, "changed per host")'
 
-step "done: removing the fleet (KEEP_FLEET=1 make demo keeps it, in $WORK)"
+PORT=$(python3 -c 'import json; print(next(h["http_port"] for h in json.load(open(".stagecraft/local/hosts.json"))["hosts"] if "edge" in h["roles"]))')
+edge() { curl -s -H 'Host: shop.localhost' "http://127.0.0.1:$PORT$1"; echo; }
+load() { "$REPO/.venv/bin/python" "$REPO/scripts/loadloop.py" --port "$PORT" --host shop.localhost --count "$1" > "$WORK/load.json" & LOAD=$!; }
+load_report() { wait "$LOAD"; python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"load loop: {r[\"sent\"]} requests, {r[\"failed\"]} failed, versions {r[\"versions\"]}, p99 {r[\"p99_ms\"]} ms")' "$WORK/load.json"; }
+
+step "stagecraft plan (first deploy: everything is new)"
+set_version v1
+"$STAGECRAFT" plan
+
+step "stagecraft deploy: build, push to the fleet's registry, roll out v1"
+"$STAGECRAFT" deploy --yes --quiet
+echo "through the edge (127.0.0.1:$PORT, Host shop.localhost):"
+edge /version
+
+step "v2: plan shows the change, deploy rolls it while a load loop runs against the edge"
+set_version v2
+"$STAGECRAFT" plan | tail -n 12
+load 2000
+"$STAGECRAFT" deploy --yes --quiet
+load_report
+edge /version
+
+step "v3 with a failing healthcheck: the deploy fails, v2 keeps serving"
+sed -i 's/APP_FAIL_HEALTH: "0"/APP_FAIL_HEALTH: "1"/' stagecraft.yml
+set_version v3
+load 1500
+set +e
+"$STAGECRAFT" deploy --yes --quiet
+code=$?
+set -e
+echo "(deploy exit code $code: a failed rollout exits 6)"
+load_report
+edge /version
+sed -i 's/APP_FAIL_HEALTH: "1"/APP_FAIL_HEALTH: "0"/' stagecraft.yml && commit "healthy again"
+
+step "stagecraft releases list"
+"$STAGECRAFT" releases list
+
+step "stagecraft rollback --to the v1 release, under load"
+V1=$("$STAGECRAFT" releases list --output json | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r["result"] == "succeeded"][-1])')
+load 1500
+"$STAGECRAFT" rollback --to "$V1" --yes --quiet
+load_report
+edge /version
+"$STAGECRAFT" releases list
+
+step "done: removing the fleet (KEEP_FLEET=1 make demo keeps it, in $APP)"
