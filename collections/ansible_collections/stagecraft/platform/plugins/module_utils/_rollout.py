@@ -109,6 +109,9 @@ class ComposeRollout:
             self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
         except DockerError as exc:
             self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
+        except OSError as exc:
+            self.module.fail_json(msg=f"host {self.host}: cannot update {self.base_dir}: {exc}",
+                                  release_id=self.release_id)
 
     def _missing_release(self) -> None:
         if self.check and self.action == "deploy":
