@@ -72,7 +72,7 @@ step "bootstrap again: nothing to change"
 PORT=$(python3 -c 'import json; print(next(h["http_port"] for h in json.load(open(".stagecraft/local/hosts.json"))["hosts"] if "edge" in h["roles"]))')
 edge() { curl -s -H 'Host: shop.localhost' "http://127.0.0.1:$PORT$1"; echo; }
 load() { "$REPO/.venv/bin/python" "$REPO/scripts/loadloop.py" --port "$PORT" --host shop.localhost --count "$1" > "$WORK/load.json" & LOAD=$!; }
-load_report() { wait "$LOAD"; python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"load loop: {r[\"sent\"]} requests, {r[\"failed\"]} failed, versions {r[\"versions\"]}, p99 {r[\"p99_ms\"]} ms")' "$WORK/load.json"; }
+load_report() { wait "$LOAD"; python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("load loop: %d requests, %d failed, versions %s, p99 %s ms" % (r["sent"], r["failed"], r["versions"], r["p99_ms"]))' "$WORK/load.json"; }
 
 step "stagecraft plan (first deploy: everything is new)"
 set_version v1
