@@ -310,7 +310,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     """
     env = target.env
     outcome = ReleaseOutcome(release=None, plan=plan)
-    if options.confirm is not None and not options.check and not options.confirm(plan):
+    # The plan is shown (and confirmed when interactive) before anything changes.
+    if options.confirm is not None and not options.confirm(plan) and not options.check:
         raise Interrupted("stopped before any change: the plan was not confirmed",
                           hint="run again and answer yes, or pass --yes")
     record_id = release_id if action == "deploy" else new_release_id(target.project_dir)

@@ -94,8 +94,10 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
     secrets = resolve_secrets(env, target.project_dir)
     registry, login = registry_for(target)
     deployed = target.ledger.deployed_state(env.name)
-    if options.skip_build or options.check:
+    if options.skip_build:
         images = _previous_images(target, release_id, registry)
+    elif options.check:  # --dry-run builds nothing: the images a build would give
+        images = predicted_images(target, release_id, getattr(registry, "pull_server", None))
     else:
         say(f"build: images of {release_id}")
         built = build_images(env, target.project_dir, release_id, registry, services=services,
