@@ -21,7 +21,7 @@ from typing import Any
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
 from stagecraft.deploy.request import RegistryLogin, release_request
-from stagecraft.errors import Interrupted, PlanError, RunFailed, StagecraftError, StateError
+from stagecraft.errors import Interrupted, RunFailed, StagecraftError, StateError
 from stagecraft.fleet import cloud_for, fleet_spec, state_dir
 from stagecraft.ledger import Ledger
 from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
@@ -230,10 +230,9 @@ def desired_states(renders: Mapping[str, HostRender]) -> dict[str, HostState]:
 class ReleaseRun:
     """One deploy or rollback in progress: keeps the ledger record current."""
 
-    def __init__(self, target: Target, release: Release | None, say: Say) -> None:
+    def __init__(self, target: Target, release: Release | None) -> None:
         self.target = target
         self.release = release  # None in check mode: nothing is recorded
-        self.say = say
 
     def _update(self, change: Callable[[Release], None]) -> None:
         if self.release is None:
@@ -254,7 +253,7 @@ class ReleaseRun:
         self._update(change)
 
     def record_hosts(self, phases: Mapping[str, Mapping[str, HostOutcome]],
-                     switched: set[str], current_release: str) -> None:
+                     switched: set[str]) -> None:
         def change(release: Release) -> None:
             for phase_name, hosts in phases.items():
                 try:
@@ -302,7 +301,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             plan: Plan, images: Mapping[str, str], registry: RegistryLogin | None,
             traefik_image: str, options: DeployOptions, say: Say = _quiet,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
-            built: Callable[[], None] | None = None) -> ReleaseOutcome:
+            built: bool = False) -> ReleaseOutcome:
     """Run the host phases of ``plan`` under the deploy lock and record the release.
 
     ``release_id`` names the release dir on hosts (for a rollback: the release
@@ -315,7 +314,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         raise Interrupted("stopped before any change: the plan was not confirmed",
                           hint="run again and answer yes, or pass --yes")
     record_id = release_id if action == "deploy" else new_release_id(target.project_dir)
-    run = ReleaseRun(target, None, say)
+    run = ReleaseRun(target, None)
     if not options.check:
         source = git_source(target.project_dir)
         release = Release(
@@ -339,7 +338,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
                     on_wait=lambda holder: say(f"waiting for the deploy lock: {holder.describe()}"))
             locked = True
             run.phase("lock", "ok")
-            if built is not None:
+            if built:
                 run.phase("build", "ok")
         failed_phase = "rollout"
         result = _run_playbook(target, action=action, release_id=release_id, renders=renders,
@@ -349,7 +348,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         outcome.executed = True
         outcome.phases = fold_outcomes(_job_events(result.artifacts_dir))
         switched = switched_hosts(outcome.phases, release_id)
-        run.record_hosts(outcome.phases, switched, release_id)
+        run.record_hosts(outcome.phases, switched)
         result.raise_for_status()
         failed_phase = "finalize"
         if not options.check:
@@ -432,7 +431,3 @@ def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,
                       {h.name: deployed.get(h.name) for h in target.env.hosts},
                       action=action, release_id=release_id, force=force)
 
-
-def require_release_on_hosts(target: Target, release: Release) -> None:
-    if not release.hosts:
-        raise PlanError(f"release {release.id} recorded no hosts", hint="pick another release")

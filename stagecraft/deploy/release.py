@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from stagecraft.deploy.engine import (
@@ -53,34 +54,27 @@ def traefik_image_for(target: Target) -> str:
 def plan_deploy(target: Target, *, force: bool = False) -> tuple[Plan, str]:
     """`stagecraft plan`: what a deploy would do now, without building or changing anything."""
     release_id = new_release_id(target.project_dir)
-    registry, _login = registry_for_plan(target)
-    images = predicted_images(target, release_id, registry)
+    images = predicted_images(target, release_id, registry_for_plan(target))
     deployed = target.ledger.deployed_state(target.env.name)
     images = keep_same_images(images, deployed)
     secrets = resolve_secrets(target.env, target.project_dir)
     renders = render_release(target, release_id, images, secrets,
-                             _planned_traefik_image(target), tls_settings(target))
+                             traefik_image_for(target), tls_settings(target))
     return plan_for(target, renders, release_id, force=force), release_id
 
 
-def registry_for_plan(target: Target) -> tuple[str | None, None]:
+def registry_for_plan(target: Target) -> str | None:
     """The pull server a plan names images with, without contacting any registry."""
     project_registry = target.env.project.registry
     access = getattr(target.cloud, "registry_access", None)
     if project_registry is not None and target.env.providers.cloud.kind != "local":
-        return project_registry.server, None
+        return project_registry.server
     if access is not None:
         try:
-            return access(target.spec, target.state_dir).pull_server, None
+            return access(target.spec, target.state_dir).pull_server
         except Exception:  # noqa: BLE001 - a plan still works before the fleet exists
-            return None, None
-    return None, None
-
-
-def _planned_traefik_image(target: Target) -> str:
-    # Publishing is idempotent (nothing is pushed when the registry has it), and the
-    # plan must name the very image a deploy would run, or Traefik always "changes".
-    return traefik_image_for(target)
+            return None
+    return None
 
 
 def deploy(target: Target, options: DeployOptions, *, services: list[str] | None = None,
@@ -104,14 +98,14 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
                              push=True, on_line=on_line)
         images = _images_from_build(env, built)
     images = keep_same_images(images, deployed)
-    traefik_image = traefik_image_for(target) if not options.check else _planned_traefik_image(target)
+    traefik_image = traefik_image_for(target)
     renders = render_release(target, release_id, images, secrets, traefik_image,
                              tls_settings(target))
     plan = plan_for(target, renders, release_id, force=options.force)
     return execute(target, action="deploy", release_id=release_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event,
-                   built=(lambda: None) if not (options.skip_build or options.check) else None)
+                   built=not (options.skip_build or options.check))
 
 
 def _images_from_build(env, built: dict[str, Any]) -> dict[str, str]:
@@ -177,13 +171,11 @@ def rollback(target: Target, options: DeployOptions, *, to: str | None = None,
     images = {name: image.ref for name, image in wanted.images.items()}
     secrets = resolve_secrets(env, target.project_dir)
     _registry, login = registry_for(target)
-    traefik_image = traefik_image_for(target) if not options.check else _planned_traefik_image(target)
+    traefik_image = traefik_image_for(target)
     renders = render_release(target, dir_id, images, secrets, traefik_image, tls_settings(target))
     # The hosts run the files of the old release; its recorded state is the desired one.
-    for name, render in renders.items():
-        recorded = wanted.hosts.get(name)
-        if recorded is not None:
-            object.__setattr__(render, "state", recorded.host_state())
+    renders = {name: replace(render, state=wanted.hosts[name].host_state())
+               if name in wanted.hosts else render for name, render in renders.items()}
     plan = plan_for(target, renders, dir_id, action="rollback", force=options.force)
     say(f"rollback of {env.name} to {dir_id}")
     return execute(target, action="rollback", release_id=dir_id, renders=renders, plan=plan,

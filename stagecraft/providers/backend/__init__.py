@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from stagecraft.errors import ProviderError
+from stagecraft.providers import registry
 from stagecraft.providers.backend.base import (
     SOURCE_BUILD,
     SOURCE_FROM,
@@ -44,7 +44,7 @@ def _entry_points() -> dict[str, EntryPoint]:
 
 def available_kinds() -> list[str]:
     """Every backend kind that can be used: registered entry points plus built-ins."""
-    return sorted(set(_entry_points()) | set(BUILTIN))
+    return registry.available_kinds(_entry_points(), BUILTIN)
 
 
 def get_backend_provider(kind: str, options: Mapping[str, Any] | None = None) -> BackendProvider:
@@ -54,33 +54,7 @@ def get_backend_provider(kind: str, options: Mapping[str, Any] | None = None) ->
     (for generic: build, dev, workdir). Raises ProviderError when the kind is
     unknown, cannot be loaded, or does not take those options.
     """
-    found = _entry_points().get(kind)
-    if found is None and kind in BUILTIN:
-        found = EntryPoint(name=kind, value=BUILTIN[kind], group=ENTRY_POINT_GROUP)
-    if found is None:
-        raise ProviderError(
-            f"unknown backend provider {kind!r}",
-            hint=f"use one of: {', '.join(available_kinds())} (providers.backend.kind)",
-        )
-    try:
-        factory = found.load()
-    except Exception as exc:  # a broken plugin must not crash the CLI with a traceback
-        raise ProviderError(
-            f"cannot load backend provider {kind!r} from {found.value}: "
-            f"{type(exc).__name__}: {exc}",
-            hint="reinstall the package that provides it (pip install --force-reinstall ...)",
-        ) from exc
-    try:
-        provider = factory(**dict(options or {}))
-    except TypeError as exc:
-        raise ProviderError(
-            f"backend provider {kind!r} does not accept these settings: {exc}",
-            hint=f"check providers.backend in stagecraft.yml against the {kind} provider's docs",
-        ) from exc
-    if not isinstance(provider, BackendProvider):
-        raise ProviderError(
-            f"{found.value} does not implement the backend provider interface "
-            "(kind, build, dev_command)",
-            hint="this is a bug in the provider plugin: report it to its authors",
-        )
-    return provider
+    return registry.load_provider(
+        "backend", kind, options, registered=_entry_points(), builtin=BUILTIN,
+        group=ENTRY_POINT_GROUP, protocol=BackendProvider,
+        interface="kind, build, dev_command")
