@@ -121,6 +121,10 @@ class CommandFailed(StagecraftError):
         return data
 
 
+class HookFailed(CommandFailed):
+    """A hook in .stagecraft/hooks/ exited non-zero or timed out: the deploy stops."""
+
+
 class EnvironmentMissing(StagecraftError):
     """This machine lacks a tool or service stagecraft needs (Docker, ssh-keygen, ...)."""
 

@@ -15,6 +15,8 @@ def release_options(func):
     func = click.option("--message", "-m", default="", help="Why: kept in the lock, ledger and audit log.")(func)
     func = click.option("--lock-wait", default="0s", metavar="DURATION",
                         help="Wait this long for another deploy's lock (e.g. 5m).")(func)
+    func = click.option("--skip-hooks", is_flag=True,
+                        help="Do not run the hooks in .stagecraft/hooks/.")(func)
     func = click.option("--force", is_flag=True,
                         help="Also recreate stateful services whose definition changed.")(func)
     return func
@@ -48,6 +50,7 @@ def run_release(app: AppContext, action, **kwargs):
     options = DeployOptions(skip_build=kwargs.pop("skip_build", False), force=kwargs.pop("force"),
                             check=app.dry_run, lock_wait=lock_wait,
                             message=kwargs.pop("message"), verbosity=app.verbose,
+                            skip_hooks=kwargs.pop("skip_hooks"),
                             confirm=None if app.quiet else confirm)
     verbosity = -1 if app.quiet else app.verbose
     with progress_view(app.output, verbosity) as view:

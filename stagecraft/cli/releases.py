@@ -15,7 +15,10 @@ def command(app: AppContext) -> None:
 def _ledger(app: AppContext):
     from stagecraft.ledger import Ledger
 
-    return Ledger.for_project(app.load().project_dir)
+    ledger = Ledger.for_project(app.load().project_dir)
+    # A release whose process was killed says so, rather than "running" forever.
+    ledger.mark_abandoned()
+    return ledger
 
 
 @subcommand("list")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,8 @@ from typing import Any
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
 from stagecraft.deploy.request import RegistryLogin, release_request
-from stagecraft.errors import Interrupted, RunFailed, StagecraftError, StateError
+from stagecraft.errors import HookFailed, Interrupted, RunFailed, StagecraftError, StateError
+from stagecraft.hooks import HookContext, Hooks
 from stagecraft.fleet import cloud_for, fleet_spec, state_dir
 from stagecraft.ledger import Ledger
 from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
@@ -101,6 +103,7 @@ class DeployOptions:
     message: str = ""
     verbosity: int = 0
     confirm: Callable[[Plan], bool] | None = None  # asked after the plan; False aborts
+    skip_hooks: bool = False
 
 
 @dataclass
@@ -297,11 +300,21 @@ class ReleaseRun:
         self._update(change)
 
 
+def load_hooks(target: Target, *, action: str, release_id: str,
+               options: DeployOptions) -> Hooks:
+    """The project's hooks for this release (none in a dry run or with --skip-hooks)."""
+    context = HookContext(project=target.env.project.name, environment=target.env.name,
+                          release=release_id, action=action, performer=performer(),
+                          hosts=tuple(h.name for h in target.env.hosts),
+                          message=options.message)
+    return Hooks.load(target.project_dir, context, skip=options.skip_hooks or options.check)
+
+
 def execute(target: Target, *, action: str, release_id: str, renders: Mapping[str, HostRender],
             plan: Plan, images: Mapping[str, str], registry: RegistryLogin | None,
             traefik_image: str, options: DeployOptions, say: Say = _quiet,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
-            built: bool = False) -> ReleaseOutcome:
+            built: bool = False, hooks: Hooks | None = None) -> ReleaseOutcome:
     """Run the host phases of ``plan`` under the deploy lock and record the release.
 
     ``release_id`` names the release dir on hosts (for a rollback: the release
@@ -309,6 +322,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     """
     env = target.env
     outcome = ReleaseOutcome(release=None, plan=plan)
+    if hooks is None:
+        hooks = load_hooks(target, action=action, release_id=release_id, options=options)
     # The plan is shown (and confirmed when interactive) before anything changes.
     if options.confirm is not None and not options.confirm(plan) and not options.check:
         raise Interrupted("stopped before any change: the plan was not confirmed",
@@ -322,10 +337,13 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
             images={name: ImageRecord(ref=ref, digest=_digest_of(ref))
                     for name, ref in images.items()},
-            config_hash=config_hash(env), message=options.message,
+            config_hash=config_hash(env), message=options.message, pid=os.getpid(),
             # What each host reaches: kept stateful services stay as deployed.
             hosts={name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders},
         )
+        for killed in target.ledger.mark_abandoned(env.name):
+            say(f"release {killed} was left running by a process that is gone: "
+                "recorded as interrupted")
         run.release = target.ledger.record(release)
     lock_info = LockInfo.new(record_id, options.message, command=action)
     primary = target.primary
@@ -340,10 +358,11 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             run.phase("lock", "ok")
             if built:
                 run.phase("build", "ok")
+            hooks.run("pre-deploy", on_line=say)
         failed_phase = "rollout"
         result = _run_playbook(target, action=action, release_id=release_id, renders=renders,
                                registry=registry, traefik_image=traefik_image,
-                               options=options, on_event=on_event)
+                               options=options, on_event=on_event, hooks=hooks)
         outcome.run = result
         outcome.executed = True
         outcome.phases = fold_outcomes(_job_events(result.artifacts_dir))
@@ -389,12 +408,19 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             except StagecraftError as exc:
                 say(f"warning: could not release the deploy lock: {exc.message}")
     outcome.release = run.release
+    if not options.check:
+        try:  # after the lock is released: the release itself is done and recorded
+            hooks.run("post-deploy", on_line=say)
+        except HookFailed as exc:
+            exc.message = f"{action} {record_id} succeeded on every host, but the " + exc.message
+            raise
     return outcome
 
 
 def _run_playbook(target: Target, *, action: str, release_id: str,
                   renders: Mapping[str, HostRender], registry: RegistryLogin | None,
-                  traefik_image: str, options: DeployOptions, on_event: OnEvent | None):
+                  traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
+                  hooks: Hooks):
     from stagecraft.ansible.bundle import prepare
     from stagecraft.ansible.runner import run as run_bundle
 
@@ -405,7 +431,8 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
         playbook=playbook, env=target.env, records=target.records, access=target.access,
         renders=renders, release_id=release_id, action=action, performer=performer(),
         registry=registry, traefik_image=traefik_image, force=options.force,
-        upload=action == "deploy", check=options.check, verbosity=options.verbosity)
+        upload=action == "deploy", check=options.check, verbosity=options.verbosity,
+        hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables())
     bundle = prepare(request, target.runs_dir)
     return run_bundle(bundle, on_event=on_event)
 

@@ -10,6 +10,7 @@ from stagecraft.deploy.engine import (
     DEFAULT_TRAEFIK_IMAGE,
     DeployOptions,
     ReleaseOutcome,
+    load_hooks,
     Say,
     Target,
     _quiet,
@@ -88,11 +89,13 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
     secrets = resolve_secrets(env, target.project_dir)
     registry, login = registry_for(target)
     deployed = target.ledger.deployed_state(env.name)
+    hooks = load_hooks(target, action="deploy", release_id=release_id, options=options)
     if options.skip_build:
         images = _previous_images(target, release_id, registry)
     elif options.check:  # --dry-run builds nothing: the images a build would give
         images = predicted_images(target, release_id, getattr(registry, "pull_server", None))
     else:
+        hooks.run("pre-build", on_line=say)
         say(f"build: images of {release_id}")
         built = build_images(env, target.project_dir, release_id, registry, services=services,
                              push=True, on_line=on_line)
@@ -105,7 +108,7 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
     return execute(target, action="deploy", release_id=release_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event,
-                   built=not (options.skip_build or options.check))
+                   built=not (options.skip_build or options.check), hooks=hooks)
 
 
 def _images_from_build(env, built: dict[str, Any]) -> dict[str, str]:

@@ -71,6 +71,8 @@ def release_request(
     check: bool = False,
     verbosity: int = 0,
     limit: str | None = None,
+    hooks: Mapping[str, str] | None = None,
+    hook_env: Mapping[str, str] | None = None,
 ) -> RunRequest:
     """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
     connection = ConnectionSettings(private_key=access.private_key,
@@ -102,6 +104,9 @@ def release_request(
         # The CLI holds the lock itself (it must outlive a failed playbook).
         "stagecraft_manage_lock": False,
     }
+    if hooks:  # pre-rollout / post-rollout, run once per batch on the controller
+        extravars["stagecraft_hooks"] = dict(hooks)
+        extravars["stagecraft_hook_env"] = dict(hook_env or {})
     secret_extravars: dict[str, Any] = {
         "stagecraft_secret_files": secret_files,
         "stagecraft_secret_traefik_files": secret_traefik,

@@ -155,6 +155,9 @@ class Release(_Model):
         default_factory=dict, description="Per service: the image hosts pull.")
     config_hash: str = Field("", description="Hash of the resolved environment configuration.")
     performer: str = Field(default_factory=current_performer, description="user@host.")
+    pid: int | None = Field(
+        None, description="Process id of the stagecraft run that wrote it, so a run that "
+        "was killed can be told from one still running.")
     created: UtcTime = Field(default_factory=utc_now, description="When it started (UTC).")
     finished: UtcTime | None = Field(None, description="When it ended (UTC).")
     result: ReleaseResult = Field("running", description="How it ended, or running.")

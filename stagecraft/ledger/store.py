@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from pydantic import ValidationError
 
 from stagecraft.errors import StateError, UsageError
 from stagecraft.fsutil import exclusive_lock, write_atomic
-from stagecraft.ledger.model import SCHEMA_VERSION, LedgerData, Release
+from stagecraft.ledger.model import SCHEMA_VERSION, ErrorRecord, LedgerData, Release, utc_now
 from stagecraft.ledger.release_id import ReleaseIdError, parse_release_id
 from stagecraft.log import get_logger, redactor
 from stagecraft.render.state import HostState
@@ -153,6 +155,29 @@ class Ledger:
             self._write(LedgerData(releases=releases))
         return new
 
+    def mark_abandoned(self, environment: str | None = None) -> list[str]:
+        """Releases still ``running`` whose process (on this machine) is gone were
+        killed: record them as interrupted. Returns their ids."""
+        def abandoned(release: Release) -> bool:
+            return (release.result == "running" and release.pid is not None
+                    and (environment is None or release.environment == environment)
+                    and _process_gone(release.performer, release.pid))
+
+        if not any(abandoned(r) for r in self.load().releases):
+            return []
+        found: list[str] = []
+        with self._locked():
+            data = self.load()
+            releases = []
+            for release in data.releases:
+                if abandoned(release):
+                    release = _interrupted(release)
+                    found.append(release.id)
+                releases.append(release)
+            if found:
+                self._write(LedgerData(releases=releases))
+        return found
+
     def _locked(self):
         return exclusive_lock(self.lock_path,
                               f"waiting for another stagecraft writing {self.path}", log.info)
@@ -176,6 +201,38 @@ class Ledger:
                 stale.unlink()
             except OSError:
                 pass
+
+
+def _process_gone(performer: str, pid: int) -> bool:
+    """Whether ``pid`` of ``performer`` (user@machine) is known to be gone; a process
+    on another machine cannot be checked, so it is never called gone."""
+    if performer.rpartition("@")[2] != socket.gethostname() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _interrupted(release: Release) -> Release:
+    release = release.model_copy(deep=True)
+    release.result = "interrupted"
+    release.finished = utc_now()
+    for phase in release.phases:
+        if phase.status == "running":
+            phase.status = "failed"
+            phase.finished = release.finished
+    running = next((p.name for p in release.phases if p.status == "failed"), None)
+    if release.error is None:
+        release.error = ErrorRecord(
+            message=f"the stagecraft process {release.pid} ended before the release finished "
+                    "(killed?); the hosts may be partly on it",
+            hint="see `stagecraft status`, release a stale lock with `stagecraft lock release`, "
+                 "then deploy again", phase=running)
+    return _checked(release)
 
 
 def _checked(release: Release) -> Release:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -352,3 +353,35 @@ def test_writes_leave_no_temp_files(ledger: Ledger) -> None:
     ledger.update(rid(1), lambda r: None)
     assert sorted(p.name for p in ledger.path.parent.iterdir()) == [
         "releases.json", "releases.json.lock"]
+
+
+def test_a_running_release_whose_process_is_gone_is_marked_interrupted(tmp_path) -> None:
+    import socket
+    import subprocess
+
+    from stagecraft.ledger import Ledger
+    from stagecraft.ledger.model import Release
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    ledger = Ledger.for_project(tmp_path)
+    me = f"someone@{socket.gethostname()}"
+    killed = Release(id="20261121T101500Z-3f9c2ab", environment="local", performer=me,
+                     pid=gone.pid)
+    killed.phase("rollout").status = "running"
+    alive = Release(id="20261121T101600Z-3f9c2ab", environment="local", performer=me,
+                    pid=os.getpid())
+    elsewhere = Release(id="20261121T101700Z-3f9c2ab", environment="local",
+                        performer="someone@another-machine", pid=gone.pid)
+    for release in (killed, alive, elsewhere):
+        ledger.record(release)
+
+    assert ledger.mark_abandoned("local") == [killed.id]
+    after = {r.id: r for r in ledger.releases("local")}
+    assert after[killed.id].result == "interrupted"
+    assert after[killed.id].phase("rollout").status == "failed"
+    assert after[killed.id].error.phase == "rollout"
+    assert "killed" in after[killed.id].error.message
+    assert after[alive.id].result == "running"
+    assert after[elsewhere.id].result == "running"
+    assert ledger.mark_abandoned("local") == []
