@@ -84,23 +84,23 @@ def probe_script(project: str, environment: str, *, routes: bool = False) -> str
         f"echo '{MARK}containers'",
         # One-off containers (`docker compose run`, `stagecraft exec --one-off`) are not
         # the service's containers.
-        f"docker ps -a --no-trunc --filter {quote('label=com.docker.compose.project=' + compose_project)}"
-        " --filter label=com.docker.compose.oneoff=False"
-        f" --format {quote(_CONTAINER_FORMAT)} 2>&1",
+        (f"docker ps -a --no-trunc --filter {quote('label=com.docker.compose.project=' + compose_project)}"
+         " --filter label=com.docker.compose.oneoff=False"
+         f" --format {quote(_CONTAINER_FORMAT)} 2>&1"),
         f"echo '{MARK}traefik'",
         f"docker inspect --format '{{{{.State.Running}}}}' {TRAEFIK_CONTAINER} 2>/dev/null",
         f"echo '{MARK}lock'",
-        'if [ -d "$base/lock" ]; then cat "$base/lock/info.json" 2>/dev/null || echo "{}"; '
-        'else echo none; fi',
+        ('if [ -d "$base/lock" ]; then cat "$base/lock/info.json" 2>/dev/null || echo "{}"; '
+         'else echo none; fi'),
     ]
     if routes:
         # The API is published on the host's loopback only; curl or wget, whichever
         # the host has, else the same request from inside the Traefik container.
         lines += [
             f"echo '{MARK}routes'",
-            f"curl -fsS --max-time 5 {TRAEFIK_API} 2>/dev/null"
-            f" || wget -qO- -T 5 {TRAEFIK_API} 2>/dev/null"
-            f" || docker exec {TRAEFIK_CONTAINER} wget -qO- -T 5 {TRAEFIK_API} 2>/dev/null",
+            (f"curl -fsS --max-time 5 {TRAEFIK_API} 2>/dev/null"
+             f" || wget -qO- -T 5 {TRAEFIK_API} 2>/dev/null"
+             f" || docker exec {TRAEFIK_CONTAINER} wget -qO- -T 5 {TRAEFIK_API} 2>/dev/null"),
         ]
     lines += [f"echo '{MARK}end'", "exit 0"]
     return "\n".join(lines) + "\n"

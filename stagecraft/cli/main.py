@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inventory": ("inventory", "Print the Ansible inventory of an environment."),
     "version": ("version", "Show versions of stagecraft and its tools."),
     "completion": ("completion", "Print a shell completion script."),
-    "status": ("status", "Report on the project (roadmap)."),
+    "status": ("status", "Show what the hosts run: releases, containers, Traefik, lock."),
     "infra": ("infra", "Create, inspect and remove the hosts of an environment."),
     "bootstrap": ("bootstrap", "Prepare the hosts of an environment for deploys."),
     "plan": ("plan", "Show what a deploy would change."),
@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("rollback", "Roll back to an earlier release."),
     "releases": ("releases", "List and show recorded releases."),
     "build": ("build", "Build (and push) the images of a release."),
+    "logs": ("logs", "Show a service's container logs from every host."),
+    "ssh": ("ssh", "Open a shell on a host, or run one command there."),
+    "exec": ("exec", "Run a command in a service's container."),
+    "lock": ("lock", "Show or release the deploy lock."),
+    "audit": ("audit", "Show the hosts' audit logs, merged by time."),
 }
 
 

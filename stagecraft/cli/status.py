@@ -1,4 +1,4 @@
-"""`stagecraft status roadmap`: how much of the feature catalog is done."""
+"""`stagecraft status`: what the hosts run; `status roadmap`: the feature catalog."""
 
 from __future__ import annotations
 
@@ -7,9 +7,21 @@ import click
 from stagecraft.cli.context import AppContext, command as subcommand, group
 
 
-@group("status", short_help="Report on the project (roadmap).")
+@group("status", invoke_without_command=True,
+       short_help="Show what the hosts run: releases, containers, Traefik, lock.")
 def command(app: AppContext) -> None:
-    """Reports about this project."""
+    """Without a subcommand: per host of the environment, whether it is reachable, the
+    release `current` points at, each service's containers with state and health,
+    Traefik and its routes, and the deploy lock. Unreachable hosts are shown as such
+    (exit 0); an environment whose hosts were never created is an error (exit 4)."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    from stagecraft.deploy.engine import Target
+    from stagecraft.ops.status import environment_status, status_lines
+
+    target = Target.load(app.environment(), app.load().project_dir)
+    report = environment_status(target)
+    app.emit(report, lambda data: click.echo("\n".join(status_lines(data))))
 
 
 @subcommand("roadmap")

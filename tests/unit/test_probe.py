@@ -7,7 +7,14 @@ import subprocess
 
 import pytest
 
-from stagecraft.probe import MARK, HostFacts, health_of, parse_probe_output, probe_host, probe_script
+from stagecraft.probe import (
+    MARK,
+    HostFacts,
+    health_of,
+    parse_probe_output,
+    probe_host,
+    probe_script,
+)
 
 
 def container_line(name: str, service: str, status: str, state: str = "running",

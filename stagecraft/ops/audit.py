@@ -1,0 +1,84 @@
+"""`stagecraft audit`: the audit logs of every host, merged by time.
+
+Each host appends one JSON line per rollout to ``<base>/audit.log`` (written
+by the rollout module, spec/deploy/contracts.md). Only the last lines of each
+host are read: the newest N overall are among every host's newest N.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from stagecraft.errors import StagecraftError
+from stagecraft.lock import base_dir
+from stagecraft.remote import RemoteHost, in_parallel, quote
+
+
+def tail_command(project: str, environment: str, count: int) -> str:
+    path = f"{base_dir(project, environment)}/audit.log"
+    return f"[ -f {quote(path)} ] && tail -n {int(count)} {quote(path)} || true"
+
+
+def parse_audit(host: str, text: str) -> list[dict[str, Any]]:
+    """Records of one host's audit lines; a line that is not JSON is kept as text."""
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            record = {"time": "", "unparsed": line}
+        record.setdefault("host", host)
+        record["audit_host"] = host  # the host whose log holds the line
+        records.append(record)
+    return records
+
+
+def merge_audit(per_host: Iterable[list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
+    """The newest ``count`` records of all hosts, oldest first."""
+    merged = [r for records in per_host for r in records]
+    merged.sort(key=lambda r: (str(r.get("time", "")), r["audit_host"]))
+    return merged[-count:] if count > 0 else []
+
+
+def read_audit(hosts: list[RemoteHost], project: str, environment: str, count: int,
+               warn=None) -> list[dict[str, Any]]:
+    """The newest ``count`` audit records of ``hosts``; unreachable hosts go to ``warn``."""
+    command = tail_command(project, environment, count)
+
+    def fetch(host: RemoteHost) -> list[dict[str, Any]]:
+        try:
+            proc = host.run(command, timeout=30, what="read the audit log")
+        except StagecraftError as exc:
+            if warn is not None:
+                warn(f"host {host.name}: {exc.message}")
+            return []
+        return parse_audit(host.name, proc.stdout)
+
+    return merge_audit(in_parallel(hosts, fetch).values(), count)
+
+
+def audit_lines(records: list[dict[str, Any]]) -> list[str]:
+    if not records:
+        return ["no audit records yet"]
+    lines = []
+    for r in records:
+        if "unparsed" in r:
+            lines.append(f"{'?':<20}  {r['audit_host']:<12} {r['unparsed']}")
+            continue
+        services = ", ".join(f"{name} {action}" for name, action
+                             in sorted((r.get("services") or {}).items()))
+        text = (f"{r.get('time', '?'):<20}  {r['audit_host']:<12} {r.get('action', '?'):<8} "
+                f"{r.get('release', '?')}  {r.get('result', '?'):<6} by {r.get('performer', '?')}")
+        if services:
+            text += f"  [{services}]"
+        if r.get("error"):
+            text += f"  error: {r['error']}"
+        lines.append(text)
+    return lines

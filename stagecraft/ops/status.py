@@ -1,0 +1,79 @@
+"""`stagecraft status`: what every host of an environment runs right now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stagecraft.probe import HostFacts, probe_hosts
+
+
+def environment_status(target) -> dict[str, Any]:
+    """Probe every host (with Traefik's routes); the report as data."""
+    env = target.env
+    facts = probe_hosts(target, routes=True)
+    return status_report(env, facts)
+
+
+def status_report(env, facts: dict[str, HostFacts]) -> dict[str, Any]:
+    """The report: per host its facts, roles and the services placed on it; the lock
+    as the primary host holds it."""
+    primary = env.primary_host.name
+    hosts = []
+    for host in env.hosts:
+        fact = facts[host.name]
+        row = fact.to_dict()
+        row["roles"] = list(host.roles)
+        row["services"] = sorted(name for name in env.services
+                                 if host.name in {h.name for h in env.hosts_for_service(name)})
+        hosts.append(row)
+    primary_facts = facts[primary]
+    if not primary_facts.reachable:
+        lock: dict[str, Any] = {"held": None, "host": primary, "error": primary_facts.error}
+    elif primary_facts.lock is None:
+        lock = {"held": False, "host": primary}
+    else:
+        lock = {"held": True, "host": primary, **primary_facts.lock.to_dict()}
+    return {"project": env.project.name, "environment": env.name, "hosts": hosts, "lock": lock}
+
+
+def status_lines(report: dict[str, Any]) -> list[str]:
+    """The report as text for people."""
+    lines = [f"{report['project']}/{report['environment']}: {len(report['hosts'])} hosts"]
+    for host in report["hosts"]:
+        head = f"{host['host']} ({', '.join(host['roles'])})"
+        if not host["reachable"]:
+            lines.append(f"{head}: UNREACHABLE - {host['error']}")
+            continue
+        traefik = "running" if host["traefik_running"] else "NOT RUNNING"
+        routes = host["routes"]
+        lines.append(f"{head}: release {host['current_release'] or '(none)'}, "
+                     f"traefik {traefik}, {len(routes)} routes")
+        if host["error"]:
+            lines.append(f"  problem: {host['error']}")
+        by_service: dict[str, list[dict]] = {}
+        for container in host["containers"]:
+            by_service.setdefault(container["service"], []).append(container)
+        for service in sorted(set(host["services"]) | set(by_service)):
+            containers = by_service.get(service, [])
+            if not containers:
+                lines.append(f"  {service:<12} NO CONTAINERS")
+                continue
+            if service not in host["services"]:
+                service = f"{service} (not placed here)"
+            for container in containers:
+                state = container["state"] + (f" {container['health']}" if container["health"] else "")
+                lines.append(f"  {service:<12} {container['name']:<32} {state}")
+                service = ""
+        for route in routes:
+            lines.append(f"  route {route['name']:<40} {route['status']:<9} {route['rule']}")
+    lock = report["lock"]
+    if lock["held"] is None:
+        lines.append(f"lock: unknown (primary host {lock['host']} unreachable)")
+    elif not lock["held"]:
+        lines.append("lock: not held")
+    else:
+        stale = " [STALE: that process is gone]" if lock["stale"] else ""
+        lines.append(f"lock: held by {lock['holder']} (pid {lock['pid']}) for "
+                     f"{lock['age_seconds']:.0f} s, {lock['command']} of "
+                     f"{lock['release'] or '?'}{stale}")
+    return lines
