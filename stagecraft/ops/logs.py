@@ -108,10 +108,11 @@ def collect(hosts: list[tuple[RemoteHost, list[str]]], *, lines: int | None,
 def follow_argv(host: RemoteHost, container: str, *, lines: int | None,
                 since: str | None, timestamps: bool) -> list[str]:
     """ssh argv streaming one container's log. ``-tt``: a terminal on the host, so
-    `docker logs --follow` gets a hangup and ends when we close the connection."""
+    `docker logs --follow` gets a hangup and ends when we close the connection;
+    LogLevel=ERROR: no "Shared connection closed" line in the log, errors still shown."""
     argv = host.ssh_argv(docker_logs_command(container, lines=lines, since=since, follow=True,
                                              timestamps=timestamps))
-    return [argv[0], "-tt", *argv[1:]]
+    return [argv[0], "-tt", "-o", "LogLevel=ERROR", *argv[1:]]
 
 
 def follow(streams: list[tuple[RemoteHost, str]], *, lines: int | None, since: str | None,

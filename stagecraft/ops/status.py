@@ -46,8 +46,9 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             continue
         traefik = "running" if host["traefik_running"] else "NOT RUNNING"
         routes = host["routes"]
+        shown = [r for r in routes if r.get("provider") != "internal"]
         lines.append(f"{head}: release {host['current_release'] or '(none)'}, "
-                     f"traefik {traefik}, {len(routes)} routes")
+                     f"traefik {traefik}, {len(shown)} routes")
         if host["error"]:
             lines.append(f"  problem: {host['error']}")
         by_service: dict[str, list[dict]] = {}
@@ -65,6 +66,8 @@ def status_lines(report: dict[str, Any]) -> list[str]:
                 lines.append(f"  {service:<12} {container['name']:<32} {state}")
                 service = ""
         for route in routes:
+            if route.get("provider") == "internal":  # Traefik's own API, ping, dashboard
+                continue
             lines.append(f"  route {route['name']:<40} {route['status']:<9} {route['rule']}")
     lock = report["lock"]
     if lock["held"] is None:
