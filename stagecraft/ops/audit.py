@@ -54,12 +54,16 @@ def read_audit(hosts: list[RemoteHost], project: str, environment: str, count: i
 
     def fetch(host: RemoteHost) -> list[dict[str, Any]]:
         try:
-            proc = host.run(command, timeout=30, what="read the audit log")
-        except StagecraftError as exc:
-            if warn is not None:
-                warn(f"host {host.name}: {exc.message}")
-            return []
-        return parse_audit(host.name, proc.stdout)
+            proc = host.run(command, timeout=30, check=False, what="read the audit log")
+        except StagecraftError as exc:  # timed out
+            problem = exc.message
+        else:
+            if proc.returncode == 0:
+                return parse_audit(host.name, proc.stdout)
+            problem = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        if warn is not None:
+            warn(f"cannot read the audit log of host {host.name}: {problem}")
+        return []
 
     return merge_audit(in_parallel(hosts, fetch).values(), count)
 
