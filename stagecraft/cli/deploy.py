@@ -61,6 +61,9 @@ def run_release(app: AppContext, action, **kwargs):
 def print_outcome(app: AppContext, outcome, verb: str) -> None:
     def text(data: dict) -> None:
         release = data["release"]
+        if release is None and not data["executed"]:
+            click.echo(f"{verb}: nothing to do, every host runs what this release would give it")
+            return
         if release is None:
             app.say(f"{verb} --dry-run: checked, nothing changed")
             return

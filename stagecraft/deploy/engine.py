@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from stagecraft.ledger.model import utc_now
 from stagecraft.ledger.release_id import git_source, new_release_id
 from stagecraft.lock import LockInfo, acquire, performer, release as release_lock
 from stagecraft.plan import Plan, build_plan
+from stagecraft.probe import HostFacts
 from stagecraft.providers.cloud import CloudProvider, FleetSpec, HostRecord, SshAccess
 from stagecraft.remote import RemoteHost, remote_hosts
 from stagecraft.render.inventory import load_host_records
@@ -115,12 +116,14 @@ class ReleaseOutcome:
     phases: dict[str, dict[str, HostOutcome]] = field(default_factory=dict)
     run: Any = None
     executed: bool = False
+    drift: Mapping[str, list[str]] = field(default_factory=dict)  # hosts unlike the ledger
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "release": self.release.model_dump(mode="json") if self.release else None,
             "plan": self.plan.to_dict(),
             "executed": self.executed,
+            "drift": {h: list(r) for h, r in self.drift.items()},
             "phases": {p: {h: o.to_dict() for h, o in hosts.items()}
                        for p, hosts in self.phases.items()},
         }
@@ -314,7 +317,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             plan: Plan, images: Mapping[str, str], registry: RegistryLogin | None,
             traefik_image: str, options: DeployOptions, say: Say = _quiet,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
-            built: bool = False, hooks: Hooks | None = None) -> ReleaseOutcome:
+            built: bool = False, hooks: Hooks | None = None,
+            traefik_current: Iterable[str] = ()) -> ReleaseOutcome:
     """Run the host phases of ``plan`` under the deploy lock and record the release.
 
     ``release_id`` names the release dir on hosts (for a rollback: the release
@@ -362,7 +366,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         failed_phase = "rollout"
         result = _run_playbook(target, action=action, release_id=release_id, renders=renders,
                                registry=registry, traefik_image=traefik_image,
-                               options=options, on_event=on_event, hooks=hooks)
+                               options=options, on_event=on_event, hooks=hooks,
+                               traefik_current=set(traefik_current))
         outcome.run = result
         outcome.executed = True
         outcome.phases = fold_outcomes(_job_events(result.artifacts_dir))
@@ -420,7 +425,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
 def _run_playbook(target: Target, *, action: str, release_id: str,
                   renders: Mapping[str, HostRender], registry: RegistryLogin | None,
                   traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
-                  hooks: Hooks):
+                  hooks: Hooks, traefik_current: set[str]):
     from stagecraft.ansible.bundle import prepare
     from stagecraft.ansible.runner import run as run_bundle
 
@@ -432,7 +437,8 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
         renders=renders, release_id=release_id, action=action, performer=performer(),
         registry=registry, traefik_image=traefik_image, force=options.force,
         upload=action == "deploy", check=options.check, verbosity=options.verbosity,
-        hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables())
+        hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables(),
+        traefik_current=traefik_current)
     bundle = prepare(request, target.runs_dir)
     return run_bundle(bundle, on_event=on_event)
 
@@ -452,9 +458,50 @@ def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
 
 
 def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,
-             action: str = "deploy", force: bool = False) -> Plan:
+             action: str = "deploy", force: bool = False,
+             unknown: Iterable[str] = ()) -> Plan:
+    """The plan against the ledger; hosts in ``unknown`` (found to differ from it)
+    are planned as if nothing ran there."""
     deployed = target.ledger.deployed_state(target.env.name)
+    unknown = set(unknown)
     return build_plan(desired_states(renders),
-                      {h.name: deployed.get(h.name) for h in target.env.hosts},
+                      {h.name: None if h.name in unknown else deployed.get(h.name)
+                       for h in target.env.hosts},
                       action=action, release_id=release_id, force=force)
 
+
+@dataclass(frozen=True)
+class Observed:
+    """What the hosts run, next to what the ledger says: from one probe per host."""
+
+    facts: Mapping[str, HostFacts]
+    drift: Mapping[str, list[str]]
+
+    @property
+    def lock_held(self) -> bool:
+        return any(f.lock is not None for f in self.facts.values())
+
+    def traefik_running(self, host: str) -> bool:
+        facts = self.facts.get(host)
+        return facts is not None and facts.reachable and facts.traefik_running
+
+
+def observe(target: Target) -> Observed:
+    """Probe every host at once (one SSH round trip each) and compare with the ledger."""
+    from stagecraft.deploy.drift import fleet_drift
+    from stagecraft.probe import probe_hosts
+
+    ledger = target.ledger
+    deployed = ledger.deployed_state(target.env.name)
+    facts = probe_hosts(target)
+    drift = fleet_drift({h.name: deployed.get(h.name) for h in target.env.hosts}, facts,
+                        ledger.current_releases(target.env.name))
+    return Observed(facts=facts, drift=drift)
+
+
+def traefik_current(plan: Plan, observed: Observed | None) -> set[str]:
+    """Hosts whose Traefik needs nothing: same configuration, and running."""
+    if observed is None:
+        return set()
+    return {name for name in observed.facts
+            if not plan.host(name).traefik.changed and observed.traefik_running(name)}

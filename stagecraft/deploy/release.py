@@ -11,6 +11,8 @@ from stagecraft.deploy.engine import (
     DeployOptions,
     ReleaseOutcome,
     load_hooks,
+    observe,
+    traefik_current,
     Say,
     Target,
     _quiet,
@@ -104,11 +106,20 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
     traefik_image = traefik_image_for(target)
     renders = render_release(target, release_id, images, secrets, traefik_image,
                              tls_settings(target))
-    plan = plan_for(target, renders, release_id, force=options.force)
+    observed = observe(target)
+    for host, reasons in observed.drift.items():
+        if host in deployed:
+            say(f"{host} differs from the last release ({'; '.join(reasons)}): "
+                "planned as a new host")
+    plan = plan_for(target, renders, release_id, force=options.force, unknown=observed.drift)
+    if not plan.has_changes and not observed.lock_held:
+        # Every host runs what this release would give it: nothing to lock or run.
+        return ReleaseOutcome(release=None, plan=plan, drift=observed.drift)
     return execute(target, action="deploy", release_id=release_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event,
-                   built=not (options.skip_build or options.check), hooks=hooks)
+                   built=not (options.skip_build or options.check), hooks=hooks,
+                   traefik_current=traefik_current(plan, observed))
 
 
 def _images_from_build(env, built: dict[str, Any]) -> dict[str, str]:
@@ -179,11 +190,14 @@ def rollback(target: Target, options: DeployOptions, *, to: str | None = None,
     # The hosts run the files of the old release; its recorded state is the desired one.
     renders = {name: replace(render, state=wanted.hosts[name].host_state())
                if name in wanted.hosts else render for name, render in renders.items()}
-    plan = plan_for(target, renders, dir_id, action="rollback", force=options.force)
+    observed = observe(target)
+    plan = plan_for(target, renders, dir_id, action="rollback", force=options.force,
+                    unknown=observed.drift)
     say(f"rollback of {env.name} to {dir_id}")
     return execute(target, action="rollback", release_id=dir_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
-                   options=options, say=say, on_event=on_event, rollback_of=dir_id)
+                   options=options, say=say, on_event=on_event, rollback_of=dir_id,
+                   traefik_current=traefik_current(plan, observed))
 
 
 __all__ = ["deploy", "rollback", "plan_deploy", "rollback_target", "desired_states"]

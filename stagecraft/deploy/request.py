@@ -9,7 +9,7 @@ the run ends. See spec/deploy/contracts.md and playbooks/deploy.yml.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,12 +73,14 @@ def release_request(
     limit: str | None = None,
     hooks: Mapping[str, str] | None = None,
     hook_env: Mapping[str, str] | None = None,
+    traefik_current: Iterable[str] = (),
 ) -> RunRequest:
     """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
     connection = ConnectionSettings(private_key=access.private_key,
                                     known_hosts=access.known_hosts, user=access.user)
     inventory = copy.deepcopy(render_inventory(env, dict(records), connection))
     hosts = _host_entries(inventory)
+    current = set(traefik_current)
     secret_files: dict[str, list[dict[str, str]]] = {}
     secret_traefik: dict[str, list[dict[str, str]]] = {}
     for name, render in renders.items():
@@ -86,6 +88,8 @@ def release_request(
         hosts[name]["stagecraft_traefik_files"] = file_list(render.traefik_files, secret=False)
         secret_files[name] = file_list(render.release_files, secret=True)
         secret_traefik[name] = file_list(render.traefik_files, secret=True)
+        # Same Traefik configuration and running: the rollout play skips the role.
+        hosts[name]["stagecraft_traefik_changed"] = name not in current
     extravars: dict[str, Any] = {
         "stagecraft_project": env.project.name,
         "stagecraft_environment": env.name,

@@ -126,6 +126,17 @@ class Ledger:
                     states[host] = record.host_state()
         return states
 
+    def current_releases(self, environment: str) -> dict[str, str]:
+        """Per host, the release directory its ``current`` link should point at: that
+        of the newest release that switched it (a rollback's is the one it brought back)."""
+        found: dict[str, str] = {}
+        for release in self.releases(environment):
+            for host, record in release.hosts.items():
+                if record.switched and host not in found:
+                    found[host] = release.rollback_of if release.action == "rollback" \
+                        and release.rollback_of else release.id
+        return found
+
     # -- writing ---------------------------------------------------------------
 
     def record(self, release: Release) -> Release:

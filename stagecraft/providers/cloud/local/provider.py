@@ -27,7 +27,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-from stagecraft.errors import ProviderError
+from stagecraft.errors import EnvironmentMissing, ProviderError
 from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.providers.cloud.base import (
     ABSENT,
@@ -54,8 +54,11 @@ from stagecraft.providers.cloud.local import addressing, keys, registry
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
 from stagecraft.providers.cloud.local.images import (
+    TRAEFIK_DIR,
     TRAEFIK_REPO,
+    context_hash,
     ensure_traefik_image,
+    traefik_binary,
     traefik_version,
 )
 from stagecraft.tls import ca_directory, load_ca
@@ -167,11 +170,25 @@ class LocalCloud:
 
         Returns ``<pull_server>/stagecraft/traefik:<version>@sha256:<digest>``.
         Idempotent: a second call pushes no layer and returns the same reference.
+        The reference is kept in the state dir, keyed by the registry container and
+        the Traefik binary: every deploy asks for it, and hashing the binary and
+        pushing cost a second or more.
         """
         log = log or _quiet
         access = self.registry_access(spec, state_dir)
+        cache = Path(state_dir) / "traefik-image.json"
+        key = _traefik_cache_key(spec, Path(state_dir))
+        try:
+            cached = json.loads(cache.read_text())
+            if cached.get("key") == key and cached.get("reference"):
+                return str(cached["reference"])
+        except (OSError, ValueError):
+            pass
         image = ensure_traefik_image(log)
-        return registry.push(access, image, TRAEFIK_REPO, traefik_version(), log=log)
+        reference = registry.push(access, image, TRAEFIK_REPO, traefik_version(), log=log)
+        if key is not None:
+            write_atomic(cache, json.dumps({"key": key, "reference": reference}) + "\n")
+        return reference
 
     def ssh_access(self, spec: FleetSpec, state_dir: Path) -> SshAccess:
         """The environment's key pair and pinned known_hosts, and the user (root)."""
@@ -770,3 +787,21 @@ def _remove_network(net: str) -> bool:
         )
     docker("network", "rm", net, what=f"remove network {net}", timeout=60)
     return True
+
+
+def _traefik_cache_key(spec: FleetSpec, state_dir: Path) -> dict[str, Any] | None:
+    """What the published Traefik image depends on: the registry container (a new one
+    has an empty store), the Traefik binary (path, size, mtime) and the image recipe."""
+    name = addressing.registry_container_name(spec.project, spec.environment)
+    proc = docker("container", "inspect", "--format", "{{.Id}}", name, check=False,
+                  what=f"inspect the registry {name}", timeout=30)
+    if proc.returncode != 0:
+        return None
+    try:
+        binary = traefik_binary()
+        stat = binary.stat()
+    except (OSError, EnvironmentMissing):
+        return None
+    return {"registry": proc.stdout.strip(),
+            "binary": [str(binary), stat.st_size, stat.st_mtime_ns],
+            "recipe": context_hash(TRAEFIK_DIR, {})}
