@@ -41,8 +41,25 @@ def machine() -> str:
     except OSError:
         rev = ""
     return (f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}){mem}, "
-            f"Python {platform.python_version()}, commit {rev or 'unknown'}, "
+            f"Python {platform.python_version()}, {docker_version()}commit {rev or 'unknown'}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def docker_version() -> str:
+    """"Docker Engine X, " when a daemon answers, else ""."""
+    try:
+        version = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                                 capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return f"Docker Engine {version}, " if version else ""
+
+
+def verdict(value: float, target: float, unit: str = "x") -> str:
+    """"met" when ``value`` is at most ``target``, else "missed by" the excess."""
+    if value <= target:
+        return "met"
+    return f"missed by {value - target:.1f}{unit} ({value / target:.2f}x the target)"
 
 
 def write_section(name: str, body: str) -> Path:

@@ -1,0 +1,80 @@
+"""The floor of a deploy: the hosts' own compose files applied by a direct
+`docker compose up -d`, one SSH command per host, all hosts in parallel.
+
+It runs under its own compose project, ``<project>-<env>-floor``, so it never
+touches stagecraft's containers, from copies of the release dirs whose
+``traefik.*`` labels are stripped, so Traefik never routes to it. SSH options
+and control sockets are stagecraft's own (RemoteHost.ssh_argv), as a deploy
+would use them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from bench.fleet import Fleet
+
+HOST_ROOT = "/opt/stagecraft/{project}/{env}"
+
+
+class Floor:
+    def __init__(self, fleet: Fleet, env_name: str = "local") -> None:
+        from stagecraft.config.loader import load_config
+        from stagecraft.deploy.engine import Target
+        from stagecraft.remote import remote_hosts
+
+        env = load_config(fleet.dir / "stagecraft.yml").environment(env_name)
+        target = Target.load(env, fleet.dir)
+        self.hosts = list(remote_hosts(target.records, target.access).values())
+        self.root = HOST_ROOT.format(project=env.project.name, env=env.name)
+        self.project = f"{env.project.name}-{env.name}-floor"
+        self.prepared: set[str] = set()
+
+    def _parallel(self, command_of) -> dict[str, str]:
+        from stagecraft.remote import in_parallel
+
+        return in_parallel(self.hosts, lambda h: h.run(command_of(h), timeout=300).stdout)
+
+    def prepare(self, tag: str, release_dir: str = "current") -> None:
+        """Copy ``release_dir`` (a release id or "current") to floor/<tag>/ on every
+        host, with the Traefik labels removed (not timed)."""
+        def copy(host) -> str:
+            text = host.run(f"cat {self.root}/{release_dir}/compose.yml").stdout
+            document = yaml.safe_load(text)
+            for service in document.get("services", {}).values():
+                labels = service.get("labels") or {}
+                service["labels"] = {k: v for k, v in labels.items() if not k.startswith("traefik.")}
+            floor_dir = f"{self.root}/floor/{tag}"
+            host.run(f"rm -rf {floor_dir} && mkdir -p {floor_dir} && "
+                     f"if [ -d {self.root}/{release_dir}/env ]; then cp -a {self.root}/{release_dir}/env {floor_dir}/; fi && "
+                     f"cat > {floor_dir}/compose.yml", input=yaml.safe_dump(document, sort_keys=True))
+            return ""
+
+        from stagecraft.remote import in_parallel
+        in_parallel(self.hosts, copy)
+        self.prepared.add(tag)
+
+    def up(self, tag: str) -> float:
+        """Seconds for `docker compose up -d` of floor/<tag> on every host at once."""
+        started = time.perf_counter()
+        self._parallel(lambda h: f"docker compose -p {self.project} "
+                                 f"-f {self.root}/floor/{tag}/compose.yml up -d --quiet-pull 2>&1")
+        return time.perf_counter() - started
+
+    def down(self) -> None:
+        """Remove the floor project's containers and files (best effort)."""
+        from stagecraft.remote import in_parallel
+
+        def clean(host) -> str:
+            host.run(f"docker compose -p {self.project} down --timeout 2 2>&1; "
+                     f"rm -rf {self.root}/floor", check=False, timeout=300)
+            return ""
+        in_parallel(self.hosts, clean)
+
+
+def release_ids(fleet: Fleet) -> list[str]:
+    """Ids of the fleet's successful deploys, oldest first."""
+    return [r["id"] for r in fleet.releases() if r.get("result") == "succeeded"]
+

@@ -1,0 +1,70 @@
+"""A paced load loop against the edge on 127.0.0.1 (like scripts/loadloop.py, but
+at a fixed rate, in a thread, and stoppable): one new connection per request."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Sample:
+    started: float  # time.monotonic()
+    ms: float
+    ok: bool
+    detail: str = ""
+
+
+class LoadLoop(threading.Thread):
+    def __init__(self, port: int, host_header: str, rate: float = 50.0,
+                 max_requests: int = 20_000, path: str = "/version") -> None:
+        super().__init__(daemon=True)
+        self.port, self.host_header, self.path = port, host_header, path
+        self.rate = rate  # requests per second, scheduled on a fixed clock
+        self.max_requests = max_requests  # the loop always ends by itself
+        self.samples: list[Sample] = []
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+    def run(self) -> None:
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._halt.is_set() and len(self.samples) < self.max_requests:
+            started = time.monotonic()
+            ok, detail = True, ""
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", self.path, headers={"Host": self.host_header})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                if response.status != 200:
+                    ok, detail = False, f"HTTP {response.status}"
+            except (OSError, http.client.HTTPException) as exc:
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            self.samples.append(Sample(started, (time.monotonic() - started) * 1000, ok, detail))
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._halt.wait(delay)
+            else:
+                next_at = time.monotonic()  # behind schedule: no burst to catch up
+
+    def window(self, start: float, end: float) -> dict:
+        """Figures of the requests started in [start, end)."""
+        chosen = [s for s in self.samples if start <= s.started < end]
+        latencies = sorted(s.ms for s in chosen)
+
+        def pct(p: float) -> float:
+            return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
+
+        failures = [s.detail for s in chosen if not s.ok]
+        seconds = max(end - start, 1e-9)
+        return {"requests": len(chosen), "failed": len(failures), "first_failures": failures[:5],
+                "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": latencies[-1] if latencies else 0.0,
+                "seconds": seconds, "rate": len(chosen) / seconds}

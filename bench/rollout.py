@@ -1,0 +1,156 @@
+"""Deploy time against its floor on a 3-host local fleet (h1 [edge, app], h2 and
+h3 [app]; the shop's routed web service, 2 replicas, on all three).
+
+(a) no-op: `stagecraft deploy --yes --skip-build` with nothing changed, against
+    `docker compose up -d` of the same compose files with nothing changed;
+(b) one service: one env value of web changed, then `deploy --yes --skip-build`,
+    against `up -d` of the compose file of the other release (A -> B, B -> A).
+
+The floor (bench/floor.py) runs one SSH command per host, all hosts in parallel,
+under its own compose project without Traefik labels. Measurements alternate
+between stagecraft and the floor (and which goes first) to cancel drift; the
+figures are medians and ratios to the floor measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fleet import TUNING, Fleet, fleet
+from bench.floor import Floor
+from bench.phases import breakdown, ledger_phases, newest_run
+from bench.report import machine, verdict, write_section
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+NOOP_TARGET = 1.3
+ONE_SERVICE_TARGET = 1.5
+
+
+def measure(project: Fleet, rounds: int = ROUNDS) -> dict:
+    floor = Floor(project)
+    samples: dict[str, list[float]] = {"noop": [], "noop_floor": [], "one": [], "one_floor": []}
+    try:
+        # Untimed set-up: floor release A is the current one; one stagecraft rollout
+        # makes release B, whose files become floor release B.
+        floor.prepare("a")
+        floor.up("a")
+        project.bump_version()
+        project.stagecraft("deploy", "--yes", "--skip-build")
+        floor.prepare("b")
+        floor_state = "a"
+        noop_output = ""
+        for i in range(rounds):
+            stagecraft_first = i % 2 == 0
+            # (a) no-op
+            for who in (("sc", "floor") if stagecraft_first else ("floor", "sc")):
+                if who == "sc":
+                    started = time.perf_counter()
+                    result = project.stagecraft("deploy", "--yes", "--skip-build")
+                    samples["noop"].append(time.perf_counter() - started)
+                    said = (result.stderr + result.stdout).strip().splitlines()
+                    noop_output = said[-1] if said else ""
+                else:
+                    samples["noop_floor"].append(floor.up(floor_state))
+            # (b) one service changed
+            for who in (("sc", "floor") if stagecraft_first else ("floor", "sc")):
+                if who == "sc":
+                    project.bump_version()
+                    samples["one"].append(project.timed("deploy", "--yes", "--skip-build"))
+                else:
+                    floor_state = "b" if floor_state == "a" else "a"
+                    samples["one_floor"].append(floor.up(floor_state))
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in samples.items()),
+                  flush=True)
+    finally:
+        floor.down()
+    medians = {k: statistics.median(v) for k, v in samples.items()}
+    releases = project.releases()
+    last_rollout = next(r["id"] for r in reversed(releases) if r.get("result") == "succeeded")
+    return {"samples": samples, "medians": medians, "noop_output": noop_output,
+            "rollout_breakdown": breakdown(newest_run(project.dir)),
+            "rollout_ledger": ledger_phases(releases, last_rollout)}
+
+
+def profile_noop(project: Fleet, top: int = 14) -> str:
+    """cProfile of one no-op deploy (controller side), top entries by cumulative time."""
+    import pstats
+    import io
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "noop.prof"
+        stagecraft_bin = Path(os.sys.executable).with_name("stagecraft")
+        subprocess.run([os.sys.executable, "-m", "cProfile", "-o", str(out), str(stagecraft_bin),
+                        "deploy", "--yes", "--skip-build"], cwd=project.dir, capture_output=True,
+                       env={**os.environ, "STAGECRAFT_ENV": "local"}, timeout=600)
+        if not out.exists():
+            return "(profile failed)"
+        text = io.StringIO()
+        pstats.Stats(str(out), stream=text).sort_stats("cumulative").print_stats(
+            r"stagecraft/(?!cli/main|cli/context)|subprocess|\(_find_and_load\)", top)
+    lines = [line for line in text.getvalue().splitlines()
+             if line.strip() and "function calls" not in line and not line.lstrip().startswith(
+                 ("Ordered by", "List reduced"))]
+    return "\n".join(line.replace(str(Path(os.sys.prefix)), "<venv>") for line in lines)
+
+
+def section(figures: dict, rounds: int, project_name: str, noop_profile: str) -> str:
+    m = figures["medians"]
+    noop_ratio = m["noop"] / m["noop_floor"]
+    one_ratio = m["one"] / m["one_floor"]
+
+    def series(name: str) -> str:
+        return ", ".join(f"{x:.1f}" for x in figures["samples"][name])
+
+    lines = [
+        "## Rollout: deploy against its floor (3 hosts)",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Fleet `{project_name}` (local cloud): h1 [edge, app], h2 [app], h3 [app]; the shop's "
+        f"web service (examples/shop/app) routed through the edge; {TUNING}. Floor: the hosts' "
+        "own compose files applied by `docker compose up -d`, one SSH command per host (stagecraft's "
+        "SSH options and control sockets), all hosts in parallel, under compose project "
+        "`<project>-local-floor` with the Traefik labels stripped (it never takes traffic). "
+        f"{rounds} rounds; stagecraft and the floor alternate (and which goes first); medians.",
+        "",
+        "| case | stagecraft | floor | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+        f"| no-op redeploy (`deploy --yes --skip-build`, nothing changed) | {m['noop']:.1f} s "
+        f"| {m['noop_floor']:.1f} s | {noop_ratio:.2f}x | <= {NOOP_TARGET}x "
+        f"| {verdict(noop_ratio, NOOP_TARGET)} |",
+        f"| one service (web's APP_VERSION changed) | {m['one']:.1f} s | {m['one_floor']:.1f} s "
+        f"| {one_ratio:.2f}x | <= {ONE_SERVICE_TARGET}x | {verdict(one_ratio, ONE_SERVICE_TARGET)} |",
+        "",
+        f"All runs (s): no-op {series('noop')}; its floor {series('noop_floor')}; one service "
+        f"{series('one')}; its floor {series('one_floor')}.",
+        f"The no-op deploy said: \"{figures['noop_output']}\".",
+    ]
+    if one_ratio > ONE_SERVICE_TARGET:
+        lines += ["", "Where the one-service rollout's time goes (the last one measured). "
+                  "The floor does not wait for health or drain; a rollout switches one host at a "
+                  "time (batch 1), waits for the new containers' health, then drains the old ones.",
+                  "", figures["rollout_ledger"], "", figures["rollout_breakdown"]]
+    if noop_ratio > NOOP_TARGET and noop_profile:
+        lines += ["", "Profile of one no-op deploy (cProfile of the CLI process, by cumulative time; "
+                  "time in `subprocess`/`select` is waiting for SSH or Ansible):", "", "```",
+                  noop_profile, "```"]
+    return "\n".join(lines)
+
+
+def main(shared: Fleet | None = None) -> None:
+    with fleet(3, "br", shared=shared) as project:
+        figures = measure(project)
+        m = figures["medians"]
+        noop_profile = profile_noop(project) if m["noop"] / m["noop_floor"] > NOOP_TARGET else ""
+        body = section(figures, ROUNDS, project.name, noop_profile)
+    print(body)
+    write_section("rollout", body)
+
+
+if __name__ == "__main__":
+    main()
