@@ -83,6 +83,12 @@ step "stagecraft deploy: build, push to the fleet's registry, roll out v1"
 echo "through the edge (127.0.0.1:$PORT, Host shop.localhost):"
 edge /version
 
+step "stagecraft deploy again: one probe per host, nothing to do, no playbook"
+"$STAGECRAFT" deploy --yes --skip-build
+
+step "stagecraft status: each host's release, containers and health, Traefik routes, the lock"
+"$STAGECRAFT" status
+
 step "v2: plan shows the change, deploy rolls it while a load loop runs against the edge"
 set_version v2
 "$STAGECRAFT" plan | tail -n 12
@@ -107,6 +113,9 @@ sed -i 's/APP_FAIL_HEALTH: "1"/APP_FAIL_HEALTH: "0"/' stagecraft.yml && commit "
 step "stagecraft releases list"
 "$STAGECRAFT" releases list
 
+step "stagecraft audit -n 6: what the hosts' audit logs say"
+"$STAGECRAFT" audit -n 6
+
 step "stagecraft rollback --to the v1 release, under load"
 V1=$("$STAGECRAFT" releases list --output json | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r["result"] == "succeeded"][-1])')
 load 1500
@@ -114,5 +123,6 @@ load 1500
 load_report
 edge /version
 "$STAGECRAFT" releases list
+"$STAGECRAFT" status
 
 step "done: removing the fleet (KEEP_FLEET=1 make demo keeps it, in $APP)"

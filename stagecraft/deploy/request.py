@@ -107,6 +107,8 @@ def release_request(
         "stagecraft_upload": upload,
         # The CLI holds the lock itself (it must outlive a failed playbook).
         "stagecraft_manage_lock": False,
+        # Every input above is built here, so the playbook's own checks are skipped.
+        "stagecraft_inputs_checked": True,
     }
     if hooks:  # pre-rollout / post-rollout, run once per batch on the controller
         extravars["stagecraft_hooks"] = dict(hooks)
