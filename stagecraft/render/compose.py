@@ -233,13 +233,18 @@ def healthcheck_of(service_name: str, service: Service, check: Healthcheck) -> d
                  f"{url}; "
                  "else echo 'no curl, wget or python3 in the image for the healthcheck' >&2; "
                  "exit 1; fi")
-    return {
+    rendered = {
         "test": ["CMD-SHELL", _compose_text(f"{drain} && {probe}")],
         "interval": go_duration(check.interval),
         "timeout": go_duration(check.timeout),
         "retries": check.retries,
         "start_period": go_duration(check.start_period),
     }
+    # While it starts, probe every second (Docker 25+): a new container of a rolling
+    # update takes traffic as soon as it answers, not one `interval` later.
+    if parse_duration(check.start_period) > 0 and parse_duration(check.interval) > 1:
+        rendered["start_interval"] = "1s"
+    return rendered
 
 
 def _mounts(env: ResolvedEnvironment, host: Host, name: str,
