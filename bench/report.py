@@ -14,9 +14,24 @@ RESULTS = REPO / "docs" / "benchmarks.md"
 
 _HEADER = """# Benchmarks
 
-Produced by `make bench` (or `python -m bench NAME`). Each figure is a ratio to a
-baseline measured in the same run, because these machines are noisy; absolute
-times are given for context only. Nothing in the test suite asserts a time.
+Produced by `make bench` or `.venv/bin/python -m bench [NAME ...]` (no name: all of
+them; `rollout` and `zero_downtime` then share one fleet). Each benchmark rewrites
+its own section below, with the machine it ran on (cores, RAM, kernel, Docker
+Engine, commit) and the date. Figures are ratios to a baseline measured in the same
+run, because these machines are noisy; absolute times are given for context only.
+A missed target is reported here, never failed: nothing asserts a time.
+
+| command | what it measures | targets |
+|---|---|---|
+| `.venv/bin/python -m bench startup` | `stagecraft --version` against `python -c 'import click'` | <= 2x |
+| `.venv/bin/python -m bench plan` | load + validate + render + plan of generated 50- and 500-host x 40-service configs, in a fresh process each; peak RSS | 500/50 <= 12x; < 300 MB |
+| `.venv/bin/python -m bench rollout` | on a 3-host local fleet: no-op redeploy and one-service rollout against `docker compose up -d` of the same files over SSH | no-op <= 1.3x; one service <= 1.5x |
+| `.venv/bin/python -m bench zero_downtime` | 50 req/s through the edge before and during a rollout on 3 hosts | 0 failed; p99 during/before <= 2x |
+| `.venv/bin/python -m bench scaling` | one-service rollout on 1, 3 and 6 hosts | 6 hosts / 1 host <= 2x |
+
+Fleet benchmarks make their own local fleets under unique project names (`b...`)
+and remove them at the end, also on error (`BENCH_KEEP_FLEET=1` keeps them for
+debugging). `BENCH_ROUNDS` (default 3) sets the repetitions of rollout and scaling.
 """
 
 

@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench.report import REPO, machine, write_section
+from bench.report import REPO, machine, verdict, write_section
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+VERSION_TARGET = 2.0
 
 
 def _measure(argv: list[str], cwd: Path) -> tuple[float, float]:
@@ -66,6 +67,10 @@ def main() -> None:
     ]
     for label, (seconds, mib) in results.items():
         lines.append(f"| {label} | {seconds * 1000:.0f} ms | {seconds / base[0]:.2f} | {mib:.0f} MiB |")
+    version_ratio = results["stagecraft --version"][0] / base[0]
+    lines += ["", "| figure | value | target | result |", "|---|---|---|---|",
+              f"| `stagecraft --version` / `import click` | {version_ratio:.2f}x | <= {VERSION_TARGET:.0f}x "
+              f"| {verdict(version_ratio, VERSION_TARGET)} |"]
     lines += ["", "`--version` imports no subcommand; `validate` imports pydantic, the models "
               "and PyYAML, and resolves every environment."]
     body = "\n".join(lines)
