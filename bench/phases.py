@@ -89,5 +89,8 @@ def ledger_phases(releases: list[dict], release_id: str) -> str:
             if created and finished:
                 total = (f" (recorded from {created} to {finished}: "
                          f"{_time(finished.replace('Z', '+00:00')) - _time(created.replace('Z', '+00:00')):.0f} s)")
+            if all(part.endswith(" 0s") for part in parts):  # stamped together at the end
+                return f"Ledger record of {release_id}{total or ''}; its phase stamps (whole " \
+                       "seconds) are all written as the run ends, so the Ansible run below shows the split."
             return f"Ledger phases of {release_id}: {', '.join(parts)}{total}."
     return f"(release {release_id} not in the ledger)"

@@ -27,6 +27,15 @@ from bench.phases import breakdown, ledger_phases, newest_run
 from bench.report import machine, verdict, write_section
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# What the compose_rollout module does per host (module_utils/_rollout.py), to read
+# the per-host seconds below against.
+ROLL_STEPS = (
+    "Per host, the rollout module: scales web up beside the old containers (`up --no-recreate "
+    "--scale`), polls every 0.5 s until the new ones are healthy (start period 1s + 1s interval), "
+    "writes the drain file into the old ones and waits until Docker marks them unhealthy "
+    "(up to retries x interval = 3 s), sleeps `rollout_provider_throttle` (2 s, roles/rollout "
+    "defaults) + `drain` (1 s), then stops and removes them. The floor recreates the containers "
+    "on all hosts at once and waits for none of this.")
 NOOP_TARGET = 1.3
 ONE_SERVICE_TARGET = 1.5
 
@@ -134,7 +143,7 @@ def section(figures: dict, rounds: int, project_name: str, noop_profile: str) ->
         lines += ["", "Where the one-service rollout's time goes (the last one measured). "
                   "The floor does not wait for health or drain; a rollout switches one host at a "
                   "time (batch 1), waits for the new containers' health, then drains the old ones.",
-                  "", figures["rollout_ledger"], "", figures["rollout_breakdown"]]
+                  "", ROLL_STEPS, "", figures["rollout_ledger"], "", figures["rollout_breakdown"]]
     if noop_ratio > NOOP_TARGET and noop_profile:
         lines += ["", "Profile of one no-op deploy (cProfile of the CLI process, by cumulative time; "
                   "time in `subprocess`/`select` is waiting for SSH or Ansible):", "", "```",
