@@ -73,8 +73,3 @@ class Floor:
             return ""
         in_parallel(self.hosts, clean)
 
-
-def release_ids(fleet: Fleet) -> list[str]:
-    """Ids of the fleet's successful deploys, oldest first."""
-    return [r["id"] for r in fleet.releases() if r.get("result") == "succeeded"]
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -92,8 +93,8 @@ def profile_noop(project: Fleet, top: int = 14) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "noop.prof"
-        stagecraft_bin = Path(os.sys.executable).with_name("stagecraft")
-        subprocess.run([os.sys.executable, "-m", "cProfile", "-o", str(out), str(stagecraft_bin),
+        stagecraft_bin = Path(sys.executable).with_name("stagecraft")
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(stagecraft_bin),
                         "deploy", "--yes", "--skip-build"], cwd=project.dir, capture_output=True,
                        env={**os.environ, "STAGECRAFT_ENV": "local"}, timeout=600)
         if not out.exists():
@@ -104,7 +105,7 @@ def profile_noop(project: Fleet, top: int = 14) -> str:
     lines = [line for line in text.getvalue().splitlines()
              if line.strip() and "function calls" not in line and not line.lstrip().startswith(
                  ("Ordered by", "List reduced"))]
-    return "\n".join(line.replace(str(Path(os.sys.prefix)), "<venv>") for line in lines)
+    return "\n".join(line.replace(str(Path(sys.prefix)), "<venv>") for line in lines)
 
 
 def section(figures: dict, rounds: int, project_name: str, noop_profile: str) -> str:
