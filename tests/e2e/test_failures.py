@@ -72,10 +72,6 @@ class Background:
         return self.proc.wait(timeout=timeout)
 
     @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text()
-
-    @property
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
