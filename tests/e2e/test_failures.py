@@ -664,7 +664,7 @@ def test_two_deploys_at_once(project: Path, tmp_path: Path) -> None:
         pytest.xfail(
             f"both deploys got release id {winner_id}: new_release_id() is the second and "
             "the commit (stagecraft/ledger/release_id.py:103), and Ledger.record() replaces "
-            "a release with the same id (stagecraft/ledger/store.py:131), so the ledger holds "
+            "a release with the same id (stagecraft/ledger/store.py:142), so the ledger holds "
             "one record mixing both runs (the winner's result with the loser's pid, message "
             f"and lock error): {[r for r in after if r['id'] == winner_id]}")
     new = {r["id"]: r for r in after[: len(after) - len(before)]}
