@@ -16,66 +16,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from shop_fleet import ENV, STAGECRAFT, Edge, copy_example, fleet, releases, set_env_value, stagecraft
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
-EXAMPLE = REPO / "examples" / "shop"
 LOAD_REQUESTS = 2000
-
-
-def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([STAGECRAFT, *args], cwd=project, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "STAGECRAFT_ENV": "local"})
-
-
-def set_env_value(project: Path, name: str, value: str) -> None:
-    """Rewrite `NAME: value` in the web service's env of stagecraft.yml."""
-    path = project / "stagecraft.yml"
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{name}:"):
-            indent = line[: len(line) - len(line.lstrip())]
-            lines[i] = f"{indent}{name}: \"{value}\""
-            break
-    else:
-        raise AssertionError(f"{name} not found in {path}")
-    path.write_text("\n".join(lines) + "\n")
-    subprocess.run(["git", "commit", "-qam", f"{name}={value}"], cwd=project, check=True)
-
-
-class Edge:
-    """HTTP requests to the edge host's published port, with the route's Host header."""
-
-    def __init__(self, port: int, host_header: str) -> None:
-        self.port = port
-        self.host_header = host_header
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers={"Host": self.host_header})
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            conn.close()
-
-    def version(self) -> str:
-        status, body = self.get("/version")
-        assert status == 200, (status, body)
-        return json.loads(body)["version"]
 
 
 class LoadLoop(threading.Thread):
@@ -115,39 +67,13 @@ def run_under_load(edge: Edge, *args: str, project: Path) -> tuple[subprocess.Co
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    name = f"e{uuid.uuid4().hex[:7]}"
-    directory = tmp_path_factory.mktemp("e2e") / "shop"
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
-    config = directory / "stagecraft.yml"
-    config.write_text(config.read_text().replace("name: shop", f"name: {name}", 1))
-    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit",
-                    "-q", "--allow-empty", "-m", "init"], cwd=directory, check=True)
-    subprocess.run(["git", "config", "user.name", "e2e"], cwd=directory, check=True)
-    subprocess.run(["git", "config", "user.email", "e2e@example.com"], cwd=directory, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=directory, check=True)
-    subprocess.run(["git", "commit", "-qm", "example app"], cwd=directory, check=True)
-    up = stagecraft(directory, "infra", "up", "--bootstrap")
-    assert up.returncode == 0, up.stderr[-4000:]
-    yield directory
-    down = stagecraft(directory, "infra", "down", "--yes")
-    assert down.returncode == 0, down.stderr
+    with fleet(copy_example(tmp_path_factory.mktemp("e2e"), "e")) as directory:
+        yield directory
 
 
 @pytest.fixture(scope="module")
 def edge(project: Path) -> Edge:
-    hosts = json.loads((project / ".stagecraft" / "local" / "hosts.json").read_text())["hosts"]
-    port = next(h["http_port"] for h in hosts if "edge" in h["roles"])
-    config = (project / "stagecraft.yml").read_text()
-    domain = next(line.split(":", 1)[1].strip() for line in config.splitlines()
-                  if line.strip().startswith("domain:"))
-    return Edge(port, domain)
-
-
-def releases(project: Path) -> list[dict]:
-    listed = stagecraft(project, "releases", "list", "--output", "json")
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)
+    return Edge.of(project)
 
 
 def test_deploy_v1_serves_through_the_edge(project: Path, edge: Edge) -> None:
@@ -202,7 +128,7 @@ def test_unhealthy_v3_fails_and_v2_keeps_serving(project: Path, edge: Edge) -> N
 def test_a_second_deploy_is_refused_by_the_lock(project: Path) -> None:
     first = subprocess.Popen([STAGECRAFT, "deploy", "--yes", "--skip-build", "-m", "first"],
                              cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "STAGECRAFT_ENV": "local"})
+                             env=ENV)
     try:
         deadline = time.monotonic() + 120
         held = None

@@ -20,7 +20,6 @@ marker appears, then lets the hook go on.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -32,23 +31,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from shop_fleet import (ENV, STAGECRAFT, Edge, copy_example, fleet, host_records, project_name,
+                        releases, set_env_value, stagecraft)
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
-EXAMPLE = REPO / "examples" / "shop"
-ENV = {**os.environ, "STAGECRAFT_ENV": "local"}
 # How long a paused hook waits for its "go" file before it goes on by itself:
 # a hook orphaned by a failed test must not sleep for ever.
 PAUSE_SECONDS = 180
 # What the kill test saw, for the test of the bug it found (see its xfail).
 OBSERVED: dict[str, object] = {}
-
-
-def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([STAGECRAFT, *args], cwd=project, capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
 
 
 class Background:
@@ -80,48 +72,6 @@ class Background:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=60)
-
-
-def set_env_value(project: Path, name: str, value: str) -> None:
-    """Rewrite `NAME: value` in the web service's env of stagecraft.yml and commit."""
-    path = project / "stagecraft.yml"
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line.strip().startswith(f"{name}:"):
-            indent = line[: len(line) - len(line.lstrip())]
-            lines[i] = f"{indent}{name}: \"{value}\""
-            break
-    else:
-        raise AssertionError(f"{name} not found in {path}")
-    path.write_text("\n".join(lines) + "\n")
-    subprocess.run(["git", "commit", "-qam", f"{name}={value}"], cwd=project, check=True)
-
-
-class Edge:
-    """HTTP requests to the edge host's published port, with the route's Host header."""
-
-    def __init__(self, port: int, host_header: str) -> None:
-        self.port = port
-        self.host_header = host_header
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path, headers={"Host": self.host_header})
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            conn.close()
-
-    def versions_by_container(self, requests: int = 20) -> dict[str, set[str]]:
-        """Which version each web container answered with, over ``requests`` requests."""
-        seen: dict[str, set[str]] = {}
-        for _ in range(requests):
-            status, body = self.get("/version")
-            assert status == 200, (status, body)
-            data = json.loads(body)
-            seen.setdefault(data["host"], set()).add(data["version"])
-        return seen
 
 
 # ------------------------------------------------------------------- hooks
@@ -213,43 +163,13 @@ def hooks(project: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    name = f"f{uuid.uuid4().hex[:7]}"
-    directory = tmp_path_factory.mktemp("failures") / "shop"
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
-    config = directory / "stagecraft.yml"
-    config.write_text(config.read_text().replace("name: shop", f"name: {name}", 1))
-    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
-    subprocess.run(["git", "config", "user.name", "e2e"], cwd=directory, check=True)
-    subprocess.run(["git", "config", "user.email", "e2e@example.com"], cwd=directory, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=directory, check=True)
-    subprocess.run(["git", "commit", "-qm", "example app"], cwd=directory, check=True)
-    try:
-        up = stagecraft(directory, "infra", "up", "--bootstrap")
-        assert up.returncode == 0, up.stderr[-4000:]
+    with fleet(copy_example(tmp_path_factory.mktemp("failures"), "f")) as directory:
         yield directory
-    finally:
-        down = stagecraft(directory, "infra", "down", "--yes")
-        assert down.returncode == 0, down.stderr
-
-
-def host_records(project: Path) -> dict[str, dict]:
-    hosts = json.loads((project / ".stagecraft" / "local" / "hosts.json").read_text())["hosts"]
-    return {h["name"]: h for h in hosts}
 
 
 @pytest.fixture(scope="module")
 def edge(project: Path) -> Edge:
-    port = next(h["http_port"] for h in host_records(project).values() if "edge" in h["roles"])
-    config = (project / "stagecraft.yml").read_text()
-    domain = next(line.split(":", 1)[1].strip() for line in config.splitlines()
-                  if line.strip().startswith("domain:"))
-    return Edge(port, domain)
-
-
-def releases(project: Path) -> list[dict]:
-    listed = stagecraft(project, "releases", "list", "--output", "json")
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)
+    return Edge.of(project)
 
 
 def lock_status(project: Path) -> dict:
@@ -345,9 +265,7 @@ def test_hooks_run_in_order_with_their_variables(project: Path, edge: Edge, hook
     # One batch per host, each host's pre- and post-rollout see the same host.
     assert batches[0] == batches[1] and batches[2] == batches[3], batches
     assert sorted([batches[0], batches[2]]) == ["local-1", "local-2"], batches
-    project_name = next(line.split(":", 1)[1].strip()
-                        for line in (project / "stagecraft.yml").read_text().splitlines()
-                        if line.strip().startswith("name:"))
+    name = project_name(project)
     phases = {"pre-build": "build", "pre-deploy": "lock", "pre-rollout": "rollout",
               "post-rollout": "rollout", "post-deploy": "finalize"}
     for call in calls:
@@ -356,7 +274,7 @@ def test_hooks_run_in_order_with_their_variables(project: Path, edge: Edge, hook
         assert env["STAGECRAFT_RELEASE"] == release["id"], call
         assert env["STAGECRAFT_ACTION"] == "deploy", call
         assert env["STAGECRAFT_PHASE"] == phases[call["hook"]], call
-        assert env["STAGECRAFT_PROJECT"] == project_name, call
+        assert env["STAGECRAFT_PROJECT"] == name, call
         assert env["STAGECRAFT_ENVIRONMENT"] == "local", call
         assert env["STAGECRAFT_MESSAGE"] == "hooks test", call
         assert "@" in env["STAGECRAFT_PERFORMER"], call

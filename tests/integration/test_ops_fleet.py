@@ -7,29 +7,16 @@ ssh, exec, audit and lock, and last status with one host stopped.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
+from shop_fleet import copy_example, fleet, project_name, stagecraft
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
-EXAMPLE = REPO / "examples" / "shop"
 APP_VERSION = "ops-v1"
-
-
-def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    # stdin is not a terminal here: commands that would ask must refuse instead.
-    return subprocess.run([STAGECRAFT, *args], cwd=project, capture_output=True, text=True,
-                          check=False, timeout=timeout, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "STAGECRAFT_ENV": "local"})
 
 
 def as_json(result: subprocess.CompletedProcess):
@@ -39,25 +26,12 @@ def as_json(result: subprocess.CompletedProcess):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    name = f"o{uuid.uuid4().hex[:7]}"
-    directory = tmp_path_factory.mktemp("ops") / "shop"
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
-    config = directory / "stagecraft.yml"
-    text = config.read_text().replace("name: shop", f"name: {name}", 1)
-    config.write_text(text.replace('APP_VERSION: "1.0.0"', f'APP_VERSION: "{APP_VERSION}"', 1))
-    git = ["git", "-c", "user.name=ops", "-c", "user.email=ops@example.com"]
-    subprocess.run(["git", "init", "-q"], cwd=directory, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=directory, check=True)
-    subprocess.run([*git, "commit", "-qm", "example app"], cwd=directory, check=True)
-    try:
-        up = stagecraft(directory, "infra", "up", "--bootstrap")
-        assert up.returncode == 0, up.stderr[-4000:]
+    directory = copy_example(tmp_path_factory.mktemp("ops"), "o",
+                             {'APP_VERSION: "1.0.0"': f'APP_VERSION: "{APP_VERSION}"'})
+    with fleet(directory):
         deploy = stagecraft(directory, "deploy", "--yes")
         assert deploy.returncode == 0, deploy.stderr[-6000:]
         yield directory
-    finally:
-        down = stagecraft(directory, "infra", "down", "--yes")
-        assert down.returncode == 0, down.stderr[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +149,6 @@ def test_lock_status_and_release(project: Path) -> None:
     assert as_json(stagecraft(project, "lock", "status", "--output", "json"))["held"] is False
     again = stagecraft(project, "lock", "release", "--yes")
     assert again.returncode == 0 and "not held" in again.stdout
-
-
-def project_name(project: Path) -> str:
-    return next(line.split(":", 1)[1].strip()
-                for line in (project / "stagecraft.yml").read_text().splitlines()
-                if line.strip().startswith("name:"))
 
 
 def test_status_shows_a_stopped_host_as_unreachable(project: Path) -> None:

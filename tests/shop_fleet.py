@@ -1,0 +1,135 @@
+"""The example app on a local fleet, for the fleet tests that drive the CLI.
+
+Shared by tests/e2e/test_deploy.py, tests/e2e/test_failures.py and
+tests/integration/test_ops_fleet.py: a copy of examples/shop under a unique
+project name in its own git repository, the CLI run as a subprocess against the
+`local` environment, and HTTP requests through the edge host's published port.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
+EXAMPLE = REPO / "examples" / "shop"
+ENV = {**os.environ, "STAGECRAFT_ENV": "local"}
+
+
+def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    # stdin is not a terminal here: commands that would ask must refuse instead.
+    return subprocess.run([STAGECRAFT, *args], cwd=project, capture_output=True, text=True,
+                          check=False, timeout=timeout, stdin=subprocess.DEVNULL, env=ENV)
+
+
+def copy_example(parent: Path, prefix: str, edits: Mapping[str, str] | None = None) -> Path:
+    """examples/shop in ``parent``/shop as a git repository, renamed to ``<prefix><hex>``
+    so fleets never collide; ``edits`` replace text in stagecraft.yml before the commit."""
+    directory = parent / "shop"
+    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
+    config = directory / "stagecraft.yml"
+    text = config.read_text().replace("name: shop", f"name: {prefix}{uuid.uuid4().hex[:7]}", 1)
+    for old, new in (edits or {}).items():
+        text = text.replace(old, new, 1)
+    config.write_text(text)
+    for command in (["init", "-q"], ["config", "user.name", "tests"],
+                    ["config", "user.email", "tests@example.com"], ["add", "-A"],
+                    ["commit", "-qm", "example app"]):
+        subprocess.run(["git", *command], cwd=directory, check=True)
+    return directory
+
+
+@contextmanager
+def fleet(project: Path) -> Iterator[Path]:
+    """The project's local fleet, up and bootstrapped; removed afterwards, also on failure."""
+    try:
+        up = stagecraft(project, "infra", "up", "--bootstrap")
+        assert up.returncode == 0, up.stderr[-4000:]
+        yield project
+    finally:
+        down = stagecraft(project, "infra", "down", "--yes")
+        assert down.returncode == 0, down.stderr[-4000:]
+
+
+def project_name(project: Path) -> str:
+    return config_value(project, "name")
+
+
+def config_value(project: Path, key: str) -> str:
+    """The first `key: value` of stagecraft.yml (project name, domain)."""
+    return next(line.split(":", 1)[1].strip()
+                for line in (project / "stagecraft.yml").read_text().splitlines()
+                if line.strip().startswith(f"{key}:"))
+
+
+def set_env_value(project: Path, name: str, value: str) -> None:
+    """Rewrite `NAME: value` in the web service's env of stagecraft.yml and commit."""
+    path = project / "stagecraft.yml"
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{name}:"):
+            indent = line[: len(line) - len(line.lstrip())]
+            lines[i] = f"{indent}{name}: \"{value}\""
+            break
+    else:
+        raise AssertionError(f"{name} not found in {path}")
+    path.write_text("\n".join(lines) + "\n")
+    subprocess.run(["git", "commit", "-qam", f"{name}={value}"], cwd=project, check=True)
+
+
+def host_records(project: Path) -> dict[str, dict]:
+    hosts = json.loads((project / ".stagecraft" / "local" / "hosts.json").read_text())["hosts"]
+    return {h["name"]: h for h in hosts}
+
+
+def releases(project: Path) -> list[dict]:
+    listed = stagecraft(project, "releases", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+class Edge:
+    """HTTP requests to the edge host's published port, with the route's Host header."""
+
+    def __init__(self, port: int, host_header: str) -> None:
+        self.port = port
+        self.host_header = host_header
+
+    @classmethod
+    def of(cls, project: Path) -> Edge:
+        port = next(h["http_port"] for h in host_records(project).values()
+                    if "edge" in h["roles"])
+        return cls(port, config_value(project, "domain"))
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Host": self.host_header})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def version(self) -> str:
+        status, body = self.get("/version")
+        assert status == 200, (status, body)
+        return json.loads(body)["version"]
+
+    def versions_by_container(self, requests: int = 20) -> dict[str, set[str]]:
+        """Which version each web container answered with, over ``requests`` requests."""
+        seen: dict[str, set[str]] = {}
+        for _ in range(requests):
+            status, body = self.get("/version")
+            assert status == 200, (status, body)
+            data = json.loads(body)
+            seen.setdefault(data["host"], set()).add(data["version"])
+        return seen
