@@ -125,6 +125,14 @@ class HookFailed(CommandFailed):
     """A hook in .stagecraft/hooks/ exited non-zero or timed out: the deploy stops."""
 
 
+class MigrationFailed(CommandFailed):
+    """A migration command failed, timed out, or found an applied migration changed."""
+
+    def __init__(self, message: str, *, output: str = "", **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.output = output
+
+
 class EnvironmentMissing(StagecraftError):
     """This machine lacks a tool or service stagecraft needs (Docker, ssh-keygen, ...)."""
 

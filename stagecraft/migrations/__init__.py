@@ -1,0 +1,1 @@
+"""Database migrations as phases of a release (spec/migrations/)."""
