@@ -277,7 +277,8 @@ def test_status_lists_hosts_and_a_stopped_host_comes_back_on_its_port(fleet):
     records = fleet.by_name(fleet.cloud.up(fleet.spec, fleet.state_dir))
     assert records["db-1"].change == STARTED and records["web-1"].change == UNCHANGED
     assert records["db-1"].ssh_port == db.ssh_port
-    result = ssh(fleet.access, records["db-1"], "test -d /mnt/pgdata && hostname")
+    result = ssh(fleet.access, records["db-1"],
+                 "test -b /dev/disk/by-id/scsi-0DO_Volume_pgdata && hostname")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "db-1"
 

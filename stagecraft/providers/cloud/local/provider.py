@@ -50,7 +50,7 @@ from stagecraft.providers.cloud.base import (
     read_hosts_file,
     write_hosts_file,
 )
-from stagecraft.providers.cloud.local import addressing, keys, registry
+from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
 from stagecraft.providers.cloud.local.images import (
@@ -89,7 +89,8 @@ HOST_RUN_FLAGS = (
     "-e", "container=docker",
 )
 
-#: Volumes (block storage) are mounted where DigitalOcean mounts them.
+#: Where the volumes role mounts block volumes (as DigitalOcean does): /mnt/<volume>.
+#: The local cloud itself only hands each host the block device (see loopdev).
 VOLUME_MOUNT_ROOT = "/mnt"
 
 _PORT_TAKEN = ("port is already allocated", "address already in use")
@@ -122,15 +123,18 @@ class LocalCloud:
     kind = KIND
 
     def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
-                 registry: bool = True) -> None:
+                 registry: bool = True, volume_sizes: dict[str, int] | None = None) -> None:
         """``image``: a host image tag to use instead of building stagecraft/host.
         ``ready_timeout``: seconds to wait for all hosts' sshd after they start.
         ``registry``: run the environment's registry (False: hosts only, for tests
         and fleets that never deploy).
+        ``volume_sizes``: GiB per volume name (stagecraft.yml ``volumes.<name>.size_gb``);
+        a volume not named gets loopdev.DEFAULT_SIZE_GB.
         """
         self.image = image
         self.ready_timeout = ready_timeout
         self.registry = registry
+        self.volume_sizes = dict(volume_sizes or {})
 
     # ----------------------------------------------------------------- public API
 
@@ -231,8 +235,10 @@ class LocalCloud:
             changes: dict[str, str] = {}
             for index, host in enumerate(spec.hosts):
                 found = existing.get(host.name)
+                # Before a host (re)starts: its devices must exist when Docker resolves them.
+                devices = self._attach_volumes(spec, host, Path(state_dir), found, log)
                 if found is None:
-                    self._create(spec, host, index, image, net, subnet, existing, log)
+                    self._create(spec, host, index, image, net, subnet, devices, log)
                     changes[host.name] = CREATED
                 elif found.status == "running":
                     changes[host.name] = UNCHANGED
@@ -330,6 +336,9 @@ class LocalCloud:
                         provider=KIND, size=host.size, change=ABSENT,
                     ))
             removed += registry.remove_registry(spec, Path(state_dir), log)
+            # After the containers: a loop device in use by none detaches at once.
+            removed += loopdev.detach_all(Path(state_dir), log=log)
+            # Docker volumes of environments made before volumes were loop devices.
             for volume in _list_volumes(spec):
                 docker("volume", "rm", volume, what=f"remove volume {volume}", timeout=60)
                 removed.append(f"volume {volume}")
@@ -402,7 +411,7 @@ class LocalCloud:
     # ---------------------------------------------------------------- containers
 
     def _create(self, spec: FleetSpec, host: HostSpec, index: int, image: str, net: str,
-                subnet: IPv4Network, existing: dict[str, _Container], log: Log) -> None:
+                subnet: IPv4Network, devices: list[str], log: Log) -> None:
         name = addressing.container_name(spec.project, spec.environment, host.name)
         if exists("container", name):
             raise ProviderError(
@@ -413,8 +422,8 @@ class LocalCloud:
             )
         ip = addressing.host_ip(subnet, index, _network_addresses(net))
         volumes: list[str] = []
-        for volume in host.volumes:
-            volumes += ["-v", f"{self._ensure_volume(spec, volume)}:{VOLUME_MOUNT_ROOT}/{volume}"]
+        for device in devices:
+            volumes += ["--device", device]
         taken_ports = _taken_ports()
         key = f"{spec.project}/{spec.environment}/{host.name}"
         for _attempt in range(10):
@@ -467,15 +476,26 @@ class LocalCloud:
             "unused local environments",
         )
 
-    def _ensure_volume(self, spec: FleetSpec, volume: str) -> str:
-        name = addressing.volume_name(spec.project, spec.environment, volume)
-        if not exists("volume", name):
-            docker("volume", "create",
-                   "--label", f"{LABEL_CLOUD}={KIND}",
-                   "--label", f"{LABEL_PROJECT}={spec.project}",
-                   "--label", f"{LABEL_ENV}={spec.environment}",
-                   name, what=f"create volume {volume} ({name})", timeout=60)
-        return name
+    def _attach_volumes(self, spec: FleetSpec, host: HostSpec, state_dir: Path,
+                        found: _Container | None, log: Log) -> list[str]:
+        """Attach the host's volume files to loop devices; the ``--device`` values.
+
+        A running or stopped host made without one of these devices cannot get it
+        (Docker fixes a container's devices when it is made): say how to recreate it.
+        """
+        devices = []
+        for volume in host.volumes:
+            size = self.volume_sizes.get(volume, loopdev.DEFAULT_SIZE_GB)
+            attached = loopdev.attach(state_dir, host.name, volume, size, log=log)
+            devices.append(attached.device_arg)
+        if found is not None and devices:
+            missing = sorted(set(devices) - set(_devices_of(found.id)))
+            if missing:
+                log(f"host {host.name} was made without the device of "
+                    f"{', '.join(d.rsplit('_', 1)[-1] for d in missing)}; recreate it to "
+                    f"attach it: `docker rm -fv {found.name}` then `stagecraft infra up` "
+                    "(volume files are kept until `infra down`)")
+        return devices
 
     def _wait_ready(self, containers: list[_Container], public_key: str,
                     log: Log) -> dict[str, str]:
@@ -754,6 +774,17 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _devices_of(container_id: str) -> list[str]:
+    """A container's ``--device`` mappings as ``host_path:container_path``."""
+    proc = docker("inspect", "--format", "{{json .HostConfig.Devices}}", container_id,
+                  what="inspect the devices of a host", check=False, timeout=30)
+    try:
+        items = json.loads(proc.stdout or "null") or []
+    except json.JSONDecodeError:
+        return []
+    return [f"{d.get('PathOnHost')}:{d.get('PathInContainer')}" for d in items]
 
 
 def _list_volumes(spec: FleetSpec) -> list[str]:
