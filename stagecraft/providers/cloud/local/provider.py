@@ -179,7 +179,6 @@ class LocalCloud:
         pushing cost a second or more.
         """
         log = log or _quiet
-        access = self.registry_access(spec, state_dir)
         cache = Path(state_dir) / "traefik-image.json"
         key = _traefik_cache_key(spec, Path(state_dir))
         try:
@@ -188,6 +187,7 @@ class LocalCloud:
                 return str(cached["reference"])
         except (OSError, ValueError):
             pass
+        access = self.registry_access(spec, state_dir)
         image = ensure_traefik_image(log)
         reference = registry.push(access, image, TRAEFIK_REPO, traefik_version(), log=log)
         if key is not None:
