@@ -1,0 +1,136 @@
+"""The firewall's variables per host, the ruleset rendered from the role's template
+(checked by nftables' own parser when `nft` is on this machine), and the role's
+lock-out check script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stagecraft import firewall
+from stagecraft.config import load_config_text
+
+REPO = Path(__file__).resolve().parents[2]
+SESSION_CHECK = REPO / "roles" / "firewall" / "files" / "session_allowed.py"
+
+CONFIG = """
+version: 1
+project: {{ name: acme }}
+providers: {{ network: {{ kind: {network}{auth} }} }}
+services:
+  web: {{ image: nginx, on: [app] }}
+firewall: {{ public: [443, 80, 8443], ssh: private }}
+environments:
+  prod:
+    firewall: {{ ssh: {ssh} }}
+    hosts:
+      - {{ name: edge-1, roles: [edge] }}
+      - {{ name: app-1, roles: [app] }}
+"""
+
+
+def environment(*, ssh: str = "private", network: str = "none"):
+    auth = ", auth_key: '${secret:TS_KEY}'" if network == "tailscale" else ""
+    text = CONFIG.format(ssh=ssh, network=network, auth=auth)
+    return load_config_text(text).environments["prod"]
+
+
+def test_host_vars_follow_the_firewall_section_and_the_host_roles():
+    env = environment(ssh="public")
+    edge, app = env.hosts
+    edge_vars = firewall.host_vars(env, edge, ["10.0.0.0/24", "10.0.0.0/24"])
+    assert edge_vars == {
+        "firewall_public_ports": [80, 443, 8443],
+        "firewall_ssh": "public",
+        "firewall_private_cidrs": ["10.0.0.0/24"],
+        "firewall_private_interfaces": [],
+        "firewall_private_ports": [8000],
+        "firewall_edge": True,
+    }
+    assert firewall.host_vars(env, app, [])["firewall_edge"] is False
+
+
+def test_a_tailnet_makes_its_interface_private():
+    env = environment(network="tailscale")
+    assert firewall.environment_vars(env, [])["firewall_private_interfaces"] == ["tailscale0"]
+
+
+def test_without_a_cloud_network_the_private_side_is_the_hosts():
+    assert firewall.hosts_private_cidrs(["10.0.0.11", None, "10.0.0.10", "10.0.0.10"]) == [
+        "10.0.0.10/32", "10.0.0.11/32"]
+
+
+def _rules(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_edge_ruleset_opens_the_public_ports_and_private_ssh():
+    env = environment()
+    rules = _rules(firewall.render_ruleset(firewall.host_vars(env, env.hosts[0], ["10.9.0.0/24"])))
+    assert 'tcp dport { 80, 443, 8443 } accept comment "public ports (edge)"' in rules
+    assert ('ct status dnat meta l4proto tcp ct original proto-dst { 80, 443, 8443 } accept '
+            'comment "public ports (edge)"') in rules
+    assert "ip saddr { 10.9.0.0/24 } jump private_input" in rules
+    assert 'tcp dport 22 accept comment "SSH from the private side"' in rules
+    assert not any("SSH from anywhere" in r for r in rules)
+    assert "type filter hook input priority filter; policy drop;" in rules
+    assert rules.count("delete table inet stagecraft") == 1
+
+
+def test_non_edge_ruleset_keeps_public_ports_closed_and_public_ssh_opens_ssh():
+    env = environment(ssh="public")
+    text = firewall.render_ruleset(firewall.host_vars(env, env.hosts[1], ["10.9.0.0/24"]))
+    assert "public ports" not in text
+    assert 'tcp dport 22 accept comment "SSH from anywhere"' in text
+    assert "SSH from the private side" not in text
+    # Published ports still meet the policy: only the private port passes, from the private side.
+    assert ("ip saddr { 10.9.0.0/24 } ct status dnat meta l4proto tcp ct original proto-dst "
+            "{ 8000 } accept") in text
+    assert 'counter drop comment "published but not allowed"' in text
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0,
+                    reason="needs nft and root (nft -c asks the kernel, applying nothing)")
+def test_rendered_rulesets_pass_nft_check(tmp_path):
+    env = environment(network="tailscale")
+    for host in env.hosts:
+        path = tmp_path / f"{host.name}.nft"
+        path.write_text(firewall.render_ruleset(firewall.host_vars(env, host, ["10.9.0.0/24"])))
+        result = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def session_check(connection: str, *, ssh: str = "private", port: int = 22,
+                  cidrs: tuple[str, ...] = (), interfaces: tuple[str, ...] = ()) -> dict:
+    args = {"ssh_connection": connection, "ssh": ssh, "ssh_port": port,
+            "private_cidrs": list(cidrs), "private_interfaces": list(interfaces)}
+    result = subprocess.run([sys.executable, str(SESSION_CHECK), json.dumps(args)],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_session_check_allows_a_session_from_the_private_network():
+    assert session_check("10.9.0.1 40000 10.9.0.10 22", cidrs=("10.9.0.0/24",))["allowed"]
+
+
+def test_session_check_refuses_a_session_from_outside_when_ssh_is_private():
+    verdict = session_check("203.0.113.7 40000 10.9.0.10 22", cidrs=("10.9.0.0/24",),
+                            interfaces=("tailscale0",))
+    assert not verdict["allowed"]
+    assert "203.0.113.7" in verdict["reason"] and "not on the private side" in verdict["reason"]
+
+
+def test_session_check_allows_anything_on_the_ssh_port_when_ssh_is_public():
+    assert session_check("203.0.113.7 40000 10.9.0.10 22", ssh="public")["allowed"]
+
+
+def test_session_check_refuses_a_session_on_another_port():
+    verdict = session_check("10.9.0.1 40000 10.9.0.10 2222", ssh="public",
+                            cidrs=("10.9.0.0/24",))
+    assert not verdict["allowed"] and "port 2222" in verdict["reason"]
