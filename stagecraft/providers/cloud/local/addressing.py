@@ -50,6 +50,20 @@ def network_name(project: str, environment: str) -> str:
     return f"{PREFIX}-{project}-{environment}"
 
 
+#: The public network's name is the private one's plus this. ``_`` never appears in a
+#: DNS label, so no other environment's network can have the name; and it sorts after
+#: the private network's name, so Docker keeps the private network as the hosts'
+#: gateway endpoint: their default route and the ports published on 127.0.0.1 (SSH)
+#: stay on the private side.
+PUBLIC_SUFFIX = "_public"
+
+
+def public_network_name(project: str, environment: str) -> str:
+    """The Docker network that plays the internet side of the environment's hosts: the
+    controller scans their public addresses there (the firewall's public side)."""
+    return network_name(project, environment) + PUBLIC_SUFFIX
+
+
 def container_name(project: str, environment: str, host: str) -> str:
     """The container of one host; its hostname is the plain host name."""
     return f"{PREFIX}-{project}-{environment}-{host}"

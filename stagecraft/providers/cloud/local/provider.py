@@ -111,6 +111,7 @@ class _Container:
     ssh_port: int | None
     http_port: int | None = None
     https_port: int | None = None
+    public_ip: str | None = None  # on the environment's public network
 
     @property
     def state(self) -> str:
@@ -153,6 +154,14 @@ class LocalCloud:
             "bootstrap_docker_source": "distro",
             "bootstrap_sshd_permit_root_login": "prohibit-password",
         }
+        # The firewall's private side is the environment's network. The controller's
+        # SSH arrives there too (from the bridge's gateway, through the port published
+        # on 127.0.0.1), as it would over a tailnet or from inside a VPC; the scans of
+        # the public side come from the public network's gateway.
+        document = read_hosts_file(StateFiles(Path(state_dir)))
+        subnet = ((document or {}).get("network") or {}).get("subnet")
+        if subnet:
+            variables["firewall_private_cidrs"] = [str(subnet)]
         info = registry.read_info(Path(state_dir))
         if info is not None:
             variables["bootstrap_registry_server"] = str(info["pull_server"])
@@ -222,6 +231,8 @@ class LocalCloud:
             image = self.image or ensure_host_image(log=log)
             public_key = keys.ensure_key_pair(files, comment=net)
             subnet = self._ensure_network(spec, net, log)
+            public_net = addressing.public_network_name(spec.project, spec.environment)
+            public_subnet = self._ensure_network(spec, public_net, log, public=True)
             extra: dict[str, Any] = {}
             if self.registry:
                 # Before the hosts: the registry's address is taken before anything
@@ -246,6 +257,9 @@ class LocalCloud:
                     _start_container(found, log)
                     changes[host.name] = STARTED
                 existing = {c.host: c for c in _list_containers(spec)}
+                if existing[host.name].public_ip is None:
+                    _connect_public(existing[host.name], public_net, public_subnet, index, log)
+                    existing = {c.host: c for c in _list_containers(spec)}
             wanted = [existing[h.name] for h in spec.hosts]
             host_keys = self._wait_ready(wanted, public_key, log)
             records = [
@@ -265,6 +279,8 @@ class LocalCloud:
                 ssh=self.ssh_access(spec, state_dir),
                 extra={"network": {"name": net, "subnet": str(subnet),
                                    "gateway": str(addressing.gateway(subnet))},
+                       "public_network": {"name": public_net, "subnet": str(public_subnet),
+                                          "gateway": str(addressing.gateway(public_subnet))},
                        "image": image, **extra},
             )
             made = sum(1 for c in changes.values() if c != UNCHANGED)
@@ -344,6 +360,9 @@ class LocalCloud:
                 removed.append(f"volume {volume}")
             if _remove_network(net):
                 removed.append(f"network {net}")
+            public_net = addressing.public_network_name(spec.project, spec.environment)
+            if _remove_network(public_net):
+                removed.append(f"network {public_net}")
             for path in keys.remove([files.hosts, files.known_hosts, files.private_key,
                                      files.public_key]):
                 removed.append(f"file {path}")
@@ -365,7 +384,8 @@ class LocalCloud:
 
     # ------------------------------------------------------------------ network
 
-    def _ensure_network(self, spec: FleetSpec, net: str, log: Log) -> IPv4Network:
+    def _ensure_network(self, spec: FleetSpec, net: str, log: Log, *,
+                        public: bool = False) -> IPv4Network:
         found = _inspect_network(net)
         if found is not None:
             labels = found.get("Labels") or {}
@@ -376,7 +396,8 @@ class LocalCloud:
                 )
             return _network_subnet(found, net)
         taken = _taken_subnets()
-        key = f"{spec.project}/{spec.environment}"
+        key = f"{spec.project}/{spec.environment}" + ("/public" if public else "")
+        what = "public" if public else "private"
         for _attempt in range(10):
             subnet = addressing.choose_subnet(key, taken)
             proc = docker(
@@ -387,7 +408,7 @@ class LocalCloud:
                 "--label", f"{LABEL_PROJECT}={spec.project}",
                 "--label", f"{LABEL_ENV}={spec.environment}",
                 net,
-                what=f"create the private network {net}", check=False, timeout=60,
+                what=f"create the {what} network {net}", check=False, timeout=60,
             )
             if proc.returncode == 0:
                 log(f"created network {net} ({subnet})")
@@ -401,10 +422,10 @@ class LocalCloud:
                 found = _inspect_network(net)
                 if found is not None:
                     return _network_subnet(found, net)
-            raise_for(proc, what=f"create the private network {net} ({subnet})",
+            raise_for(proc, what=f"create the {what} network {net} ({subnet})",
                       hint="check `docker network ls` for a network that overlaps it")
         raise ProviderError(
-            f"cannot create the private network {net}: every subnet tried overlapped another",
+            f"cannot create the {what} network {net}: every subnet tried overlapped another",
             hint="remove unused Docker networks (`docker network prune`)",
         )
 
@@ -617,6 +638,7 @@ def _parse_container(item: dict[str, Any], net: str) -> _Container:
         ssh_port=ports.get(22),
         http_port=ports.get(80),
         https_port=ports.get(443),
+        public_ip=_endpoint_ip(networks.get(net + addressing.PUBLIC_SUFFIX) or {}),
     )
 
 
@@ -641,8 +663,24 @@ def _record(c: _Container, roles: tuple[str, ...], size: str | None,
         name=c.host, roles=tuple(roles), state=c.state,
         ssh_host=SSH_BIND if c.ssh_port else None, ssh_port=c.ssh_port, ssh_user=SSH_USER,
         private_ip=c.ip, provider_id=c.id[:12], provider=KIND, size=size, change=change,
-        http_port=c.http_port, https_port=c.https_port,
+        http_port=c.http_port, https_port=c.https_port, public_ip=c.public_ip,
     )
+
+
+def _endpoint_ip(endpoint: dict[str, Any]) -> str | None:
+    # The static address is in IPAMConfig even while the container is stopped.
+    return (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or endpoint.get("IPAddress") or None
+
+
+def _connect_public(container: _Container, net: str, subnet: IPv4Network, index: int,
+                    log: Log) -> None:
+    """Attach a host to the environment's public network at .10+index (a second
+    interface, eth1). Attached after the private network, and named to sort after it,
+    so the private network stays the gateway endpoint (see addressing.PUBLIC_SUFFIX)."""
+    ip = addressing.host_ip(subnet, index, _network_addresses(net))
+    docker("network", "connect", "--ip", str(ip), net, container.id,
+           what=f"attach host {container.host} to the public network {net}", timeout=60)
+    log(f"attached host {container.host} to {net} ({ip})")
 
 
 def _start_container(container: _Container, log: Log) -> None:
