@@ -3,7 +3,8 @@
 The inventory comes from the same renderer the inventory plugin uses; the role's
 variables are the project/environment names, the environment's SSH public key for
 the deploy user, and whatever the cloud provider needs (the local cloud's Docker
-quirk, for instance).
+quirk, for instance). The firewall play that follows gets the environment's
+`firewall` section and the private network (stagecraft/firewall.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stagecraft import firewall
 from stagecraft.ansible.bundle import prepare
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.ansible.runner import RunResult, run
@@ -43,12 +45,19 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
     connection = ConnectionSettings(private_key=access.private_key,
                                     known_hosts=access.known_hosts, user=access.user)
     public_key = StateFiles(state_dir).public_key
+    cloud_vars = cloud.bootstrap_vars(spec, state_dir)
+    # The cloud names its private network (the local cloud's, a VPC); else the private
+    # side is the environment's hosts themselves.
+    private_cidrs = cloud_vars.pop("firewall_private_cidrs", None) or firewall.hosts_private_cidrs(
+        r.private_ip for r in records.values())
     extravars: dict[str, Any] = {
         "bootstrap_project": env.project.name,
         "bootstrap_environment": env.name,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
         if public_key.is_file() else [],
-        **cloud.bootstrap_vars(spec, state_dir),
+        **cloud_vars,
+        # Every host's but firewall_edge, which the playbook takes from each host's roles.
+        **firewall.environment_vars(env, private_cidrs),
     }
     return RunRequest(
         run_id=new_run_id("bootstrap", env.name),
