@@ -100,3 +100,46 @@ class LocalDockerRunner:
                 "migration waits for (a lock held by another session?)") from None
         return Completed(proc.returncode, self.redactor.text(stdout),
                          self.redactor.text(stderr))
+
+
+# ----------------------------------------------------------- the migrations role
+
+
+def role_vars(image: str, command: ContainerCommand, *, timeout: float,
+              secret_env: Mapping[str, str] | None = None,
+              env: Mapping[str, str] | None = None, network: str | None = None,
+              name: str | None = None, changed_when_applied: bool = False) -> dict:
+    """The variables of the ``migrations`` role (and playbooks/migrate.yml, plus
+    ``migrations_host``) that run ``command`` as LocalDockerRunner would on the host.
+    ``migrations_secret_env`` holds secret values: extravars the caller keeps out of
+    logs and files (the ansible driver's secret handling)."""
+    return {
+        "migrations_image": image,
+        "migrations_argv": list(command.argv),
+        "migrations_stdin": command.stdin or "",
+        "migrations_env": {**dict(env or {}), **dict(command.env)},
+        "migrations_secret_env": dict(secret_env or {}),
+        "migrations_network": network or "",
+        "migrations_timeout": max(1, int(round(timeout))),
+        "migrations_name": name or "",
+        "migrations_changed_when_applied": changed_when_applied,
+    }
+
+
+def completed_from_result(result: Mapping) -> Completed:
+    """The Completed of the role's fact ``migrations_result`` (read from the job events
+    of the set_fact task "Record the migration's outcome, secrets masked").
+
+    Raises MigrationFailed when the role timed out or did not run (check mode)."""
+    if result.get("skipped"):
+        raise MigrationFailed("the migration command did not run (check mode)",
+                              hint="run without --dry-run to apply migrations")
+    stdout, stderr = str(result.get("stdout") or ""), str(result.get("stderr") or "")
+    if result.get("timed_out"):
+        output = "\n".join(p for p in (stdout, stderr) if p)
+        raise MigrationFailed(
+            f"the migration command did not finish in time; its container "
+            f"{result.get('name')} was removed", output=output, output_tail=output[-4000:],
+            hint="raise migrations.timeout in stagecraft.yml, or find what the migration "
+            "waits for")
+    return Completed(int(result.get("rc", 1)), stdout, stderr)
