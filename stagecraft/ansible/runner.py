@@ -23,6 +23,7 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +64,8 @@ _RUNNER_ENV = (
 )
 
 _DONE = object()  # queue sentinel: the worker thread has finished
+
+GUARD = Path(__file__).with_name("guard.py")
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,10 @@ def run(
         bundle.release()
         raise StateError(f"the run bundle {bundle.root} is not usable: {exc}") from None
     config.env = _environment(bundle, config.env)
+    # ansible-playbook must end with this process, even when it is SIGKILLed
+    # (ansible-runner starts it immune to the pty's hang-up): see guard.py.
+    config.command = [sys.executable, "-I", str(GUARD), str(os.getpid()), "--",
+                      *config.command]
     if shutil.which("ansible-playbook", path=config.env.get("PATH")) is None:
         bundle.discard_secrets()
         bundle.release()
