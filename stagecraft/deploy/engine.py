@@ -288,6 +288,16 @@ class ReleaseRun:
                     record.result = {"services": outcome.services, "current": outcome.current}
         self._update(change)
 
+    def fail(self, exc: BaseException, phase: str | None = None) -> None:
+        """Record how an exception ended the release: interrupted (Ctrl-C) or failed."""
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            error = exc if isinstance(exc, Interrupted) else Interrupted("stopped by Ctrl-C")
+            self.finish("interrupted", error, phase=phase)
+        elif isinstance(exc, StagecraftError):
+            self.finish("failed", exc, phase=phase)
+        else:
+            self.finish("failed", StateError(f"{type(exc).__name__}: {exc}"), phase=phase)
+
     def finish(self, result: str, error: StagecraftError | None = None,
                phase: str | None = None, host: str | None = None) -> None:
         def change(release: Release) -> None:
@@ -301,6 +311,26 @@ class ReleaseRun:
                 release.error = ErrorRecord(message=error.message[:2000], hint=error.hint,
                                             phase=phase, host=host)  # type: ignore[arg-type]
         self._update(change)
+
+
+def start_release(target: Target, *, action: str, release_id: str, options: DeployOptions,
+                  rollback_of: str | None = None, say: Say = _quiet) -> ReleaseRun:
+    """Record a new ``running`` release before anything happens (a kill at any later
+    point leaves a record that the next run marks interrupted). A deploy's record
+    takes ``release_id`` (the next free second if another run took it); a rollback's
+    record gets an id of its own. Nothing is recorded in a dry run."""
+    if options.check:
+        return ReleaseRun(target, None)
+    for killed in target.ledger.mark_abandoned(target.env.name):
+        say(f"release {killed} was left running by a process that is gone: "
+            "recorded as interrupted")
+    source = git_source(target.project_dir)
+    record_id = release_id if action == "deploy" else new_release_id(target.project_dir)
+    release = Release(
+        id=record_id, environment=target.env.name, action=action,  # type: ignore[arg-type]
+        rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
+        config_hash=config_hash(target.env), message=options.message, pid=os.getpid())
+    return ReleaseRun(target, target.ledger.record_new(release))
 
 
 def load_hooks(target: Target, *, action: str, release_id: str,
@@ -318,7 +348,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
             traefik_image: str, options: DeployOptions, say: Say = _quiet,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
             built: bool = False, hooks: Hooks | None = None,
-            traefik_current: Iterable[str] = ()) -> ReleaseOutcome:
+            traefik_current: Iterable[str] = (),
+            run: ReleaseRun | None = None) -> ReleaseOutcome:
     """Run the host phases of ``plan`` under the deploy lock and record the release.
 
     ``release_id`` names the release dir on hosts (for a rollback: the release
@@ -332,23 +363,19 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     if options.confirm is not None and not options.confirm(plan) and not options.check:
         raise Interrupted("stopped before any change: the plan was not confirmed",
                           hint="run again and answer yes, or pass --yes")
-    record_id = release_id if action == "deploy" else new_release_id(target.project_dir)
-    run = ReleaseRun(target, None)
-    if not options.check:
-        source = git_source(target.project_dir)
-        release = Release(
-            id=record_id, environment=env.name, action=action,  # type: ignore[arg-type]
-            rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
-            images={name: ImageRecord(ref=ref, digest=_digest_of(ref))
-                    for name, ref in images.items()},
-            config_hash=config_hash(env), message=options.message, pid=os.getpid(),
-            # What each host reaches: kept stateful services stay as deployed.
-            hosts={name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders},
-        )
-        for killed in target.ledger.mark_abandoned(env.name):
-            say(f"release {killed} was left running by a process that is gone: "
-                "recorded as interrupted")
-        run.release = target.ledger.record(release)
+    image_records = {name: ImageRecord(ref=ref, digest=_digest_of(ref))
+                     for name, ref in images.items()}
+    # What each host reaches: kept stateful services stay as deployed.
+    host_records = {name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders}
+    if run is None:
+        run = start_release(target, action=action, release_id=release_id, options=options,
+                            rollback_of=rollback_of, say=say)
+    if run.release is not None:
+        def settle(release: Release) -> None:
+            release.images = image_records
+            release.hosts = host_records
+        run._update(settle)
+    record_id = run.release.id if run.release is not None else release_id
     lock_info = LockInfo.new(record_id, options.message, command=action)
     primary = target.primary
     locked = False

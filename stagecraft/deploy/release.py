@@ -22,6 +22,7 @@ from stagecraft.deploy.engine import (
     plan_for,
     predicted_images,
     render_release,
+    start_release,
     tls_settings,
 )
 from stagecraft.deploy.request import RegistryLogin
@@ -87,39 +88,56 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
     from stagecraft.build import build_images
 
     env = target.env
-    release_id = new_release_id(target.project_dir)
     secrets = resolve_secrets(env, target.project_dir)
     registry, login = registry_for(target)
     deployed = target.ledger.deployed_state(env.name)
+    release_id = new_release_id(target.project_dir)
+    # A hook that cannot run is a config error: found before anything is recorded.
     hooks = load_hooks(target, action="deploy", release_id=release_id, options=options)
-    if options.skip_build:
-        images = _previous_images(target, release_id, registry)
-    elif options.check:  # --dry-run builds nothing: the images a build would give
-        images = predicted_images(target, release_id, getattr(registry, "pull_server", None))
-    else:
-        hooks.run("pre-build", on_line=say)
-        say(f"build: images of {release_id}")
-        built = build_images(env, target.project_dir, release_id, registry, services=services,
-                             push=True, on_line=on_line)
-        images = _images_from_build(env, built)
-    images = keep_same_images(images, deployed)
-    traefik_image = traefik_image_for(target)
-    renders = render_release(target, release_id, images, secrets, traefik_image,
-                             tls_settings(target))
-    observed = observe(target)
-    for host, reasons in observed.drift.items():
-        if host in deployed:
-            say(f"{host} differs from the last release ({'; '.join(reasons)}): "
-                "planned as a new host")
-    plan = plan_for(target, renders, release_id, force=options.force, unknown=observed.drift)
+    # Recorded next, so a failure or a kill in the build still leaves its record.
+    run = start_release(target, action="deploy", release_id=release_id, options=options,
+                        say=say)
+    if run.release is not None and run.release.id != release_id:
+        release_id = run.release.id  # another run took this second
+        hooks = load_hooks(target, action="deploy", release_id=release_id, options=options)
+    try:
+        if options.skip_build:
+            images = _previous_images(target, release_id, registry)
+        elif options.check:  # --dry-run builds nothing: the images a build would give
+            images = predicted_images(target, release_id,
+                                      getattr(registry, "pull_server", None))
+        else:
+            run.phase("build", "running")
+            hooks.run("pre-build", on_line=say)
+            say(f"build: images of {release_id}")
+            built = build_images(env, target.project_dir, release_id, registry,
+                                 services=services, push=True, on_line=on_line)
+            images = _images_from_build(env, built)
+            run.phase("build", "ok")
+        images = keep_same_images(images, deployed)
+        traefik_image = traefik_image_for(target)
+        renders = render_release(target, release_id, images, secrets, traefik_image,
+                                 tls_settings(target))
+        observed = observe(target)
+        for host, reasons in observed.drift.items():
+            if host in deployed:
+                say(f"{host} differs from the last release ({'; '.join(reasons)}): "
+                    "planned as a new host")
+        plan = plan_for(target, renders, release_id, force=options.force,
+                        unknown=observed.drift)
+    except BaseException as exc:
+        run.fail(exc, phase="build")
+        raise
     if not plan.has_changes and not observed.lock_held:
-        # Every host runs what this release would give it: nothing to lock or run.
+        # Every host runs what this release would give it: nothing to lock or run,
+        # and no release to keep in the history.
+        if run.release is not None:
+            target.ledger.discard(run.release.id, env.name)
         return ReleaseOutcome(release=None, plan=plan, drift=observed.drift)
     return execute(target, action="deploy", release_id=release_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
-                   options=options, say=say, on_event=on_event,
-                   built=not (options.skip_build or options.check), hooks=hooks,
-                   traefik_current=traefik_current(plan, observed))
+                   options=options, say=say, on_event=on_event, hooks=hooks,
+                   traefik_current=traefik_current(plan, observed), run=run)
 
 
 def _images_from_build(env, built: dict[str, Any]) -> dict[str, str]:

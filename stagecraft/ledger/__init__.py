@@ -8,6 +8,7 @@ from stagecraft.ledger.model import (
     HostRecord,
     ImageRecord,
     LedgerData,
+    MigrationRecord,
     PhaseHostRecord,
     PhaseRecord,
     Release,
@@ -28,7 +29,8 @@ from stagecraft.ledger.store import LEDGER_FILE, Ledger, ReleaseNotFound, ledger
 
 __all__ = [
     "LEDGER_FILE", "SCHEMA_VERSION", "ErrorRecord", "GitRecord", "GitSource", "HostRecord",
-    "ImageRecord", "Ledger", "LedgerData", "PhaseHostRecord", "PhaseRecord", "Release",
+    "ImageRecord", "Ledger", "LedgerData",
+    "MigrationRecord", "PhaseHostRecord", "PhaseRecord", "Release",
     "ReleaseId", "ReleaseIdError", "ReleaseNotFound", "current_performer", "format_release_id",
     "git_source", "is_release_id", "ledger_path", "new_release_id", "parse_release_id", "utc_now",
 ]

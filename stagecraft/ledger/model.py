@@ -133,6 +133,21 @@ class HostRecord(_Model):
         return HostState.from_dict(self.state)
 
 
+class MigrationRecord(_Model):
+    """One migration phase of the release: what ran, where, and what it said."""
+
+    phase: Literal["pre", "post"] = Field(description="pre: before any switch; post: after.")
+    engine: str = Field(description="The engine that ran (raw, drizzle, prisma, command).")
+    host: str | None = Field(None, description="The host whose Docker ran the container.")
+    status: PhaseStatus = Field("pending", description="How the phase went.")
+    applied: list[str] = Field(default_factory=list,
+                               description="Migrations applied by this run, in order.")
+    pending_after: list[str] = Field(default_factory=list,
+                                     description="Migrations still pending afterwards.")
+    output: str = Field("", description="The tail of the command's output (secrets masked).")
+    seconds: float | None = Field(None, ge=0, description="How long it took.")
+
+
 class ErrorRecord(_Model):
     """Why the release failed."""
 
@@ -164,6 +179,8 @@ class Release(_Model):
     message: str = Field("", description="The message given with --message.")
     phases: list[PhaseRecord] = Field(default_factory=list, description="Its phases, in order.")
     hosts: dict[str, HostRecord] = Field(default_factory=dict, description="Per host record.")
+    migrations: list[MigrationRecord] = Field(
+        default_factory=list, description="Its migration phases, in the order they ran.")
     error: ErrorRecord | None = Field(None, description="Why it failed, when it did.")
 
     @model_validator(mode="after")

@@ -14,6 +14,8 @@ import json
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -148,6 +150,35 @@ class Ledger:
                     if (r.id, r.environment) != (release.id, release.environment)]
             self._write(LedgerData(releases=[*kept, release]))
         return release
+
+    def record_new(self, release: Release) -> Release:
+        """Add ``release`` as a new record, never over an existing one: when another run
+        already took its id (two deploys in the same second), it gets the next free
+        second. Returns the release as written, with the id it got."""
+        release = _checked(release)
+        with self._locked():
+            data = self.load()
+            taken = {r.id for r in data.releases}
+            parsed = parse_release_id(release.id)
+            new_id = release.id
+            while new_id in taken:
+                parsed = replace(parsed, time=parsed.time + timedelta(seconds=1))
+                new_id = str(parsed)
+            if new_id != release.id:
+                release = _checked(release.model_copy(update={"id": new_id}))
+            self._write(LedgerData(releases=[*data.releases, release]))
+        return release
+
+    def discard(self, release_id: str, environment: str) -> None:
+        """Remove a record that is still ``running``: a run that found nothing to do
+        takes back the record it started with. Other records are never removed."""
+        with self._locked():
+            data = self.load()
+            kept = [r for r in data.releases
+                    if not (r.id == release_id and r.environment == environment
+                            and r.result == "running")]
+            if len(kept) != len(data.releases):
+                self._write(LedgerData(releases=kept))
 
     def update(self, release_id: str, change: Callable[[Release], Release | None], *,
                environment: str | None = None) -> Release:

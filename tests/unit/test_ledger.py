@@ -100,6 +100,27 @@ def test_record_replaces_the_release_with_the_same_id(ledger: Ledger) -> None:
     assert [r.result for r in ledger.releases()] == ["failed"]
 
 
+def test_record_new_never_replaces_a_release_it_takes_the_next_free_second(
+        ledger: Ledger) -> None:
+    first = ledger.record_new(release(1, result="running", message="first"))
+    second = ledger.record_new(release(1, result="running", message="second"))
+    third = ledger.record_new(release(1, result="running", message="third"))
+    assert first.id == rid(1)
+    assert second.id == "20261121T100101Z-3f9c2ab"
+    assert third.id == "20261121T100102Z-3f9c2ab"
+    stored = {r.id: r.message for r in ledger.releases()}
+    assert stored == {first.id: "first", second.id: "second", third.id: "third"}
+
+
+def test_discard_removes_only_a_running_record(ledger: Ledger) -> None:
+    ledger.record(release(1, result="succeeded"))
+    ledger.record(release(2, result="running"))
+    ledger.discard(rid(1), "production")
+    ledger.discard(rid(2), "production")
+    ledger.discard(rid(2), "production")  # gone already: nothing to do
+    assert [r.id for r in ledger.releases()] == [rid(1)]
+
+
 def test_same_id_in_two_environments_are_two_releases(ledger: Ledger) -> None:
     ledger.record(release(1, env="staging"))
     ledger.record(release(1, env="production"))
