@@ -52,10 +52,11 @@ environments:
     domain: {name}.localhost
     hosts:
 {hosts}
-    rollout: {{ batch: 1, health_timeout: 30s, drain: 1s }}
+    rollout: {{ batch: {batch}, health_timeout: 30s, drain: 1s }}
 """
 
-TUNING = ("healthcheck every 1s (start period 1s, 3 retries), rollout batch 1, "
+TUNING = ("healthcheck every 1s (start period 1s, 3 retries), rollout batch = every host "
+          "(hosts roll in parallel; each host replaces its containers start-first), "
           "drain 1s, stop grace 5s, 2 replicas of web per host, no worker")
 
 
@@ -87,7 +88,7 @@ class Fleet:
         self.dir.mkdir()
         shutil.copytree(EXAMPLE_APP, self.dir / "app", ignore=shutil.ignore_patterns("__pycache__"))
         hosts = "\n".join(f"      - {{ name: {n}, roles: [{', '.join(r)}] }}" for n, r in self.hosts)
-        (self.dir / "stagecraft.yml").write_text(CONFIG.format(name=self.name, hosts=hosts))
+        (self.dir / "stagecraft.yml").write_text(CONFIG.format(name=self.name, hosts=hosts, batch=len(self.hosts)))
         (self.dir / ".gitignore").write_text(".stagecraft/\n")
         for argv in (["git", "init", "-q"], ["git", "config", "user.name", "bench"],
                      ["git", "config", "user.email", "bench@example.com"],

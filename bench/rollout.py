@@ -2,9 +2,9 @@
 h3 [app]; the shop's routed web service, 2 replicas, on all three).
 
 (a) no-op: `stagecraft deploy --yes --skip-build` with nothing changed, against
-    `docker compose up -d` of the same compose files with nothing changed;
+    `docker compose up -d --wait` of the same compose files with nothing changed;
 (b) one service: one env value of web changed, then `deploy --yes --skip-build`,
-    against `up -d` of the compose file of the other release (A -> B, B -> A).
+    against `up -d --wait` of the compose file of the other release (A -> B, B -> A).
 
 The floor (bench/floor.py) runs one SSH command per host, all hosts in parallel,
 under its own compose project without Traefik labels. Measurements alternate
@@ -123,7 +123,7 @@ def section(figures: dict, rounds: int, project_name: str, noop_profile: str) ->
         "",
         f"Fleet `{project_name}` (local cloud): h1 [edge, app], h2 [app], h3 [app]; the shop's "
         f"web service (examples/shop/app) routed through the edge; {TUNING}. Floor: the hosts' "
-        "own compose files applied by `docker compose up -d`, one SSH command per host (stagecraft's "
+        "own compose files applied by `docker compose up -d --wait`, one SSH command per host (stagecraft's "
         "SSH options and control sockets), all hosts in parallel, under compose project "
         "`<project>-local-floor` with the Traefik labels stripped (it never takes traffic). "
         f"{rounds} rounds; stagecraft and the floor alternate (and which goes first); medians.",
@@ -142,8 +142,9 @@ def section(figures: dict, rounds: int, project_name: str, noop_profile: str) ->
     ]
     if one_ratio > ONE_SERVICE_TARGET:
         lines += ["", "Where the one-service rollout's time goes (the last one measured). "
-                  "The floor does not wait for health or drain; a rollout switches one host at a "
-                  "time (batch 1), waits for the new containers' health, then drains the old ones.",
+                  "The floor does not wait for health or drain; a rollout starts the new containers "
+                  "next to the old ones on every host at once (one batch), waits for their health, "
+                  "then drains the old ones.",
                   "", ROLL_STEPS, "", figures["rollout_ledger"], "", figures["rollout_breakdown"]]
     if noop_ratio > NOOP_TARGET and noop_profile:
         lines += ["", "Profile of one no-op deploy (cProfile of the CLI process, by cumulative time; "

@@ -65,8 +65,8 @@ def main() -> None:
         f"| 6 hosts / 1 host | {ratio:.2f}x | <= {RATIO_TARGET:.0f}x | {verdict(ratio, RATIO_TARGET)} |",
     ]
     if biggest:
-        lines += ["", "Where the 6-host rollout's time goes (its last run). With `rollout.batch: 1` "
-                  "the hosts roll one after another, so the rollout play repeats once per host:",
+        lines += ["", "Where the 6-host rollout's time goes (its last run; all hosts in one batch, "
+                  "so the per-host times overlap):",
                   "", biggest]
     body = "\n".join(lines)
     print(body)
