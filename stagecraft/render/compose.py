@@ -80,6 +80,19 @@ def services_on(env: ResolvedEnvironment, host: Host) -> list[str]:
                   if host.name in {h.name for h in env.hosts_for_service(name)})
 
 
+def private_services(env: ResolvedEnvironment) -> dict[str, str]:
+    """Stateful services with a port and no routes (databases), by the host that runs
+    them: they are published on that host's private address, and services on other
+    hosts reach them by name (spec/deploy/contracts.md, "Private services")."""
+    found: dict[str, str] = {}
+    for name, service in sorted(env.services.items()):
+        if service.stateful and service.port is not None and not service.routes:
+            hosts = env.hosts_for_service(name)
+            if hosts:
+                found[name] = hosts[0].name
+    return found
+
+
 # --------------------------------------------------------------------- rules
 
 
@@ -333,6 +346,16 @@ def service_definition(env: ResolvedEnvironment, host: Host, name: str, inp: Ren
         definition["env_file"] = [f"env/{name}.env"]
     if service.healthcheck is not None:
         definition["healthcheck"] = healthcheck_of(name, service, service.healthcheck)
+    private = private_services(env)
+    if private.get(name) == host.name:
+        address = inp.private_ips.get(host.name)
+        if address:  # published on the private network only
+            definition["ports"] = [f"{address}:{service.port}:{service.port}"]
+    others = {other: inp.private_ips[where] for other, where in private.items()
+              if where != host.name and other != name and where in inp.private_ips}
+    if others:  # on the private service's own host, Compose's DNS finds it
+        definition["extra_hosts"] = [f"{other}:{address}"
+                                     for other, address in sorted(others.items())]
     mounts, volumes = _mounts(env, host, name, service)
     if mounts:
         definition["volumes"] = mounts

@@ -293,3 +293,44 @@ def test_env_file_values_compose_cannot_carry_are_refused(value):
 def test_go_durations():
     assert [go_duration(d) for d in ("2s", "1500ms", "1m", "1h", "0s", "0.5s")] == \
         ["2s", "1500ms", "60s", "3600s", "0s", "500ms"]
+
+
+PRIVATE_DB = """
+version: 1
+project: { name: shop }
+providers: { cloud: { kind: local }, network: { kind: none } }
+services:
+  web:
+    image: reg/web:1
+    port: 8080
+    healthcheck: { path: /up }
+    on: [app]
+    routes: [{ host: shop.localhost }]
+  db:
+    image: reg/db:1
+    port: 5432
+    stateful: true
+    on: [db]
+environments:
+  local:
+    hosts:
+      - { name: one, roles: [edge, app, db] }
+      - { name: two, roles: [app] }
+"""
+
+
+def test_a_private_service_is_published_on_its_host_private_address_and_named_elsewhere():
+    from stagecraft.config.loader import load_config_text
+    from stagecraft.render.compose import private_services
+
+    env = load_config_text(PRIVATE_DB).environments["local"]
+    inp = RenderInput(release_id="20261121T101500Z-3f9c2ab", images={},
+                      private_ips={"one": "10.9.0.2", "two": "10.9.0.3"})
+    assert private_services(env) == {"db": "one"}
+    one = render_compose(env, host_of(env, "one"), inp).document["services"]
+    two = render_compose(env, host_of(env, "two"), inp).document["services"]
+    assert one["db"]["ports"] == ["10.9.0.2:5432:5432"]
+    assert "extra_hosts" not in one["web"]  # Compose's own DNS finds db on its host
+    assert "ports" not in one["web"]
+    assert two["web"]["extra_hosts"] == ["db:10.9.0.2"]
+    assert "db" not in two
