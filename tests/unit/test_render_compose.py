@@ -324,7 +324,8 @@ def test_a_private_service_is_published_on_its_host_private_address_and_named_el
     from stagecraft.render.compose import private_services
 
     env = load_config_text(PRIVATE_DB).environments["local"]
-    inp = RenderInput(release_id="20261121T101500Z-3f9c2ab", images={},
+    inp = RenderInput(release_id="20261121T101500Z-3f9c2ab",
+                      images={"web": "reg/web:1", "db": "reg/db:1"},
                       private_ips={"one": "10.9.0.2", "two": "10.9.0.3"})
     assert private_services(env) == {"db": "one"}
     one = render_compose(env, host_of(env, "one"), inp).document["services"]
