@@ -1,0 +1,316 @@
+"""The ``drizzle`` engine: drizzle-kit's SQL migrations, applied by ``drizzle-kit migrate``
+in a one-off container of the release image. See spec/migrations/drizzle.md.
+
+One shell script (fed to ``sh -s`` on stdin) does all the work in the container:
+
+- checks that the image has node, npx and drizzle-kit (installed from the app's
+  package.json in its working directory);
+- prints a *snapshot* as one JSON line: the migrations folder's journal
+  (``meta/_journal.json``, each entry with the sha256 of its SQL file, as drizzle
+  computes it) and the rows of drizzle's ``drizzle.__drizzle_migrations`` table, read
+  with the app's own PostgreSQL driver (``pg``, else ``postgres``);
+- for ``apply``: writes a drizzle config of its own in a temporary directory (dialect
+  postgresql, ``out`` = the phase's path, the URL from ``$DATABASE_URL``), runs
+  ``npx --no-install drizzle-kit migrate --config`` with it, and prints a second
+  snapshot. The image's own drizzle.config.* is not used: stagecraft.yml's ``path``
+  says where the migrations are, and the URL never sits in a file.
+
+The engine compares the snapshots the way drizzle-kit decides: a journal entry is
+applied when its ``when`` is not later than the newest ``created_at`` in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from stagecraft.errors import MigrationFailed
+from stagecraft.migrations.base import (
+    Completed,
+    ContainerCommand,
+    ContainerRunner,
+    Migration,
+    PhaseSpec,
+    Report,
+)
+
+#: drizzle-kit's default migrations folder (``out``), used when the phase has no path.
+DEFAULT_PATH = "drizzle"
+#: drizzle-kit's defaults for PostgreSQL; the config the engine writes keeps them.
+MIGRATIONS_SCHEMA = "drizzle"
+MIGRATIONS_TABLE = "__drizzle_migrations"
+
+#: Every line the script itself prints starts with this; the rest is drizzle-kit's.
+MARK = "@@stagecraft-drizzle "
+
+#: Exit codes of the script: something the image lacks / the snapshot failed.
+EXIT_MISSING, EXIT_SNAPSHOT = 127, 3
+DOCKER_RUN_FAILED = 125
+
+IMAGE_HINT = ("add drizzle-kit (and drizzle-orm and pg) to the app's package.json "
+              "devDependencies and keep them in the image: `npm ci` (not `--omit=dev`) in "
+              "the Dockerfile's WORKDIR, with Node.js and npm installed (Debian: apt-get "
+              "install nodejs npm)")
+
+# Reads the journal and the migrations table; prints MARK + one JSON object. Runs in
+# the image's working directory, so require() finds the app's node_modules.
+SNAPSHOT_JS = r"""
+const fs = require("fs"), path = require("path"), crypto = require("crypto");
+const [out, stage] = process.argv.slice(2);
+const MARK = "@@stagecraft-drizzle ";
+const TABLE = '"drizzle"."__drizzle_migrations"';
+function emit(value) { process.stdout.write(MARK + JSON.stringify(value) + "\n"); }
+function fail(kind, message) { emit({ error: kind, stage, message: String(message) }); process.exit(3); }
+function load(name) {
+  try { return require(require.resolve(name, { paths: [process.cwd()] })); }
+  catch (e) { return null; }
+}
+(async () => {
+  const journalPath = path.join(out, "meta", "_journal.json");
+  if (!fs.existsSync(journalPath)) fail("journal-missing", `no ${journalPath} in ${process.cwd()}`);
+  let journal;
+  try { journal = JSON.parse(fs.readFileSync(journalPath, "utf8")); }
+  catch (e) { fail("journal-invalid", `${journalPath}: ${e.message}`); }
+  const entries = [];
+  for (const entry of journal.entries || []) {
+    const file = path.join(out, `${entry.tag}.sql`);
+    let sql;
+    try { sql = fs.readFileSync(file).toString(); }
+    catch (e) { fail("file-missing", `${file} (journal entry ${entry.tag}): ${e.message}`); }
+    entries.push({ tag: entry.tag, when: Number(entry.when),
+                   hash: crypto.createHash("sha256").update(sql).digest("hex") });
+  }
+  const url = process.env.DATABASE_URL;
+  if (!url) fail("database", "DATABASE_URL is not set in the container");
+  let rows = [], table = false;
+  const pg = load("pg");
+  const postgres = pg ? null : load("postgres");
+  const exists = "SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present";
+  const select = `SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`;
+  try {
+    if (pg) {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        table = (await client.query(exists)).rows[0].present;
+        if (table) rows = (await client.query(select)).rows;
+      } finally { await client.end(); }
+    } else if (postgres) {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        table = (await sql.unsafe(exists))[0].present;
+        if (table) rows = await sql.unsafe(select);
+      } finally { await sql.end(); }
+    } else {
+      fail("driver-missing", "neither `pg` nor `postgres` can be required from " + process.cwd());
+    }
+  } catch (e) { fail("database", e.message || e); }
+  emit({ stage, entries, table,
+         applied: rows.map((r) => ({ hash: r.hash,
+                                     created_at: r.created_at === null ? null : Number(r.created_at) })) });
+})().catch((e) => fail("internal", e.stack || e));
+"""
+
+CONFIG_JS = f"""export default {{
+  dialect: "postgresql",
+  out: process.env.STAGECRAFT_DRIZZLE_OUT,
+  dbCredentials: {{ url: process.env.DATABASE_URL }},
+  migrations: {{ schema: "{MIGRATIONS_SCHEMA}", table: "{MIGRATIONS_TABLE}" }},
+}};
+"""
+
+SCRIPT = f"""set -u
+mode="$1"
+STAGECRAFT_DRIZZLE_OUT="$2"
+export STAGECRAFT_DRIZZLE_OUT
+mark() {{ printf '{MARK}%s\\n' "$1"; }}
+for tool in node npx; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    mark '{{"missing": "'"$tool"'"}}'
+    exit {EXIT_MISSING}
+  fi
+done
+if ! node -e 'require.resolve("drizzle-kit", {{paths: [process.cwd()]}})' >/dev/null 2>&1; then
+  mark '{{"missing": "drizzle-kit"}}'
+  exit {EXIT_MISSING}
+fi
+snapshot() {{
+node - "$STAGECRAFT_DRIZZLE_OUT" "$1" <<'STAGECRAFT_JS'
+{SNAPSHOT_JS}
+STAGECRAFT_JS
+}}
+snapshot before || exit $?
+[ "$mode" = apply ] || exit 0
+dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$dir"' EXIT
+cat > "$dir/drizzle.config.mjs" <<'STAGECRAFT_CONFIG'
+{CONFIG_JS}STAGECRAFT_CONFIG
+npx --no-install drizzle-kit migrate --config "$dir/drizzle.config.mjs"
+rc=$?
+echo  # drizzle-kit's last line has no newline
+mark '{{"drizzle_kit_exit": '"$rc"'}}'
+snapshot after || exit $?
+exit $rc
+"""
+
+#: Plain variables for the container: no update checks or colours from npm.
+ENV = {"NPM_CONFIG_UPDATE_NOTIFIER": "false", "NO_COLOR": "1", "FORCE_COLOR": "0"}
+
+
+def parse_marks(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects the script printed (MARK lines), in order."""
+    marks = []
+    for line in stdout.splitlines():
+        at = line.find(MARK)
+        if at < 0:
+            continue
+        try:
+            value = json.loads(line[at + len(MARK):])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            marks.append(value)
+    return marks
+
+
+def migrations_of(snapshot: dict[str, Any]) -> tuple[tuple[Migration, ...], list[str]]:
+    """Every journal entry with drizzle-kit's view of whether it is applied, and the
+    tags that look applied (older than the newest row) but whose hash is not in the
+    table: edited after they were applied, or added out of order."""
+    rows = snapshot.get("applied") or []
+    hashes = {row.get("hash") for row in rows}
+    stamps = [row["created_at"] for row in rows if row.get("created_at") is not None]
+    newest = max(stamps) if stamps else None
+    migrations, suspicious = [], []
+    for entry in snapshot.get("entries") or []:
+        applied = newest is not None and entry["when"] <= newest
+        if applied and entry["hash"] not in hashes:
+            suspicious.append(entry["tag"])
+        migrations.append(Migration(name=entry["tag"], applied=applied, checksum=entry["hash"]))
+    return tuple(migrations), suspicious
+
+
+# drizzle-kit's spinner redraws its line: "erase line, column 1", then the new text.
+_REDRAW = re.compile(r"\x1b\[2K\x1b\[1G")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """``text`` as a terminal would end up showing it: each redrawn line only in its
+    last state, no colour codes, no blank lines."""
+    lines = (_ANSI.sub("", _REDRAW.split(line)[-1]).rstrip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def output_of(done: Completed) -> str:
+    """stdout then stderr, as plain text, without the script's own JSON lines (they
+    hold the journal, not news for a person)."""
+    stdout = "\n".join(line.split(MARK, 1)[0] for line in done.stdout.splitlines())
+    parts = [plain(stdout), plain(done.stderr)]
+    return "\n".join(p for p in parts if p)
+
+
+class DrizzleMigrator:
+    """drizzle-kit migrations in ``spec.path`` (the ``out`` folder, inside the image,
+    relative to its working directory; default ``drizzle``)."""
+
+    engine: ClassVar[str] = "drizzle"
+    can_down: ClassVar[bool] = False
+
+    def path(self, spec: PhaseSpec) -> str:
+        return spec.path or DEFAULT_PATH
+
+    def command(self, spec: PhaseSpec, mode: str) -> ContainerCommand:
+        """The container command of ``mode`` (``status`` or ``apply``)."""
+        if mode not in ("status", "apply"):
+            raise ValueError(f"unknown mode {mode!r}")
+        return ContainerCommand(argv=("sh", "-s", "--", mode, self.path(spec)), stdin=SCRIPT,
+                                env=dict(ENV))
+
+    def pending(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
+        done = runner.run(self.command(spec, "status"), timeout=timeout)
+        return self.report(spec, done, mode="status")
+
+    def apply(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
+        done = runner.run(self.command(spec, "apply"), timeout=timeout)
+        return self.report(spec, done, mode="apply")
+
+    def report(self, spec: PhaseSpec, done: Completed, *, mode: str) -> Report:
+        """The Report of a finished run; MigrationFailed when it failed."""
+        marks = parse_marks(done.stdout)
+        output = output_of(done)
+        where = f"{spec.phase}-deploy drizzle migrations ({self.path(spec)})"
+
+        def error(message: str, hint: str) -> MigrationFailed:
+            return MigrationFailed(f"{where}: {message}", output=output,
+                                   output_tail=output[-4000:], returncode=done.returncode,
+                                   hint=hint)
+
+        missing = next((m["missing"] for m in marks if "missing" in m), None)
+        if missing is not None:
+            needs = "Node.js" if missing == "node" else missing
+            raise error(f"engine drizzle needs {needs} in the image, and `{missing}` is not "
+                        f"there (looked in the image's working directory)", IMAGE_HINT)
+        problem = next((m for m in marks if "error" in m), None)
+        if problem is not None:
+            raise self.snapshot_error(problem, error, spec)
+        snapshots = {m["stage"]: m for m in marks if "entries" in m and "stage" in m}
+        before = snapshots.get("before")
+        if before is None:
+            if done.returncode == DOCKER_RUN_FAILED:
+                raise error(f"docker could not start the migration container: "
+                            f"{done.stderr.strip()[-500:]}",
+                            "check that the image exists where migrations run")
+            raise error(f"the engine's script ended ({done.returncode}) before reading the "
+                        f"migrations", "read the output above; the image needs a POSIX sh")
+        migrations, suspicious = migrations_of(before)
+        if suspicious:
+            raise error(
+                f"{', '.join(suspicious)}: older than the newest applied migration, but "
+                f"its hash is not in {MIGRATIONS_SCHEMA}.{MIGRATIONS_TABLE}: the file was "
+                f"edited after it was applied, or it was added out of order (drizzle-kit "
+                f"migrate never applies it)",
+                "never edit an applied migration: restore it and generate a new one; an "
+                "out-of-order migration needs a newer timestamp (generate it again)")
+        if mode == "status":
+            if done.returncode != 0:
+                raise error(f"the status check exited with {done.returncode}",
+                            "read the output for the cause")
+            return Report(engine=self.engine, phase=spec.phase, migrations=migrations,
+                          output=output)
+        exit_mark = next((m["drizzle_kit_exit"] for m in marks if "drizzle_kit_exit" in m), None)
+        after = snapshots.get("after")
+        after_migrations = migrations_of(after)[0] if after is not None else migrations
+        was = {m.name for m in migrations if m.applied}
+        applied_now = tuple(m.name for m in after_migrations if m.applied and m.name not in was)
+        if exit_mark != 0 or done.returncode != 0:
+            done_now = f"; applied by this run: {', '.join(applied_now)}" if applied_now else ""
+            left = [m.name for m in after_migrations if not m.applied]
+            raise error(f"drizzle-kit migrate failed (exit {exit_mark}){done_now}; still "
+                        f"pending: {', '.join(left) or 'none'}",
+                        "read drizzle-kit's output above (the failing statement and the "
+                        "database's error), fix the migration and deploy again")
+        left = [m.name for m in after_migrations if not m.applied]
+        if left:
+            raise error(f"drizzle-kit migrate succeeded but left {', '.join(left)} pending",
+                        "check the journal's `when` stamps: drizzle-kit skips entries older "
+                        "than the newest applied migration")
+        return Report(engine=self.engine, phase=spec.phase, migrations=after_migrations,
+                      applied_now=applied_now, output=output)
+
+    @staticmethod
+    def snapshot_error(problem: dict[str, Any], error, spec: PhaseSpec) -> MigrationFailed:
+        kind, message = problem.get("error"), problem.get("message", "")
+        if kind in ("journal-missing", "journal-invalid", "file-missing"):
+            return error(message, f"check migrations.{spec.phase}_deploy.path: it names "
+                         "drizzle-kit's `out` folder, relative to the image's WORKDIR, "
+                         "and the image must contain it (COPY it, with meta/_journal.json)")
+        if kind == "driver-missing":
+            return error(f"engine drizzle needs a PostgreSQL driver in the image: {message}",
+                         IMAGE_HINT)
+        if kind == "database":
+            return error(f"cannot read {MIGRATIONS_SCHEMA}.{MIGRATIONS_TABLE}: {message}",
+                         "check the DATABASE_URL secret and that the database is reachable "
+                         "from the migration container")
+        return error(f"the engine's snapshot failed: {message}", "read the output for the cause")
