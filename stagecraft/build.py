@@ -159,6 +159,7 @@ def build_images(
     built: dict[str, BuiltImage] = {}
     if to_build:
         backend = backend or backend_for(env)
+        _ensure_local_base_images(env, project_dir, to_build)
         _build_frontend_assets(env, project_dir, release_id, on_line)
         for name in to_build:
             request = BuildRequest(
@@ -200,6 +201,31 @@ def build_images(
             result[name] = replace(origin, service=name, source=SOURCE_FROM,
                                    from_service=service.from_)
     return result
+
+
+def _ensure_local_base_images(env: ResolvedEnvironment, project_dir: Path,
+                              services: Sequence[str]) -> None:
+    """The local cloud builds the base images it offers apps (stagecraft/runtime,
+    stagecraft/postgres) instead of pulling them: make those a Dockerfile names exist."""
+    if env.providers.cloud.kind != "local":
+        return
+    from stagecraft.providers.cloud.local import images
+
+    offered = {"stagecraft/runtime": images.ensure_runtime_image,
+               "stagecraft/postgres": images.ensure_postgres_image}
+    wanted: set[str] = set()
+    for name in services:
+        build = env.services[name].build
+        if build is None:
+            continue
+        dockerfile = project_dir / build.context / (build.dockerfile or "Dockerfile")
+        try:
+            text = dockerfile.read_text(encoding="utf-8")
+        except OSError:
+            continue  # the backend reports a missing Dockerfile
+        wanted.update(repo for repo in offered if repo in text)
+    for repo in sorted(wanted):
+        offered[repo]()
 
 
 def _sink(on_line: OutputSink | None, service: str) -> Callable[[str], None]:

@@ -41,11 +41,32 @@ def copy_example(parent: Path, prefix: str, edits: Mapping[str, str] | None = No
     for old, new in (edits or {}).items():
         text = text.replace(old, new, 1)
     config.write_text(text)
+    write_local_secrets(directory)
+    (directory / ".gitignore").write_text(".stagecraft/\n.env.*\n!.env.*.example\n")
     for command in (["init", "-q"], ["config", "user.name", "tests"],
                     ["config", "user.email", "tests@example.com"], ["add", "-A"],
                     ["commit", "-qm", "example app"]):
         subprocess.run(["git", *command], cwd=directory, check=True)
     return directory
+
+
+# Edits of copy_example that leave the database and its migrations out: for fleet
+# tests about other things, so each deploy does not also run two migration phases.
+WITHOUT_DB = {
+    "roles: [edge, app, db], volumes: [pgdata] }": "roles: [edge, app] }",
+    "\nmigrations:\n  engine: raw": "\nx-migrations:\n  engine: raw",
+    "    migrations: { host: local-1 }": "    x-migrations: { host: local-1 }",
+    "    secrets: [DATABASE_URL]": "    secrets: []",
+    "\n  db:\n    build: { context: db }": "\n  x-db:\n    build: { context: db }",
+}
+
+
+def write_local_secrets(project: Path) -> str:
+    """.env.local from the example's .env.local.example, with a random password."""
+    password = uuid.uuid4().hex
+    example = (project / ".env.local.example").read_text()
+    (project / ".env.local").write_text(example.replace("change-me", password))
+    return password
 
 
 @contextmanager

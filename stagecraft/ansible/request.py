@@ -39,8 +39,9 @@ SECRET_KEYS = frozenset({"content", "password", "value"})
 
 
 def secret_strings(secret_extravars: Mapping[str, Any]) -> list[str]:
-    """The strings of ``secret_extravars`` to mask: top-level strings and every
-    string under a ``content``/``password``/``value`` key, at any depth."""
+    """The strings of ``secret_extravars`` to mask: top-level strings, every string
+    under a ``content``/``password``/``value`` key at any depth, and every string
+    in a top-level ``*_secret_env`` mapping."""
     found: list[str] = []
 
     def walk(value: Any, secret: bool) -> None:
@@ -54,8 +55,10 @@ def secret_strings(secret_extravars: Mapping[str, Any]) -> list[str]:
             for item in value:
                 walk(item, secret)
 
-    for value in secret_extravars.values():
-        walk(value, isinstance(value, str))
+    for key, value in secret_extravars.items():
+        # A mapping of environment variables for a command (``*_secret_env``): every
+        # value is a secret.
+        walk(value, isinstance(value, str) or key.endswith("_secret_env"))
     return found
 
 

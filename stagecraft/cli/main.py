@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exec": ("exec", "Run a command in a service's container."),
     "lock": ("lock", "Show or release the deploy lock."),
     "audit": ("audit", "Show the hosts' audit logs, merged by time."),
+    "migrate": ("migrate", "List or run database migrations."),
 }
 
 

@@ -22,7 +22,14 @@ from typing import Any
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
 from stagecraft.deploy.request import RegistryLogin, release_request
-from stagecraft.errors import HookFailed, Interrupted, RunFailed, StagecraftError, StateError
+from stagecraft.errors import (
+    HookFailed,
+    Interrupted,
+    MigrationFailed,
+    RunFailed,
+    StagecraftError,
+    StateError,
+)
 from stagecraft.hooks import HookContext, Hooks
 from stagecraft.fleet import cloud_for, fleet_spec, state_dir
 from stagecraft.ledger import Ledger
@@ -288,6 +295,11 @@ class ReleaseRun:
                     record.result = {"services": outcome.services, "current": outcome.current}
         self._update(change)
 
+    def record_migration(self, record: Mapping[str, Any]) -> None:
+        def change(release: Release) -> None:
+            release.migrations.append(record)  # type: ignore[arg-type]
+        self._update(change)
+
     def fail(self, exc: BaseException, phase: str | None = None) -> None:
         """Record how an exception ended the release: interrupted (Ctrl-C) or failed."""
         if isinstance(exc, (Interrupted, KeyboardInterrupt)):
@@ -391,16 +403,39 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
                 run.phase("build", "ok")
             hooks.run("pre-deploy", on_line=say)
         failed_phase = "rollout"
-        result = _run_playbook(target, action=action, release_id=release_id, renders=renders,
-                               registry=registry, traefik_image=traefik_image,
-                               options=options, on_event=on_event, hooks=hooks,
-                               traefik_current=set(traefik_current))
-        outcome.run = result
-        outcome.executed = True
-        outcome.phases = fold_outcomes(_job_events(result.artifacts_dir))
-        switched = switched_hosts(outcome.phases, release_id)
-        run.record_hosts(outcome.phases, switched)
-        result.raise_for_status()
+        migrations = _migration_setup(target, action, images, options, say)
+        pre = migrations is not None and migrations.phase("pre") is not None
+        # Pre-deploy migrations run after every host pulled and before any switches.
+        segments: list[tuple[str, ...] | None] = \
+            [("upload", "pull"), ("rollout",)] if pre else [None]
+        for index, phases in enumerate(segments):
+            if index == 1:
+                failed_phase = "migrate-pre"
+                _migrate(target, run, migrations, "pre", say)
+                failed_phase = "rollout"
+            result = _run_playbook(target, action=action, release_id=release_id,
+                                   renders=renders, registry=registry,
+                                   traefik_image=traefik_image, options=options,
+                                   on_event=on_event, hooks=hooks,
+                                   traefik_current=set(traefik_current), phases=phases)
+            outcome.run = result
+            outcome.executed = True
+            for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
+                outcome.phases.setdefault(phase_name, {}).update(hosts)
+            switched = switched_hosts(outcome.phases, release_id)
+            run.record_hosts(outcome.phases, switched)
+            result.raise_for_status()
+        if migrations is not None and migrations.phase("post") is not None:
+            failed_phase = "migrate-post"
+            try:
+                _migrate(target, run, migrations, "post", say)
+            except MigrationFailed as exc:
+                exc.message = (f"every host switched to {release_id}, but its post-deploy "
+                               f"migrations failed (nothing was rolled back): {exc.message}")
+                exc.hint = ("fix the migration and run `stagecraft migrate run --phase post`, "
+                            "or deploy a fix")
+                exc.release_result = "failed-after-switch"  # type: ignore[attr-defined]
+                raise
         failed_phase = "finalize"
         if not options.check:
             run.phase("finalize", "ok")
@@ -426,7 +461,9 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         run.finish("failed", exc, phase=failed_phase_name, host=failure_host)
         raise
     except StagecraftError as exc:
-        run.finish("failed", exc, phase=failed_phase)
+        if failed_phase == "migrate-pre":
+            exc.message += "\nno host was switched"
+        run.finish(getattr(exc, "release_result", "failed"), exc, phase=failed_phase)
         raise
     except BaseException as exc:
         run.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
@@ -449,10 +486,47 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     return outcome
 
 
+def _migration_setup(target: Target, action: str, images: Mapping[str, str],
+                     options: DeployOptions, say: Say):
+    """The release's migration setup; None when there is nothing to run (no
+    ``migrations:``, a rollback, or a dry run, which only says what would run)."""
+    from stagecraft.deploy.migrate import migration_setup
+
+    if action != "deploy" or target.env.migrations is None:
+        return None
+    setup = migration_setup(target.env, target.project_dir, images)
+    if setup is not None and options.check:
+        for phase in ("pre", "post"):
+            if setup.phase(phase) is not None:
+                say(f"migrate-{phase}: would apply pending {setup.engine_name} migrations "
+                    f"on {setup.host} (dry run: not run)")
+        return None
+    return setup
+
+
+def _migrate(target: Target, run: ReleaseRun, setup: Any, phase: str, say: Say) -> None:
+    """Run one migration phase, record it in the ledger; MigrationFailed on failure."""
+    from stagecraft.deploy.migrate import run_phase
+
+    name = f"migrate-{phase}"
+    run.phase(name, "running")
+    say(f"{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")
+    outcome = run_phase(target, setup, phase)
+    run.record_migration(outcome.to_record())
+    if outcome.error is not None:
+        run.phase(name, "failed")
+        raise outcome.error
+    run.phase(name, "ok")
+    applied = list(outcome.report.applied_now) if outcome.report else []
+    say(f"{name}: applied {len(applied)} in {outcome.seconds:.1f}s"
+        + (f": {', '.join(applied)}" if applied else " (nothing pending)"))
+
+
 def _run_playbook(target: Target, *, action: str, release_id: str,
                   renders: Mapping[str, HostRender], registry: RegistryLogin | None,
                   traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
-                  hooks: Hooks, traefik_current: set[str]):
+                  hooks: Hooks, traefik_current: set[str],
+                  phases: tuple[str, ...] | None = None):
     from stagecraft.ansible.bundle import prepare
     from stagecraft.ansible.runner import run as run_bundle
 
@@ -465,7 +539,7 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
         registry=registry, traefik_image=traefik_image, force=options.force,
         upload=action == "deploy", check=options.check, verbosity=options.verbosity,
         hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables(),
-        traefik_current=traefik_current)
+        traefik_current=traefik_current, phases=phases)
     bundle = prepare(request, target.runs_dir)
     return run_bundle(bundle, on_event=on_event)
 

@@ -74,6 +74,7 @@ def release_request(
     hooks: Mapping[str, str] | None = None,
     hook_env: Mapping[str, str] | None = None,
     traefik_current: Iterable[str] = (),
+    phases: Iterable[str] | None = None,
 ) -> RunRequest:
     """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
     connection = ConnectionSettings(private_key=access.private_key,
@@ -110,6 +111,8 @@ def release_request(
         # Every input above is built here, so the playbook's own checks are skipped.
         "stagecraft_inputs_checked": True,
     }
+    if phases is not None:  # a part of the host phases (around pre-deploy migrations)
+        extravars["stagecraft_phases"] = list(phases)
     if hooks:  # pre-rollout / post-rollout, run once per batch on the controller
         extravars["stagecraft_hooks"] = dict(hooks)
         extravars["stagecraft_hook_env"] = dict(hook_env or {})

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from shop_fleet import (ENV, STAGECRAFT, Edge, copy_example, fleet, host_records, project_name,
+from shop_fleet import (ENV, STAGECRAFT, WITHOUT_DB, Edge, copy_example, fleet, host_records, project_name,
                         releases, set_env_value, stagecraft)
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
@@ -161,7 +161,7 @@ def hooks(project: Path, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    with fleet(copy_example(tmp_path_factory.mktemp("failures"), "f")) as directory:
+    with fleet(copy_example(tmp_path_factory.mktemp("failures"), "f", WITHOUT_DB)) as directory:
         yield directory
 
 

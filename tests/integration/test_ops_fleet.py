@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from shop_fleet import copy_example, fleet, project_name, stagecraft
+from shop_fleet import WITHOUT_DB, copy_example, fleet, project_name, stagecraft
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ def as_json(result: subprocess.CompletedProcess):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
     directory = copy_example(tmp_path_factory.mktemp("ops"), "o",
-                             {'APP_VERSION: "1.0.0"': f'APP_VERSION: "{APP_VERSION}"'})
+                             {**WITHOUT_DB, 'APP_VERSION: "1.0.0"': f'APP_VERSION: "{APP_VERSION}"'})
     with fleet(directory):
         deploy = stagecraft(directory, "deploy", "--yes")
         assert deploy.returncode == 0, deploy.stderr[-6000:]

@@ -2,9 +2,11 @@
 
 Endpoints:
   /up       health: 200 "ok", or 500 when APP_FAIL_HEALTH is set (a deliberately
-            unhealthy release, for rollout tests)
-  /version  JSON: the APP_VERSION of this release (``version``) and the container's
-            hostname (``host``, also as ``hostname``)
+            unhealthy release, for rollout tests) or the database (when
+            DATABASE_URL is set) does not answer
+  /version  JSON: the APP_VERSION of this release (``version``), the container's
+            hostname (``host``, also as ``hostname``) and, with a database, what
+            it holds (``db``: newest migration per phase, item count, columns)
   /sleep    answers after ?ms= milliseconds (at most 10 s): an in-flight request
             that a graceful stop must let finish
   /         a line of text naming the version and the container
@@ -26,6 +28,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from shopapp import db
+
 MAX_SLEEP_MS = 10_000
 
 
@@ -44,11 +48,23 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/up":
             if _flag("APP_FAIL_HEALTH"):
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "unhealthy (APP_FAIL_HEALTH)\n")
-            else:
-                self._send(HTTPStatus.OK, "ok\n")
+                return
+            if db.enabled():
+                try:
+                    db.ping()
+                except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, f"database: {exc}\n")
+                    return
+            self._send(HTTPStatus.OK, "ok\n")
         elif url.path == "/version":
             host = socket.gethostname()
-            body = json.dumps({"version": _version(), "host": host, "hostname": host})
+            data: dict[str, object] = {"version": _version(), "host": host, "hostname": host}
+            if db.enabled():
+                try:
+                    data["db"] = db.facts()
+                except Exception as exc:  # noqa: BLE001 - shown, not fatal
+                    data["db"] = {"error": str(exc)}
+            body = json.dumps(data)
             self._send(HTTPStatus.OK, body + "\n", "application/json")
         elif url.path == "/sleep":
             try:
