@@ -120,7 +120,17 @@ CONFIG_JS = f"""export default {{
 }};
 """
 
+# Whether the package (argument 1) can be required from the working directory: its
+# package.json first (some packages export no main entry), then the package itself.
+HAS_PACKAGE = (
+    "HAS_PACKAGE='const n = process.argv[1]; "
+    "for (const s of [n + \"/package.json\", n]) { try { "
+    "require.resolve(s, {paths: [process.cwd()]}); process.exit(0); } catch (e) {} } "
+    "process.exit(1);'"
+)
+
 SCRIPT = f"""set -u
+{HAS_PACKAGE}
 mode="$1"
 STAGECRAFT_DRIZZLE_OUT="$2"
 export STAGECRAFT_DRIZZLE_OUT
@@ -131,7 +141,7 @@ for tool in node npx; do
     exit {EXIT_MISSING}
   fi
 done
-if ! node -e 'require.resolve("drizzle-kit", {{paths: [process.cwd()]}})' >/dev/null 2>&1; then
+if ! node -e "$HAS_PACKAGE" drizzle-kit >/dev/null 2>&1; then
   mark '{{"missing": "drizzle-kit"}}'
   exit {EXIT_MISSING}
 fi

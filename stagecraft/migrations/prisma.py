@@ -1,0 +1,288 @@
+"""The ``prisma`` engine: ``prisma migrate deploy`` in a one-off container of the release
+image, ``prisma migrate status`` to see what is pending. See spec/migrations/prisma.md.
+
+One shell script (fed to ``sh -s`` on stdin) runs in the container:
+
+- checks that the image has node, npx and the ``prisma`` package (from the app's
+  package.json, in the image's working directory);
+- ``status``: runs ``npx --no-install prisma migrate status [--schema PATH]``, then
+  lists the migrations folder that Prisma named ("N migrations found in DIR");
+- ``apply``: runs ``prisma migrate deploy`` first, then the same status and listing,
+  so the report shows the state after the run.
+
+Prisma reads its own configuration (prisma.config.ts, package.json#prisma, or
+prisma/schema.prisma); ``path`` in stagecraft.yml, when set, is passed as
+``--schema`` (a schema file, or a folder of .prisma files); the migrations are in
+the ``migrations`` folder beside it. ``migrate status`` exits 1 when migrations are
+pending: that is a state, not an error, and the engine reads it from the text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from stagecraft.errors import MigrationFailed
+from stagecraft.migrations.base import (
+    Completed,
+    ContainerCommand,
+    ContainerRunner,
+    Migration,
+    PhaseSpec,
+    Report,
+)
+
+#: Every line the script itself prints starts with this; the rest is Prisma's.
+MARK = "@@stagecraft-prisma "
+EXIT_MISSING = 127
+DOCKER_RUN_FAILED = 125
+
+IMAGE_HINT = ("add prisma to the app's package.json devDependencies and keep it in the "
+              "image: `npm ci` (not `--omit=dev`) in the Dockerfile's WORKDIR, with Node.js "
+              "and npm installed (Debian: apt-get install nodejs npm); where Prisma cannot "
+              "download its engine binaries, configure a driver adapter (see "
+              "examples/migrations/prisma)")
+
+# Whether the package (argument 1) can be required from the working directory: its
+# package.json first (some packages export no main entry), then the package itself.
+HAS_PACKAGE = (
+    "HAS_PACKAGE='const n = process.argv[1]; "
+    "for (const s of [n + \"/package.json\", n]) { try { "
+    "require.resolve(s, {paths: [process.cwd()]}); process.exit(0); } catch (e) {} } "
+    "process.exit(1);'"
+)
+
+SCRIPT = f"""set -u
+{HAS_PACKAGE}
+mode="$1"
+shift
+mark() {{ printf '\\n{MARK}%s\\n' "$1"; }}
+for tool in node npx; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    mark '{{"missing": "'"$tool"'"}}'
+    exit {EXIT_MISSING}
+  fi
+done
+if ! node -e "$HAS_PACKAGE" prisma >/dev/null 2>&1; then
+  mark '{{"missing": "prisma"}}'
+  exit {EXIT_MISSING}
+fi
+rc=0
+if [ "$mode" = apply ]; then
+  npx --no-install prisma migrate deploy "$@"
+  rc=$?
+  mark '{{"step": "deploy", "exit": '"$rc"'}}'
+fi
+out=$(npx --no-install prisma migrate status "$@" 2>&1)
+status=$?
+printf '%s\\n' "$out"
+mark '{{"step": "status", "exit": '"$status"'}}'
+dir=$(printf '%s\\n' "$out" | sed -n 's/^[0-9][0-9]* migrations\\{{0,1\\}} found in \\(.*\\)$/\\1/p' | tail -n 1)
+if [ -n "$dir" ] && [ -d "$dir" ]; then
+  for found in "$dir"/*/; do
+    if [ -f "${{found}}migration.sql" ]; then
+      mark '{{"migration": "'"$(basename "$found")"'"}}'
+    fi
+  done
+fi
+exit $rc
+"""
+
+#: Plain variables for the container: no update checks (they would reach the internet)
+#: and no colours.
+ENV = {"CHECKPOINT_DISABLE": "1", "PRISMA_HIDE_UPDATE_MESSAGE": "1",
+       "NPM_CONFIG_UPDATE_NOTIFIER": "false", "NO_COLOR": "1"}
+
+_PENDING = re.compile(r"^Following migrations? have not yet been applied:\s*$")
+_FAILED = re.compile(r"^Following migrations? have failed:\s*$")
+_TREE = re.compile(r"└─\s*([^/\s]+)/\s*$")  # "  └─ 20240101000000_init/" in deploy's tree
+_ERROR = re.compile(r"^Error:\s*(.*)$")
+_DRIFT = "migrations table from your database are different"
+_NAME = re.compile(r"^[^\s/]+$")
+
+
+def parse_marks(stdout: str) -> list[dict[str, Any]]:
+    """The JSON objects the script printed (MARK lines), in order."""
+    marks = []
+    for line in stdout.splitlines():
+        at = line.find(MARK)
+        if at < 0:
+            continue
+        try:
+            value = json.loads(line[at + len(MARK):])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            marks.append(value)
+    return marks
+
+
+def names_after(text: str, heading: re.Pattern[str]) -> list[str]:
+    """The names listed one per line after a ``heading`` line of ``migrate status``, up
+    to the first blank line."""
+    names: list[str] = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not heading.match(line.strip()):
+            continue
+        for item in lines[index + 1:]:
+            item = item.strip()
+            if not item or not _NAME.match(item):
+                break
+            names.append(item)
+    return names
+
+
+def deployed_names(text: str) -> list[str]:
+    """The migrations ``migrate deploy`` says it applied (its tree of folders)."""
+    return [m.group(1) for line in text.splitlines() if (m := _TREE.search(line))]
+
+
+def first_error(text: str) -> str | None:
+    """Prisma's ``Error: ...`` line with the few lines that explain it."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = _ERROR.match(line.strip())
+        if match:
+            rest = [item.strip() for item in lines[index + 1:index + 12] if item.strip()]
+            return " ".join([match.group(1), *rest]).strip()
+    return None
+
+
+def output_of(done: Completed) -> str:
+    """stdout then stderr without the script's JSON lines and blank lines."""
+    stdout = "\n".join(line for line in done.stdout.splitlines() if MARK not in line)
+    parts = ["\n".join(line.rstrip() for line in stdout.splitlines() if line.strip()),
+             done.stderr.strip()]
+    return "\n".join(p for p in parts if p)
+
+
+def _section(stdout: str, step: str) -> str:
+    """The text Prisma printed for ``step`` (``deploy`` or ``status``): what comes
+    before that step's mark and after the previous one."""
+    current: list[str] = []
+    for line in stdout.splitlines():
+        at = line.find(MARK)
+        if at < 0:
+            current.append(line)
+            continue
+        current.append(line[:at])
+        try:
+            value = json.loads(line[at + len(MARK):])
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("step") == step:
+            return "\n".join(current)
+        if isinstance(value, dict) and "step" in value:
+            current = []
+    return ""
+
+
+class PrismaMigrator:
+    """Prisma Migrate's migrations: the ``migrations`` folder beside the schema that
+    ``spec.path`` names (inside the image, relative to its working directory), or the
+    one Prisma's own configuration finds when the phase has no path."""
+
+    engine: ClassVar[str] = "prisma"
+    can_down: ClassVar[bool] = False
+
+    def command(self, spec: PhaseSpec, mode: str) -> ContainerCommand:
+        """The container command of ``mode`` (``status`` or ``apply``)."""
+        if mode not in ("status", "apply"):
+            raise ValueError(f"unknown mode {mode!r}")
+        schema = ("--schema", spec.path) if spec.path else ()
+        return ContainerCommand(argv=("sh", "-s", "--", mode, *schema), stdin=SCRIPT,
+                                env=dict(ENV))
+
+    def pending(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
+        done = runner.run(self.command(spec, "status"), timeout=timeout)
+        return self.report(spec, done, mode="status")
+
+    def apply(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
+        done = runner.run(self.command(spec, "apply"), timeout=timeout)
+        return self.report(spec, done, mode="apply")
+
+    def report(self, spec: PhaseSpec, done: Completed, *, mode: str) -> Report:
+        """The Report of a finished run; MigrationFailed when it failed."""
+        marks = parse_marks(done.stdout)
+        output = output_of(done)
+        where = f"{spec.phase}-deploy prisma migrations ({spec.path or 'prisma defaults'})"
+
+        def error(message: str, hint: str) -> MigrationFailed:
+            return MigrationFailed(f"{where}: {message}", output=output,
+                                   output_tail=output[-4000:], returncode=done.returncode,
+                                   hint=hint)
+
+        missing = next((m["missing"] for m in marks if "missing" in m), None)
+        if missing is not None:
+            needs = "Node.js" if missing == "node" else missing
+            raise error(f"engine prisma needs {needs} in the image, and `{missing}` is not "
+                        f"there (looked in the image's working directory)", IMAGE_HINT)
+        steps = {m["step"]: m.get("exit") for m in marks if "step" in m}
+        if "status" not in steps:
+            if done.returncode == DOCKER_RUN_FAILED:
+                raise error(f"docker could not start the migration container: "
+                            f"{done.stderr.strip()[-500:]}",
+                            "check that the image exists where migrations run")
+            raise error(f"the engine's script ended ({done.returncode}) before Prisma "
+                        f"reported the migrations' status", "read the output for the cause")
+
+        applied_now: tuple[str, ...] = ()
+        if mode == "apply":
+            deploy_text = _section(done.stdout, "deploy")
+            applied_now = tuple(deployed_names(deploy_text))
+            if steps.get("deploy") != 0:
+                raise self.deploy_failure(deploy_text, steps.get("deploy"), applied_now, error)
+
+        status_text = _section(done.stdout, "status")
+        pending = names_after(status_text, _PENDING)
+        failed = names_after(status_text, _FAILED)
+        if failed:
+            raise error(f"migration {', '.join(failed)} failed earlier and is recorded as "
+                        f"failed in _prisma_migrations; Prisma applies nothing until it is "
+                        f"resolved",
+                        "fix the database by hand, then mark it with `prisma migrate resolve "
+                        "--applied NAME` or `--rolled-back NAME` (run in the image), and "
+                        "deploy again")
+        if steps["status"] != 0:
+            problem = first_error(status_text)
+            if _DRIFT in status_text:
+                raise error("the database has migrations that the image's migrations "
+                            "folder lacks (Prisma: the local history and the database's "
+                            "migrations table differ)",
+                            "deploy an image whose migrations folder contains every applied "
+                            "migration; never delete or rename an applied migration")
+            if problem is not None or not pending:
+                raise error(f"prisma migrate status failed (exit {steps['status']}): "
+                            f"{problem or 'see the output'}",
+                            "check the DATABASE_URL secret, that the database is reachable "
+                            "from the migration container, and Prisma's configuration in "
+                            "the image (schema, prisma.config.ts)")
+        if mode == "apply" and pending:
+            raise error(f"prisma migrate deploy succeeded but left {', '.join(pending)} "
+                        f"pending", "read the output above")
+
+        listed = [m["migration"] for m in marks if isinstance(m.get("migration"), str)]
+        names = sorted(set(listed) | set(pending) | set(applied_now))
+        migrations = tuple(Migration(name=name, applied=name not in pending) for name in names)
+        return Report(engine=self.engine, phase=spec.phase, migrations=migrations,
+                      applied_now=applied_now, output=output)
+
+    @staticmethod
+    def deploy_failure(text: str, code: Any, applied_now: tuple[str, ...], error) -> MigrationFailed:
+        """The MigrationFailed of a ``migrate deploy`` that exited non-zero."""
+        name = re.search(r"^Migration name:\s*(\S+)", text, re.M)
+        db_error = re.search(r"^Database error:\s*\n(.+)$", text, re.M)
+        before = f"; applied before it: {', '.join(applied_now)}" if applied_now else ""
+        if name is not None:
+            cause = db_error.group(1).strip() if db_error else (first_error(text) or "")
+            return error(f"migration {name.group(1)} failed: {cause}{before}",
+                         "Prisma recorded it as failed: repair the database (statements before "
+                         "the failing one may have run), then run `prisma migrate resolve "
+                         f"--rolled-back {name.group(1)}` in the image, fix the migration and "
+                         "deploy again")
+        return error(f"prisma migrate deploy failed (exit {code}): "
+                     f"{first_error(text) or 'see the output'}{before}",
+                     "check the DATABASE_URL secret, that the database is reachable from the "
+                     "migration container, and Prisma's configuration in the image")
