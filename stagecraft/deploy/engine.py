@@ -417,7 +417,8 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
                                    renders=renders, registry=registry,
                                    traefik_image=traefik_image, options=options,
                                    on_event=on_event, hooks=hooks,
-                                   traefik_current=set(traefik_current), phases=phases)
+                                   traefik_current=set(traefik_current), phases=phases,
+                                   start_stateful=pre and index == 0)
             outcome.run = result
             outcome.executed = True
             for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
@@ -526,7 +527,7 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
                   renders: Mapping[str, HostRender], registry: RegistryLogin | None,
                   traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
                   hooks: Hooks, traefik_current: set[str],
-                  phases: tuple[str, ...] | None = None):
+                  phases: tuple[str, ...] | None = None, start_stateful: bool = False):
     from stagecraft.ansible.bundle import prepare
     from stagecraft.ansible.runner import run as run_bundle
 
@@ -539,7 +540,7 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
         registry=registry, traefik_image=traefik_image, force=options.force,
         upload=action == "deploy", check=options.check, verbosity=options.verbosity,
         hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables(),
-        traefik_current=traefik_current, phases=phases)
+        traefik_current=traefik_current, phases=phases, start_stateful=start_stateful)
     bundle = prepare(request, target.runs_dir)
     return run_bundle(bundle, on_event=on_event)
 

@@ -75,6 +75,7 @@ def release_request(
     hook_env: Mapping[str, str] | None = None,
     traefik_current: Iterable[str] = (),
     phases: Iterable[str] | None = None,
+    start_stateful: bool = False,
 ) -> RunRequest:
     """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
     connection = ConnectionSettings(private_key=access.private_key,
@@ -113,6 +114,8 @@ def release_request(
     }
     if phases is not None:  # a part of the host phases (around pre-deploy migrations)
         extravars["stagecraft_phases"] = list(phases)
+    if start_stateful:  # the database must run before pre-deploy migrations
+        extravars["stagecraft_start_stateful"] = True
     if hooks:  # pre-rollout / post-rollout, run once per batch on the controller
         extravars["stagecraft_hooks"] = dict(hooks)
         extravars["stagecraft_hook_env"] = dict(hook_env or {})

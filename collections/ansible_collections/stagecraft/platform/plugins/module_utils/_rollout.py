@@ -84,6 +84,7 @@ class ComposeRollout:
         self.keep_releases = int(params["keep_releases"])
         self.action = params["action"]
         self.performer = params.get("performer") or ""
+        self.start_stateful = bool(params.get("start_stateful"))
         self.check = module.check_mode
         self.host = platform.node()
         self.release_dir = os.path.join(self.base_dir, RELEASES, self.release_id)
@@ -143,16 +144,27 @@ class ComposeRollout:
             "images": {ref: ("pulled" if ref in missing else "present") for ref in images},
             "pulled": missing,
         }
-        if self.check or not missing:
-            return result
-        config_dir = self._login()
-        try:
-            for ref in missing:
-                self.docker.pull(ref)
-        finally:
-            if config_dir:
-                self.docker.environ.pop("DOCKER_CONFIG", None)
-                shutil.rmtree(config_dir, ignore_errors=True)
+        if not self.check and missing:
+            config_dir = self._login()
+            try:
+                for ref in missing:
+                    self.docker.pull(ref)
+            finally:
+                if config_dir:
+                    self.docker.environ.pop("DOCKER_CONFIG", None)
+                    shutil.rmtree(config_dir, ignore_errors=True)
+        if self.start_stateful:
+            # Pre-deploy migrations need the database before anything rolls: stateful
+            # services that do not exist yet are created now (existing ones are kept,
+            # as the rollout would keep them).
+            absent = [desired for name, desired in sorted(services.items())
+                      if desired.strategy == "stateful" and not self.docker.containers(name)]
+            result["started"] = [desired.name for desired in absent]
+            if absent:
+                result["changed"] = True
+                if not self.check:
+                    for desired in absent:
+                        self._up(desired, CREATED)
         return result
 
     def _login(self) -> str | None:

@@ -92,6 +92,13 @@ options:
     description: Who runs it (C(user@machine)), for the audit log.
     type: str
     default: ""
+  start_stateful:
+    description:
+      - With O(phase=pull), also create the release's stateful services that have no
+        container yet and wait until they are ready (before pre-deploy migrations).
+        Existing ones are kept.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -208,6 +215,7 @@ def main() -> None:
             "force": {"type": "bool", "default": False},
             "keep_releases": {"type": "int", "default": 5},
             "action": {"type": "str", "default": "deploy", "choices": ["deploy", "rollback"]},
+            "start_stateful": {"type": "bool", "default": False},
             "performer": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
