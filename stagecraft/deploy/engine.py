@@ -566,10 +566,32 @@ def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,
     are planned as if nothing ran there."""
     deployed = target.ledger.deployed_state(target.env.name)
     unknown = set(unknown)
-    return build_plan(desired_states(renders),
-                      {h.name: None if h.name in unknown else deployed.get(h.name)
-                       for h in target.env.hosts},
-                      action=action, release_id=release_id, force=force)
+    desired = desired_states(renders)
+    before = {h.name: None if h.name in unknown else deployed.get(h.name)
+              for h in target.env.hosts}
+    plan = build_plan(desired, before, action=action, release_id=release_id, force=force)
+    hints = migration_hints(target.env) if action == "deploy" and plan.has_changes else {}
+    if not hints:
+        return plan
+    return build_plan(desired, before, action=action, release_id=release_id, force=force,
+                      hints=hints)
+
+
+def migration_hints(env: ResolvedEnvironment) -> dict[str, list[str]]:
+    """The plan's lines for the migration phases a deploy of ``env`` runs (which
+    migrations are pending is known once the new image runs: `migrate plan`)."""
+    from stagecraft.deploy.migrate import migration_host, phase_specs
+
+    migrations = env.migrations
+    if migrations is None:
+        return {}
+    hints: dict[str, list[str]] = {}
+    for phase, spec in phase_specs(env).items():
+        where = spec.path or " ".join(spec.command or ())
+        hints[f"migrate-{phase}"] = [
+            f"{migrations.engine} migrations ({where}) from {migrations.from_}'s new image "
+            f"on {migration_host(env)}"]
+    return hints
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ def test_deploy_v2_under_load_fails_no_request(project: Path, edge: Edge) -> Non
     plan = stagecraft(project, "plan", "--detailed-exitcode")
     assert plan.returncode == 20, plan.stdout + plan.stderr
     assert "~ web" in plan.stdout, plan.stdout
+    assert "migrate-pre" in plan.stdout and "migrate-post" in plan.stdout, plan.stdout
     before = len(releases(project))
     dry = stagecraft(project, "deploy", "--dry-run", "--yes")
     assert dry.returncode == 0, dry.stderr[-6000:]
