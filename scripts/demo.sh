@@ -56,6 +56,10 @@ mkdir -p "$APP"
 cp -r "$REPO/examples/shop/." "$APP/"
 cd "$APP"
 sed -i "0,/name: shop/s//name: demo$$/" stagecraft.yml
+# The local environment's secrets (database password): generated, never committed.
+PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+sed "s/change-me/$PASSWORD/g" .env.local.example > .env.local
+printf '.stagecraft/\n.env.*\n!.env.*.example\n' > .gitignore
 git init -q && git add -A && git -c user.name=demo -c user.email=demo@example.com commit -qm "example app"
 export STAGECRAFT_ENV=local
 commit() { git -c user.name=demo -c user.email=demo@example.com commit -qam "$1"; }
@@ -78,10 +82,12 @@ step "stagecraft plan (first deploy: everything is new)"
 set_version v1
 "$STAGECRAFT" plan
 
-step "stagecraft deploy: build, push to the fleet's registry, roll out v1"
-"$STAGECRAFT" deploy --yes --quiet
-echo "through the edge (127.0.0.1:$PORT, Host shop.localhost):"
+step "stagecraft deploy: build, push to the fleet's registry, start the database, run the pre-deploy migrations, roll out v1, run the post-deploy ones"
+"$STAGECRAFT" deploy --yes
+echo "through the edge (127.0.0.1:$PORT, Host shop.localhost): the version and what the database holds"
 edge /version
+V1=$("$STAGECRAFT" releases list --output json | python3 -c 'import json,sys; print([r["id"] for r in json.load(sys.stdin) if r["result"] == "succeeded"][0])')
+"$STAGECRAFT" releases show "$V1"
 
 step "stagecraft deploy again: one probe per host, nothing to do, no playbook"
 "$STAGECRAFT" deploy --yes --skip-build

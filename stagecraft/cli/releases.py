@@ -71,6 +71,14 @@ def show(app: AppContext, release_id: str) -> None:
                 seconds = f" {h.seconds:.1f} s" if h.seconds is not None else ""
                 detail = f" - {h.detail}" if h.detail else ""
                 click.echo(f"    {host}: {h.status}{seconds}{' changed' if h.changed else ''}{detail}")
+        for m in r.migrations:
+            took = f" {m.seconds:.1f} s" if m.seconds is not None else ""
+            applied = ", ".join(m.applied) if m.applied else "nothing pending"
+            click.echo(f"  migrations {m.phase}-deploy ({m.engine} on {m.host}): "
+                       f"{m.status}{took} - applied {applied}")
+            if m.status == "failed" and m.output:
+                for line in m.output.strip().splitlines()[-5:]:
+                    click.echo(f"    {line}")
         for host, h in sorted(r.hosts.items()):
             click.echo(f"  host {host}: {h.status}{', switched' if h.switched else ''}")
         if r.error:
