@@ -260,14 +260,23 @@ def healthcheck_of(service_name: str, service: Service, check: Healthcheck) -> d
     return rendered
 
 
+def volume_directory(volume: str, service: str) -> str:
+    """The directory of ``service`` on block volume ``volume``: /mnt/<volume>/<service>."""
+    return f"{VOLUME_MOUNT_ROOT}/{volume}/{service}"
+
+
 def _mounts(env: ResolvedEnvironment, host: Host, name: str,
-            service: Service) -> tuple[list[str], dict[str, dict[str, Any]]]:
+            service: Service) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """A service's mounts, and the named volumes they need declared at the top level.
 
-    A volume the host carries as block storage is its mount point under /mnt;
-    any other named volume is a Docker volume named ``<project>-<env>-<volume>``.
+    A volume the host carries as block storage binds the service's own directory
+    on it, ``/mnt/<volume>/<service>`` (the volumes role makes it; a filesystem's
+    root holds lost+found, which postgres refuses as its data directory), and
+    never creates it: unmounted, the service fails to start instead of writing to
+    the empty mount point. Any other named volume is a Docker volume named
+    ``<project>-<env>-<volume>``.
     """
-    mounts: list[str] = []
+    mounts: list[Any] = []
     declared: dict[str, dict[str, Any]] = {}
     for mount in service.volumes:
         match = _MOUNT.match(mount)
@@ -280,7 +289,12 @@ def _mounts(env: ResolvedEnvironment, host: Host, name: str,
         if source.startswith(("/", ".")):
             mounts.append(_compose_text(f"{source}:{target}{suffix}"))
         elif source in host.volumes:
-            mounts.append(_compose_text(f"{VOLUME_MOUNT_ROOT}/{source}:{target}{suffix}"))
+            bind: dict[str, Any] = {
+                "type": "bind", "source": _compose_text(volume_directory(source, name)),
+                "target": _compose_text(target), "bind": {"create_host_path": False}}
+            if mode == "ro":
+                bind["read_only"] = True
+            mounts.append(bind)
         else:
             declared[source] = {"name": f"{project_name(env)}-{source}"}
             mounts.append(_compose_text(f"{source}:{target}{suffix}"))

@@ -198,10 +198,12 @@ def test_a_command_healthcheck_runs_after_the_drain_test(config):
     assert check["timeout"] == "3s"  # the config's default
 
 
-def test_a_carried_block_volume_is_mounted_from_mnt(config):
+def test_a_carried_block_volume_binds_the_services_directory_and_never_creates_it(config):
     document = compose_of(config, "three", "db-1")
     assert document["services"]["db"]["volumes"] == [
-        "/mnt/pgdata:/var/lib/postgresql/data", "/srv/backups:/backups:ro"]
+        {"type": "bind", "source": "/mnt/pgdata/db", "target": "/var/lib/postgresql/data",
+         "bind": {"create_host_path": False}},
+        "/srv/backups:/backups:ro"]
     assert "volumes" not in document
 
 
