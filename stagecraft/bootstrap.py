@@ -4,7 +4,8 @@ The inventory comes from the same renderer the inventory plugin uses; the role's
 variables are the project/environment names, the environment's SSH public key for
 the deploy user, and whatever the cloud provider needs (the local cloud's Docker
 quirk, for instance). The firewall play that follows gets the environment's
-`firewall` section and the private network (stagecraft/firewall.py).
+`firewall` section and the private network (stagecraft/firewall.py). The volumes
+play gets each host's block volumes (``volumes_by_host``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stagecraft.ansible.runner import RunResult, run
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
 from stagecraft.providers.cloud import CloudProvider, FleetSpec, StateFiles
+from stagecraft.render.compose import services_on
 from stagecraft.render.inventory import ConnectionSettings, load_host_records, render_inventory
 
 PLAYBOOK = "bootstrap.yml"
@@ -58,6 +60,7 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
         **cloud_vars,
         # Every host's but firewall_edge, which the playbook takes from each host's roles.
         **firewall.environment_vars(env, private_cidrs),
+        "volumes_by_host": volumes_by_host(env),
     }
     return RunRequest(
         run_id=new_run_id("bootstrap", env.name),
@@ -70,6 +73,31 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
         ssh=SshSettings(private_key_file=access.private_key,
                         known_hosts_file=access.known_hosts, user=access.user),
     )
+
+
+def volumes_by_host(env: ResolvedEnvironment) -> dict[str, list[dict[str, Any]]]:
+    """Host name -> the volumes role's ``volumes_list`` for it (hosts without volumes left out).
+
+    Each volume the host carries, with its filesystem, its device when the config
+    names one, and one directory per service on that host that mounts it (the
+    directory compose binds: /mnt/<volume>/<service>).
+    """
+    result: dict[str, list[dict[str, Any]]] = {}
+    for host in env.hosts:
+        placed = services_on(env, host)
+        items = []
+        for name in host.volumes:
+            volume = env.volumes[name]
+            users = sorted(s for s in placed if any(
+                m.split(":", 1)[0] == name for m in env.services[s].volumes))
+            item: dict[str, Any] = {"name": name, "filesystem": volume.filesystem,
+                                    "directories": [{"path": s} for s in users]}
+            if volume.device:
+                item["device"] = volume.device
+            items.append(item)
+        if items:
+            result[host.name] = items
+    return result
 
 
 def run_bootstrap(request: RunRequest, runs_dir: Path,

@@ -153,6 +153,8 @@ class LocalCloud:
             "bootstrap_docker_environment": {"DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE": "1"},
             "bootstrap_docker_source": "distro",
             "bootstrap_sshd_permit_root_login": "prohibit-password",
+            # Hosts lack CAP_SYS_RESOURCE, without which ext4 cannot grow mounted.
+            "volumes_grow_offline": True,
         }
         # The firewall's private side is the environment's network. The controller's
         # SSH arrives there too (from the bridge's gateway, through the port published
