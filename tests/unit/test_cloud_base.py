@@ -596,3 +596,14 @@ def test_local_cloud_refuses_a_host_named_like_its_registry(tmp_path):
     spec = FleetSpec("shop", "local", (HostSpec("registry"),))
     with pytest.raises(ProviderError, match="keeps the host name 'registry'"):
         LocalCloud(image="unused").up(spec, tmp_path)
+
+
+def test_public_network_sorts_after_the_private_one_and_clashes_with_no_environment():
+    # Docker picks a container's gateway endpoint by network name among equals: the
+    # private network must win, or SSH published on 127.0.0.1 would land on the public side.
+    private = addressing.network_name("shop", "local")
+    public = addressing.public_network_name("shop", "local")
+    assert sorted([public, private]) == [private, public]
+    # `_` is not in any DNS label, so no environment's own network has this name.
+    assert public == private + "_public"
+    assert addressing.network_name("shop", "local-public") != public
