@@ -8,6 +8,7 @@ routed service has no healthy container (spec/roles/rollout.md).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -163,9 +164,22 @@ class ComposeRollout:
             if absent:
                 result["changed"] = True
                 if not self.check:
+                    self._ensure_external_networks()
                     for desired in absent:
                         self._up(desired, CREATED)
         return result
+
+    def _ensure_external_networks(self) -> None:
+        """Compose refuses to start anything while a network the file declares external
+        is missing (the shared network Traefik's role creates, on a first deploy)."""
+        document = json.loads(self.docker.compose_config_json())
+        for key, spec in sorted((document.get("networks") or {}).items()):
+            if isinstance(spec, dict) and spec.get("external"):
+                name = spec.get("name") or key
+                rc, _, _ = self.docker.run(["network", "inspect", name],
+                                           f"inspect network {name}", check=False)
+                if rc != 0:
+                    self.docker.run(["network", "create", name], f"create network {name}")
 
     def _login(self) -> str | None:
         """Log in with a throwaway DOCKER_CONFIG (removed after the pulls), so the
