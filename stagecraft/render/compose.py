@@ -76,8 +76,10 @@ def strategy_of(service: Service) -> Strategy:
 
 def services_on(env: ResolvedEnvironment, host: Host) -> list[str]:
     """Names of the services placed on ``host``, sorted."""
-    return sorted(name for name in env.services
-                  if host.name in {h.name for h in env.hosts_for_service(name)})
+    # The host's own roles decide (as hosts_for_service does), without scanning every
+    # host of the environment for every service: rendering stays linear in hosts.
+    roles = set(host.roles)
+    return sorted(name for name, service in env.services.items() if roles.intersection(service.on))
 
 
 def private_services(env: ResolvedEnvironment) -> dict[str, str]:
