@@ -66,49 +66,77 @@ function load(name) {
   try { return require(require.resolve(name, { paths: [process.cwd()] })); }
   catch (e) { return null; }
 }
+// One connection through the app's driver: query(text) -> rows.
+async function connect(url) {
+  const pg = load("pg");
+  if (pg) {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    return { query: async (text) => (await client.query(text)).rows, end: () => client.end() };
+  }
+  const postgres = load("postgres");
+  if (postgres) {
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    return { query: (text) => sql.unsafe(text), end: () => sql.end() };
+  }
+  fail("driver-missing", "neither `pg` nor `postgres` can be required from " + process.cwd());
+}
 (async () => {
   const journalPath = path.join(out, "meta", "_journal.json");
   if (!fs.existsSync(journalPath)) fail("journal-missing", `no ${journalPath} in ${process.cwd()}`);
   let journal;
   try { journal = JSON.parse(fs.readFileSync(journalPath, "utf8")); }
   catch (e) { fail("journal-invalid", `${journalPath}: ${e.message}`); }
-  const entries = [];
+  const entries = [], texts = {};
   for (const entry of journal.entries || []) {
     const file = path.join(out, `${entry.tag}.sql`);
     let sql;
     try { sql = fs.readFileSync(file).toString(); }
     catch (e) { fail("file-missing", `${file} (journal entry ${entry.tag}): ${e.message}`); }
+    texts[entry.tag] = sql;
     entries.push({ tag: entry.tag, when: Number(entry.when),
                    hash: crypto.createHash("sha256").update(sql).digest("hex") });
   }
   const url = process.env.DATABASE_URL;
   if (!url) fail("database", "DATABASE_URL is not set in the container");
+  let db;
+  try { db = await connect(url); } catch (e) { fail("database", e.message || e); }
   let rows = [], table = false;
-  const pg = load("pg");
-  const postgres = pg ? null : load("postgres");
-  const exists = "SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present";
-  const select = `SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`;
   try {
-    if (pg) {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        table = (await client.query(exists)).rows[0].present;
-        if (table) rows = (await client.query(select)).rows;
-      } finally { await client.end(); }
-    } else if (postgres) {
-      const sql = postgres(url, { max: 1, onnotice: () => {} });
-      try {
-        table = (await sql.unsafe(exists))[0].present;
-        if (table) rows = await sql.unsafe(select);
-      } finally { await sql.end(); }
-    } else {
-      fail("driver-missing", "neither `pg` nor `postgres` can be required from " + process.cwd());
+    table = (await db.query("SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present"))[0].present;
+    if (table) rows = await db.query(`SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`);
+  } catch (e) { await db.end(); fail("database", e.message || e); }
+  const applied = rows.map((r) => ({ hash: r.hash, created_at: r.created_at === null ? null : Number(r.created_at) }));
+  if (stage !== "diagnose") {
+    await db.end();
+    emit({ stage, entries, table, applied });
+    return;
+  }
+  // drizzle-kit migrate exits 1 without saying why. Replay what it would have applied,
+  // statement by statement, in one transaction that is always rolled back (drizzle-kit
+  // applies them in one transaction too), and report the first statement that fails.
+  const stamps = applied.map((r) => r.created_at).filter((v) => v !== null);
+  const newest = stamps.length ? Math.max(...stamps) : null;
+  const result = { stage, failed: null };
+  try {
+    await db.query("BEGIN");
+    outer: for (const entry of entries) {
+      if (newest !== null && entry.when <= newest) continue;
+      for (const statement of texts[entry.tag].split("--> statement-breakpoint")) {
+        if (!statement.trim()) continue;
+        try { await db.query(statement); }
+        catch (e) {
+          Object.assign(result, { failed: entry.tag, message: e.message, code: e.code || null,
+                                  statement: statement.trim().slice(0, 400) });
+          break outer;
+        }
+      }
     }
-  } catch (e) { fail("database", e.message || e); }
-  emit({ stage, entries, table,
-         applied: rows.map((r) => ({ hash: r.hash,
-                                     created_at: r.created_at === null ? null : Number(r.created_at) })) });
+  } finally {
+    try { await db.query("ROLLBACK"); } catch (e) { /* the connection is gone: nothing kept */ }
+    await db.end();
+  }
+  emit(result);
 })().catch((e) => fail("internal", e.stack || e));
 """
 
@@ -160,6 +188,9 @@ npx --no-install drizzle-kit migrate --config "$dir/drizzle.config.mjs"
 rc=$?
 echo  # drizzle-kit's last line has no newline
 mark '{{"drizzle_kit_exit": '"$rc"'}}'
+if [ "$rc" -ne 0 ]; then
+  snapshot diagnose
+fi
 snapshot after || exit $?
 exit $rc
 """
@@ -213,6 +244,26 @@ def plain(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def diagnosis(marks: list[dict[str, Any]]) -> str:
+    """What the replay after a failed ``drizzle-kit migrate`` found, as a clause."""
+    found = next((m for m in marks if m.get("stage") == "diagnose"), None)
+    if found is None:
+        return ""
+    if "error" in found:
+        return f" (the engine could not replay it: {found.get('message', '')})"
+    if not found.get("failed"):
+        return " (replayed in a rolled-back transaction, every pending statement ran: " \
+               "the failure lies elsewhere, see the output)"
+    code = f" [SQLSTATE {found['code']}]" if found.get("code") else ""
+    statement = " ".join(str(found.get("statement", "")).split()).rstrip(";")
+    return (f": {found['failed']} fails with: {found.get('message', '')}{code}; "
+            f"statement: {statement[:200]}")
+
+
+def in_image(image: str | None) -> str:
+    return f"image {image}" if image else "the migration image"
+
+
 def output_of(done: Completed) -> str:
     """stdout then stderr, as plain text, without the script's own JSON lines (they
     hold the journal, not news for a person)."""
@@ -240,14 +291,16 @@ class DrizzleMigrator:
 
     def pending(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
         done = runner.run(self.command(spec, "status"), timeout=timeout)
-        return self.report(spec, done, mode="status")
+        return self.report(spec, done, mode="status", image=getattr(runner, "image", None))
 
     def apply(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
         done = runner.run(self.command(spec, "apply"), timeout=timeout)
-        return self.report(spec, done, mode="apply")
+        return self.report(spec, done, mode="apply", image=getattr(runner, "image", None))
 
-    def report(self, spec: PhaseSpec, done: Completed, *, mode: str) -> Report:
-        """The Report of a finished run; MigrationFailed when it failed."""
+    def report(self, spec: PhaseSpec, done: Completed, *, mode: str,
+               image: str | None = None) -> Report:
+        """The Report of a finished run (``image``: the image it ran in, when the runner
+        knows); MigrationFailed when it failed."""
         marks = parse_marks(done.stdout)
         output = output_of(done)
         where = f"{spec.phase}-deploy drizzle migrations ({self.path(spec)})"
@@ -260,9 +313,10 @@ class DrizzleMigrator:
         missing = next((m["missing"] for m in marks if "missing" in m), None)
         if missing is not None:
             needs = "Node.js" if missing == "node" else missing
-            raise error(f"engine drizzle needs {needs} in the image, and `{missing}` is not "
-                        f"there (looked in the image's working directory)", IMAGE_HINT)
-        problem = next((m for m in marks if "error" in m), None)
+            raise error(f"engine drizzle needs {needs} in {in_image(image)}, and `{missing}` is "
+                        f"not there (looked from the image's working directory)", IMAGE_HINT)
+        problem = next((m for m in marks if "error" in m and m.get("stage") != "diagnose"),
+                       None)
         if problem is not None:
             raise self.snapshot_error(problem, error, spec)
         snapshots = {m["stage"]: m for m in marks if "entries" in m and "stage" in m}
@@ -297,10 +351,10 @@ class DrizzleMigrator:
         if exit_mark != 0 or done.returncode != 0:
             done_now = f"; applied by this run: {', '.join(applied_now)}" if applied_now else ""
             left = [m.name for m in after_migrations if not m.applied]
-            raise error(f"drizzle-kit migrate failed (exit {exit_mark}){done_now}; still "
-                        f"pending: {', '.join(left) or 'none'}",
-                        "read drizzle-kit's output above (the failing statement and the "
-                        "database's error), fix the migration and deploy again")
+            raise error(f"drizzle-kit migrate failed (exit {exit_mark}){diagnosis(marks)}"
+                        f"{done_now}; still pending: {', '.join(left) or 'none'}",
+                        "fix the failing migration (drizzle-kit applies the pending ones in "
+                        "one transaction, so none of them was kept) and deploy again")
         left = [m.name for m in after_migrations if not m.applied]
         if left:
             raise error(f"drizzle-kit migrate succeeded but left {', '.join(left)} pending",

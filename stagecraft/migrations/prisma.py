@@ -70,7 +70,7 @@ if ! node -e "$HAS_PACKAGE" prisma >/dev/null 2>&1; then
 fi
 rc=0
 if [ "$mode" = apply ]; then
-  npx --no-install prisma migrate deploy "$@"
+  npx --no-install prisma migrate deploy "$@" 2>&1
   rc=$?
   mark '{{"step": "deploy", "exit": '"$rc"'}}'
 fi
@@ -139,15 +139,47 @@ def deployed_names(text: str) -> list[str]:
     return [m.group(1) for line in text.splitlines() if (m := _TREE.search(line))]
 
 
+_CODE = re.compile(r"^P\d{4}$")  # a Prisma error code alone on its line
+_BACKTRACE = re.compile(r"^\d+:\s")  # "0: sql_schema_connector::..." after an error
+
+
 def first_error(text: str) -> str | None:
-    """Prisma's ``Error: ...`` line with the few lines that explain it."""
+    """Prisma's ``Error: ...`` line with the lines that explain it, up to a blank line
+    or the schema engine's backtrace."""
     lines = text.splitlines()
     for index, line in enumerate(lines):
         match = _ERROR.match(line.strip())
-        if match:
-            rest = [item.strip() for item in lines[index + 1:index + 12] if item.strip()]
-            return " ".join([match.group(1), *rest]).strip()
+        if not match:
+            continue
+        words = [match.group(1).strip()]
+        for item in lines[index + 1:index + 12]:
+            item = item.strip()
+            if not item and _CODE.match(" ".join(words)):
+                continue  # "Error: P3005", a blank line, then what it means
+            if not item or _BACKTRACE.match(item) or MARK.strip() in item:
+                break
+            words.append(item)
+        return " ".join(w for w in words if w)
     return None
+
+
+def failed_migration(text: str) -> str | None:
+    """The migration a failed ``migrate deploy`` names: ``Migration name: X`` (native
+    schema engine) or ``migration_name="X"`` (its backtrace, WebAssembly engine)."""
+    match = (re.search(r"^Migration name:\s*(\S+)", text, re.M)
+             or re.search(r'migration_name="([^"]+)"', text))
+    return match.group(1) if match else None
+
+
+def database_error(text: str) -> str | None:
+    """The database's own message in a failed ``migrate deploy``."""
+    match = (re.search(r"^Database error:\s*\n(.+)$", text, re.M)
+             or re.search(r"(ERROR:\s.+)$", text, re.M))
+    return match.group(1).strip() if match else None
+
+
+def in_image(image: str | None) -> str:
+    return f"image {image}" if image else "the migration image"
 
 
 def output_of(done: Completed) -> str:
@@ -197,14 +229,16 @@ class PrismaMigrator:
 
     def pending(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
         done = runner.run(self.command(spec, "status"), timeout=timeout)
-        return self.report(spec, done, mode="status")
+        return self.report(spec, done, mode="status", image=getattr(runner, "image", None))
 
     def apply(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
         done = runner.run(self.command(spec, "apply"), timeout=timeout)
-        return self.report(spec, done, mode="apply")
+        return self.report(spec, done, mode="apply", image=getattr(runner, "image", None))
 
-    def report(self, spec: PhaseSpec, done: Completed, *, mode: str) -> Report:
-        """The Report of a finished run; MigrationFailed when it failed."""
+    def report(self, spec: PhaseSpec, done: Completed, *, mode: str,
+               image: str | None = None) -> Report:
+        """The Report of a finished run (``image``: the image it ran in, when the runner
+        knows); MigrationFailed when it failed."""
         marks = parse_marks(done.stdout)
         output = output_of(done)
         where = f"{spec.phase}-deploy prisma migrations ({spec.path or 'prisma defaults'})"
@@ -217,8 +251,8 @@ class PrismaMigrator:
         missing = next((m["missing"] for m in marks if "missing" in m), None)
         if missing is not None:
             needs = "Node.js" if missing == "node" else missing
-            raise error(f"engine prisma needs {needs} in the image, and `{missing}` is not "
-                        f"there (looked in the image's working directory)", IMAGE_HINT)
+            raise error(f"engine prisma needs {needs} in {in_image(image)}, and `{missing}` is "
+                        f"not there (looked from the image's working directory)", IMAGE_HINT)
         steps = {m["step"]: m.get("exit") for m in marks if "step" in m}
         if "status" not in steps:
             if done.returncode == DOCKER_RUN_FAILED:
@@ -228,23 +262,23 @@ class PrismaMigrator:
             raise error(f"the engine's script ended ({done.returncode}) before Prisma "
                         f"reported the migrations' status", "read the output for the cause")
 
+        status_text = _section(done.stdout, "status")
+        pending = names_after(status_text, _PENDING)
+        failed = names_after(status_text, _FAILED)
         applied_now: tuple[str, ...] = ()
         if mode == "apply":
             deploy_text = _section(done.stdout, "deploy")
             applied_now = tuple(deployed_names(deploy_text))
             if steps.get("deploy") != 0:
-                raise self.deploy_failure(deploy_text, steps.get("deploy"), applied_now, error)
-
-        status_text = _section(done.stdout, "status")
-        pending = names_after(status_text, _PENDING)
-        failed = names_after(status_text, _FAILED)
+                raise self.deploy_failure(deploy_text, steps.get("deploy"), pending, failed,
+                                          error)
         if failed:
             raise error(f"migration {', '.join(failed)} failed earlier and is recorded as "
                         f"failed in _prisma_migrations; Prisma applies nothing until it is "
                         f"resolved",
-                        "fix the database by hand, then mark it with `prisma migrate resolve "
-                        "--applied NAME` or `--rolled-back NAME` (run in the image), and "
-                        "deploy again")
+                        "repair the database by hand, then run `prisma migrate resolve "
+                        "--rolled-back NAME` (or `--applied NAME`) in the image, and deploy "
+                        "again")
         if steps["status"] != 0:
             problem = first_error(status_text)
             if _DRIFT in status_text:
@@ -270,19 +304,25 @@ class PrismaMigrator:
                       applied_now=applied_now, output=output)
 
     @staticmethod
-    def deploy_failure(text: str, code: Any, applied_now: tuple[str, ...], error) -> MigrationFailed:
-        """The MigrationFailed of a ``migrate deploy`` that exited non-zero."""
-        name = re.search(r"^Migration name:\s*(\S+)", text, re.M)
-        db_error = re.search(r"^Database error:\s*\n(.+)$", text, re.M)
-        before = f"; applied before it: {', '.join(applied_now)}" if applied_now else ""
+    def deploy_failure(text: str, code: Any, pending: list[str], failed: list[str],
+                       error) -> MigrationFailed:
+        """The MigrationFailed of a ``migrate deploy`` that exited non-zero; ``pending``
+        and ``failed`` are what ``migrate status`` said afterwards."""
+        name = failed_migration(text)
+        state = "".join([f"; recorded as failed: {', '.join(failed)}" if failed else "",
+                         f"; still pending: {', '.join(pending)}" if pending else ""])
         if name is not None:
-            cause = db_error.group(1).strip() if db_error else (first_error(text) or "")
-            return error(f"migration {name.group(1)} failed: {cause}{before}",
-                         "Prisma recorded it as failed: repair the database (statements before "
-                         "the failing one may have run), then run `prisma migrate resolve "
-                         f"--rolled-back {name.group(1)}` in the image, fix the migration and "
-                         "deploy again")
-        return error(f"prisma migrate deploy failed (exit {code}): "
-                     f"{first_error(text) or 'see the output'}{before}",
-                     "check the DATABASE_URL secret, that the database is reachable from the "
-                     "migration container, and Prisma's configuration in the image")
+            cause = database_error(text) or first_error(text) or "see the output"
+            return error(f"migration {name} failed: {cause}{state}",
+                         "Prisma recorded it as failed: repair the database (statements "
+                         "before the failing one may have run), then run `prisma migrate "
+                         f"resolve --rolled-back {name}` in the image, fix the migration "
+                         "and deploy again")
+        problem = first_error(text) or "see the output"
+        hint = ("check the DATABASE_URL secret, that the database is reachable from the "
+                "migration container, and Prisma's configuration in the image")
+        if "P3005" in problem:
+            hint = ("the database already has tables but no Prisma history: baseline it "
+                    "(`prisma migrate resolve --applied NAME` for each migration it "
+                    "already has), then deploy again")
+        return error(f"prisma migrate deploy failed (exit {code}): {problem}{state}", hint)
