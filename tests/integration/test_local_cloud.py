@@ -224,8 +224,9 @@ def test_ssh_refuses_a_host_whose_key_is_not_pinned(fleet, tmp_path):
 
 def test_state_dir_holds_the_key_pair_known_hosts_hosts_json_ca_and_registry(fleet):
     files = {p.name for p in fleet.state_dir.iterdir()}
+    # volumes/: db-1's pgdata as a loop-device file (loopdev), recorded in volumes.json.
     assert files == {"hosts.json", "known_hosts", "id_ed25519", "id_ed25519.pub", "ca",
-                     "registry"}
+                     "registry", "volumes", "volumes.json"}
     assert (fleet.state_dir / "id_ed25519").stat().st_mode & 0o077 == 0
     for secret in ("ca/ca.key", "registry/password", "registry/htpasswd",
                    "registry/registry.key"):
