@@ -7,7 +7,8 @@ One shell script (fed to ``sh -s`` on stdin) does all the work in the container:
   package.json in its working directory);
 - prints a *snapshot* as one JSON line: the migrations folder's journal
   (``meta/_journal.json``, each entry with the sha256 of its SQL file, as drizzle
-  computes it) and the rows of drizzle's ``drizzle.__drizzle_migrations`` table, read
+  computes it) and the rows of drizzle's ``drizzle.__drizzle_migrations`` table
+  (``__drizzle_migrations_post`` for the post-deploy phase), read
   with the app's own PostgreSQL driver (``pg``, else ``postgres``);
 - for ``apply``: writes a drizzle config of its own in a temporary directory (dialect
   postgresql, ``out`` = the phase's path, the URL from ``$DATABASE_URL``), runs
@@ -40,6 +41,11 @@ DEFAULT_PATH = "drizzle"
 #: drizzle-kit's defaults for PostgreSQL; the config the engine writes keeps them.
 MIGRATIONS_SCHEMA = "drizzle"
 MIGRATIONS_TABLE = "__drizzle_migrations"
+#: Tables by phase. drizzle-kit decides what is applied from the newest row of its
+#: table, so two folders sharing one table would hide each other's migrations: the
+#: pre-deploy phase keeps drizzle-kit's default (what `drizzle-kit migrate` on a
+#: developer's machine uses too), the post-deploy phase has its own.
+TABLES = {"pre": MIGRATIONS_TABLE, "post": f"{MIGRATIONS_TABLE}_post"}
 
 #: Every line the script itself prints starts with this; the rest is drizzle-kit's.
 MARK = "@@stagecraft-drizzle "
@@ -59,7 +65,8 @@ SNAPSHOT_JS = r"""
 const fs = require("fs"), path = require("path"), crypto = require("crypto");
 const [out, stage] = process.argv.slice(2);
 const MARK = "@@stagecraft-drizzle ";
-const TABLE = '"drizzle"."__drizzle_migrations"';
+const TABLE_NAME = process.env.STAGECRAFT_DRIZZLE_TABLE || "__drizzle_migrations";
+const TABLE = `"drizzle"."${TABLE_NAME}"`;
 function emit(value) { process.stdout.write(MARK + JSON.stringify(value) + "\n"); }
 function fail(kind, message) { emit({ error: kind, stage, message: String(message) }); process.exit(3); }
 function load(name) {
@@ -103,7 +110,7 @@ async function connect(url) {
   try { db = await connect(url); } catch (e) { fail("database", e.message || e); }
   let rows = [], table = false;
   try {
-    table = (await db.query("SELECT to_regclass('drizzle.__drizzle_migrations') IS NOT NULL AS present"))[0].present;
+    table = (await db.query(`SELECT to_regclass('${TABLE}') IS NOT NULL AS present`))[0].present;
     if (table) rows = await db.query(`SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`);
   } catch (e) { await db.end(); fail("database", e.message || e); }
   const applied = rows.map((r) => ({ hash: r.hash, created_at: r.created_at === null ? null : Number(r.created_at) }));
@@ -144,7 +151,7 @@ CONFIG_JS = f"""export default {{
   dialect: "postgresql",
   out: process.env.STAGECRAFT_DRIZZLE_OUT,
   dbCredentials: {{ url: process.env.DATABASE_URL }},
-  migrations: {{ schema: "{MIGRATIONS_SCHEMA}", table: "{MIGRATIONS_TABLE}" }},
+  migrations: {{ schema: "{MIGRATIONS_SCHEMA}", table: process.env.STAGECRAFT_DRIZZLE_TABLE || "{MIGRATIONS_TABLE}" }},
 }};
 """
 
@@ -287,7 +294,7 @@ class DrizzleMigrator:
         if mode not in ("status", "apply"):
             raise ValueError(f"unknown mode {mode!r}")
         return ContainerCommand(argv=("sh", "-s", "--", mode, self.path(spec)), stdin=SCRIPT,
-                                env=dict(ENV))
+                                env={**ENV, "STAGECRAFT_DRIZZLE_TABLE": TABLES[spec.phase]})
 
     def pending(self, spec: PhaseSpec, runner: ContainerRunner, *, timeout: float) -> Report:
         done = runner.run(self.command(spec, "status"), timeout=timeout)
@@ -332,7 +339,7 @@ class DrizzleMigrator:
         if suspicious:
             raise error(
                 f"{', '.join(suspicious)}: older than the newest applied migration, but "
-                f"its hash is not in {MIGRATIONS_SCHEMA}.{MIGRATIONS_TABLE}: the file was "
+                f"its hash is not in {MIGRATIONS_SCHEMA}.{TABLES[spec.phase]}: the file was "
                 f"edited after it was applied, or it was added out of order (drizzle-kit "
                 f"migrate never applies it)",
                 "never edit an applied migration: restore it and generate a new one; an "
@@ -374,7 +381,7 @@ class DrizzleMigrator:
             return error(f"engine drizzle needs a PostgreSQL driver in the image: {message}",
                          IMAGE_HINT)
         if kind == "database":
-            return error(f"cannot read {MIGRATIONS_SCHEMA}.{MIGRATIONS_TABLE}: {message}",
+            return error(f"cannot read {MIGRATIONS_SCHEMA}.{TABLES[spec.phase]}: {message}",
                          "check the DATABASE_URL secret and that the database is reachable "
                          "from the migration container")
         return error(f"the engine's snapshot failed: {message}", "read the output for the cause")

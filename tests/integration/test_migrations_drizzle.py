@@ -70,6 +70,10 @@ def test_pending_apply_apply_pending(image, migrations_db):
     assert migrations_db.psql("SELECT count(*) FROM drizzle.__drizzle_migrations",
                               database="drizzle_cycle") == "2"
 
+    # The post-deploy phase keeps its own table: the same folder is all pending there.
+    post = migrator.pending(PhaseSpec("post", path="drizzle"), run, timeout=TIMEOUT)
+    assert post.pending == TAGS
+
 
 def test_a_failing_migration_is_named_and_nothing_is_kept(image, migrations_db):
     url = migrations_db.create_database("drizzle_fails")

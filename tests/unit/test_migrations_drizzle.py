@@ -69,6 +69,16 @@ def test_command_feeds_the_script_to_sh_with_mode_and_path(mode):
     assert "DATABASE_URL" not in command.env  # a secret: the runner passes it
 
 
+def test_each_phase_has_its_own_migrations_table():
+    """drizzle-kit compares journal stamps with the newest row of its table: two
+    folders in one table would hide each other's migrations."""
+    migrator = DrizzleMigrator()
+    pre = migrator.command(PhaseSpec("pre", path="drizzle"), "apply")
+    post = migrator.command(PhaseSpec("post", path="drizzle-post"), "apply")
+    assert pre.env["STAGECRAFT_DRIZZLE_TABLE"] == "__drizzle_migrations"  # drizzle's default
+    assert post.env["STAGECRAFT_DRIZZLE_TABLE"] == "__drizzle_migrations_post"
+
+
 def test_without_a_path_the_engine_uses_drizzle_kits_default_out_folder():
     command = DrizzleMigrator().command(PhaseSpec("pre"), "status")
     assert command.argv[-1] == "drizzle"
@@ -82,7 +92,7 @@ def test_an_unknown_mode_is_a_bug():
 def test_the_script_runs_drizzle_kit_migrate_with_a_config_of_its_own():
     assert 'npx --no-install drizzle-kit migrate --config "$dir/drizzle.config.mjs"' in SCRIPT
     assert "process.env.DATABASE_URL" in SCRIPT  # the URL is never written into the file
-    assert 'schema: "drizzle", table: "__drizzle_migrations"' in SCRIPT
+    assert 'schema: "drizzle", table: process.env.STAGECRAFT_DRIZZLE_TABLE' in SCRIPT
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="no sh")
