@@ -22,6 +22,9 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
 def cloud_for(env: ResolvedEnvironment) -> CloudProvider:
     """The environment's cloud provider, built with its settings from stagecraft.yml."""
     settings = env.providers.cloud.model_dump(exclude={"kind"}, exclude_none=True)
+    if env.providers.cloud.kind == "local" and env.volumes:
+        # The local cloud makes each volume a sparse file of the configured size.
+        settings["volume_sizes"] = {name: volume.size_gb for name, volume in env.volumes.items()}
     return get_cloud_provider(env.providers.cloud.kind, settings)
 
 
