@@ -43,8 +43,17 @@ def environment_vars(env: ResolvedEnvironment, private_cidrs: Iterable[str]) -> 
         "firewall_ssh": env.firewall.ssh,
         "firewall_private_cidrs": sorted(set(private_cidrs)),
         "firewall_private_interfaces": interfaces,
-        "firewall_private_ports": [TRAEFIK_PRIVATE_PORT],
+        "firewall_private_ports": private_ports(env),
     }
+
+
+def private_ports(env: ResolvedEnvironment) -> list[int]:
+    """Ports open to the private side: Traefik's private entrypoint, and the ports of
+    private services (a database other hosts' services use; render/compose.py)."""
+    from stagecraft.render.compose import private_services
+
+    return sorted({TRAEFIK_PRIVATE_PORT,
+                   *(env.services[name].port for name in private_services(env))})
 
 
 def host_vars(env: ResolvedEnvironment, host: Host, private_cidrs: Iterable[str]) -> dict[str, Any]:
