@@ -48,17 +48,15 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
                                     known_hosts=access.known_hosts, user=access.user)
     public_key = StateFiles(state_dir).public_key
     cloud_vars = cloud.bootstrap_vars(spec, state_dir)
-    # The cloud names its private network (the local cloud's, a VPC); else the private
-    # side is the environment's hosts themselves.
-    private_cidrs = cloud_vars.pop("firewall_private_cidrs", None) or firewall.hosts_private_cidrs(
-        r.private_ip for r in records.values())
+    private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
     extravars: dict[str, Any] = {
         "bootstrap_project": env.project.name,
         "bootstrap_environment": env.name,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
         if public_key.is_file() else [],
         **cloud_vars,
-        # Every host's but firewall_edge, which the playbook takes from each host's roles.
+        # Every host's but firewall_edge, which the playbook takes from each host's roles;
+        # firewall_private_cidrs replaces the cloud's own.
         **firewall.environment_vars(env, private_cidrs),
         "volumes_by_host": volumes_by_host(env),
     }

@@ -7,7 +7,7 @@ Pure functions; the role (roles/firewall) is the one that touches hosts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
@@ -66,6 +66,14 @@ def hosts_private_cidrs(addresses: Iterable[str | None]) -> list[str]:
     return sorted({f"{a}/32" for a in addresses if a})
 
 
+def private_cidrs(cloud_vars: Mapping[str, Any], addresses: Iterable[str | None]) -> list[str]:
+    """The private side of an environment: the networks the cloud names
+    (``firewall_private_cidrs`` in its ``bootstrap_vars``: the local cloud's network, a
+    VPC), else each host's private address (``addresses``)."""
+    named = cloud_vars.get("firewall_private_cidrs")
+    return sorted(set(named)) if named else hosts_private_cidrs(addresses)
+
+
 @cache
 def _role_defaults() -> dict[str, Any]:
     role = paths.roles_dir() / "firewall"
@@ -91,4 +99,5 @@ def render_ruleset(variables: dict[str, Any]) -> str:
 
 
 __all__ = ["EDGE_ROLE", "RULES_FILE", "TAILNET_INTERFACE", "TRAEFIK_PRIVATE_PORT",
-           "environment_vars", "host_vars", "hosts_private_cidrs", "render_ruleset"]
+           "environment_vars", "host_vars", "hosts_private_cidrs", "private_cidrs",
+           "render_ruleset"]

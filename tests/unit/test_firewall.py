@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 from stagecraft import firewall
+from stagecraft.bootstrap import bootstrap_request
 from stagecraft.config import load_config_text
+from stagecraft.fleet import fleet_spec
+from stagecraft.providers.cloud import HostRecord, SshAccess, StateFiles
+from stagecraft.providers.cloud.base import write_hosts_file
 
 REPO = Path(__file__).resolve().parents[2]
 SESSION_CHECK = REPO / "roles" / "firewall" / "files" / "session_allowed.py"
@@ -64,6 +68,12 @@ def test_a_tailnet_makes_its_interface_private():
 def test_without_a_cloud_network_the_private_side_is_the_hosts():
     assert firewall.hosts_private_cidrs(["10.0.0.11", None, "10.0.0.10", "10.0.0.10"]) == [
         "10.0.0.10/32", "10.0.0.11/32"]
+
+
+def test_the_cloud_names_the_private_side_else_the_hosts_do():
+    assert firewall.private_cidrs({"firewall_private_cidrs": ["10.9.0.0/24"]}, ["10.9.0.10"]) == [
+        "10.9.0.0/24"]
+    assert firewall.private_cidrs({}, ["10.9.0.10"]) == ["10.9.0.10/32"]
 
 
 def _rules(text: str) -> list[str]:
@@ -134,3 +144,41 @@ def test_session_check_refuses_a_session_on_another_port():
     verdict = session_check("10.9.0.1 40000 10.9.0.10 2222", ssh="public",
                             cidrs=("10.9.0.0/24",))
     assert not verdict["allowed"] and "port 2222" in verdict["reason"]
+
+
+class FakeCloud:
+    """Stands in for a cloud provider: names a private network like the local cloud."""
+
+    def __init__(self, state_dir: Path, cidrs: list[str]) -> None:
+        self.state_dir = state_dir
+        self.cidrs = cidrs
+
+    def ssh_access(self, spec, state_dir):
+        return SshAccess(user="root", private_key=state_dir / "id_ed25519",
+                         known_hosts=state_dir / "known_hosts")
+
+    def bootstrap_vars(self, spec, state_dir):
+        return {"firewall_private_cidrs": list(self.cidrs)} if self.cidrs else {}
+
+
+@pytest.mark.parametrize("cidrs, expected", [
+    (["10.9.0.0/24"], ["10.9.0.0/24"]),
+    ([], ["10.9.0.10/32", "10.9.0.11/32"]),
+])
+def test_bootstrap_passes_the_firewall_section_and_the_private_side(tmp_path, cidrs, expected):
+    env = environment(ssh="public")
+    spec = fleet_spec(env)
+    records = [HostRecord(name=h.name, roles=tuple(h.roles), state="running", ssh_host="127.0.0.1",
+                          ssh_port=22000 + i, ssh_user="root", private_ip=f"10.9.0.{10 + i}",
+                          provider_id=None)
+               for i, h in enumerate(env.hosts)]
+    write_hosts_file(StateFiles(tmp_path), provider="local", spec=spec, records=records,
+                     ssh=SshAccess(user="root", private_key=tmp_path / "id_ed25519",
+                                   known_hosts=tmp_path / "known_hosts"))
+    request = bootstrap_request(env, FakeCloud(tmp_path, cidrs), spec, tmp_path)
+    extravars = request.extravars
+    assert extravars["firewall_ssh"] == "public"
+    assert extravars["firewall_public_ports"] == [80, 443, 8443]
+    assert extravars["firewall_private_cidrs"] == expected
+    # Per host, from the inventory's roles: an extra variable would outrank the playbook's.
+    assert "firewall_edge" not in extravars
