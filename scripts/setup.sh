@@ -51,7 +51,11 @@ compose_bin=$("$VENV/bin/python" -c 'import compose, pathlib; print(pathlib.Path
 if [ -n "$compose_bin" ] && [ -x "$compose_bin" ]; then
   plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
   mkdir -p "$plugins"
-  if [ "$(readlink "$plugins/docker-compose" 2>/dev/null)" != "$compose_bin" ]; then
-    ln -sfn "$compose_bin" "$plugins/docker-compose"
+  # A copy, not a link: a link into this venv would dangle once the checkout is gone
+  # (CI clones), breaking `docker compose` for every other checkout on the machine.
+  if ! cmp -s "$compose_bin" "$plugins/docker-compose"; then
+    rm -f "$plugins/docker-compose"
+    install -m 0755 "$compose_bin" "$plugins/docker-compose.tmp.$$"
+    mv -f "$plugins/docker-compose.tmp.$$" "$plugins/docker-compose"
   fi
 fi
