@@ -29,6 +29,7 @@ project: {{ name: acme }}
 providers: {{ network: {{ kind: {network}{auth} }} }}
 services:
   web: {{ image: nginx, on: [app] }}
+  db: {{ image: postgres, port: 5432, stateful: true, on: [db] }}
 firewall: {{ public: [443, 80, 8443], ssh: private }}
 environments:
   prod:
@@ -36,6 +37,7 @@ environments:
     hosts:
       - {{ name: edge-1, roles: [edge] }}
       - {{ name: app-1, roles: [app] }}
+      - {{ name: db-1, roles: [db] }}
 """
 
 
@@ -47,14 +49,15 @@ def environment(*, ssh: str = "private", network: str = "none"):
 
 def test_host_vars_follow_the_firewall_section_and_the_host_roles():
     env = environment(ssh="public")
-    edge, app = env.hosts
+    edge, app, _db = env.hosts
     edge_vars = firewall.host_vars(env, edge, ["10.0.0.0/24", "10.0.0.0/24"])
     assert edge_vars == {
         "firewall_public_ports": [80, 443, 8443],
         "firewall_ssh": "public",
         "firewall_private_cidrs": ["10.0.0.0/24"],
         "firewall_private_interfaces": [],
-        "firewall_private_ports": [8000],
+        # Traefik's private entrypoint and the database, published on db-1's private address.
+        "firewall_private_ports": [5432, 8000],
         "firewall_edge": True,
     }
     assert firewall.host_vars(env, app, [])["firewall_edge"] is False
