@@ -10,8 +10,8 @@ there is nothing to do, so this has to stay cheap.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stagecraft.errors import StagecraftError
@@ -21,6 +21,9 @@ from stagecraft.remote import RemoteHost, in_parallel, quote, remote_hosts
 MARK = "@@stagecraft-probe:"
 TRAEFIK_CONTAINER = "stagecraft-traefik"
 TRAEFIK_API = "http://127.0.0.1:8080/api/http/routers"
+# The firewall role's rules file (stagecraft/firewall.py RULES_FILE; not imported:
+# that module loads jinja2 and the role's template).
+FIREWALL_RULES = "/etc/nftables.d/stagecraft-firewall.nft"
 
 # One JSON object per container, built by docker's template (labels read one by one:
 # `{{.Labels}}` joins them with commas, and label values may contain commas).
@@ -56,6 +59,8 @@ class HostFacts:
     traefik_running: bool = False
     lock: LockInfo | None = None
     routes: tuple[dict, ...] = ()  # Traefik's HTTP routers, only when probed with routes=True
+    firewall_hash: str | None = None  # sha256 of the firewall role's rules file, if any
+    mounts: Mapping[str, str] = field(default_factory=dict)  # mount point under /mnt -> fstype
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +72,8 @@ class HostFacts:
             "traefik_running": self.traefik_running,
             "lock": self.lock.to_dict() if self.lock is not None else None,
             "routes": [dict(r) for r in self.routes],
+            "firewall_hash": self.firewall_hash,
+            "mounts": dict(self.mounts),
         }
 
     def service_containers(self, service: str) -> list[ContainerFacts]:
@@ -92,6 +99,11 @@ def probe_script(project: str, environment: str, *, routes: bool = False) -> str
         f"echo '{MARK}lock'",
         ('if [ -d "$base/lock" ]; then cat "$base/lock/info.json" 2>/dev/null || echo "{}"; '
          'else echo none; fi'),
+        # What bootstrap's firewall and volumes roles left: for `plan`.
+        f"echo '{MARK}firewall'",
+        f"sha256sum {FIREWALL_RULES} 2>/dev/null",
+        f"echo '{MARK}mounts'",
+        "findmnt -rn -o TARGET,FSTYPE 2>/dev/null | grep '^/mnt/'",
     ]
     if routes:
         # The API is published on the host's loopback only; curl or wget, whichever
@@ -183,6 +195,13 @@ def parse_probe_output(text: str, host: str = "") -> HostFacts:
         except ValueError:
             problems.append(f"docker: {line}")  # e.g. permission denied on the socket
     traefik = any(line.strip() == "true" for line in sections.get("traefik", []))
+    firewall_hash = next((line.split()[0] for line in sections.get("firewall", [])
+                          if line.strip()), None)
+    mounts = {}
+    for line in sections.get("mounts", []):
+        parts = line.split()
+        if len(parts) == 2:
+            mounts[parts[0]] = parts[1]
     return HostFacts(
         host=host,
         reachable=True,
@@ -192,6 +211,8 @@ def parse_probe_output(text: str, host: str = "") -> HostFacts:
         traefik_running=traefik,
         lock=_lock(sections.get("lock", [])),
         routes=_routes(sections.get("routes", [])),
+        firewall_hash=firewall_hash,
+        mounts=mounts,
     )
 
 

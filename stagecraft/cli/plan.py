@@ -28,6 +28,27 @@ def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
     env = app.environment()
     target = Target.load(env, app.load().project_dir)
     plan, _release_id = plan_deploy(target, force=force)
-    app.emit(plan.to_dict(), lambda _data: click.echo(plan_text(plan)))
+    infra = _infra_changes(target)
+
+    def text(_data) -> None:
+        click.echo(plan_text(plan))
+        if infra:
+            click.echo("\nbootstrap would change (stagecraft bootstrap):")
+            for change in infra:
+                click.echo(f"  {change.host}  {change.kind} {change.name}: {change.detail}")
+
+    app.emit({**plan.to_dict(), "infra": [c.to_dict() for c in infra]}, text)
     if detailed_exitcode and plan.has_changes:
         raise SystemExit(EXIT_CHANGES)
+
+
+def _infra_changes(target):
+    """Firewall and volume changes bootstrap would make, from one probe per host."""
+    from stagecraft import firewall
+    from stagecraft.infra_plan import infra_changes
+    from stagecraft.probe import probe_hosts
+
+    facts = probe_hosts(target)
+    cloud_vars = target.cloud.bootstrap_vars(target.spec, target.state_dir)
+    cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in target.records.values()))
+    return infra_changes(target.env, facts, cidrs)
