@@ -127,6 +127,9 @@ def test_deploy_v1_serves_through_the_edge(project: Path, edge: Edge) -> None:
 
     again = stagecraft(project, "plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
+    # Bootstrap applied the firewall and mounted the volume as the config says.
+    infra = json.loads(stagecraft(project, "plan", "--output", "json").stdout)["infra"]
+    assert infra == [], infra
 
 
 def test_deploy_v2_under_load_fails_no_request(project: Path, edge: Edge) -> None:
