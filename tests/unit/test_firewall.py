@@ -104,7 +104,7 @@ def test_non_edge_ruleset_keeps_public_ports_closed_and_public_ssh_opens_ssh():
     assert "SSH from the private side" not in text
     # Published ports still meet the policy: only the private port passes, from the private side.
     assert ("ip saddr { 10.9.0.0/24 } ct status dnat meta l4proto tcp ct original proto-dst "
-            "{ 8000 } accept") in text
+            "{ 5432, 8000 } accept") in text
     assert 'counter drop comment "published but not allowed"' in text
 
 
@@ -166,7 +166,7 @@ class FakeCloud:
 
 @pytest.mark.parametrize("cidrs, expected", [
     (["10.9.0.0/24"], ["10.9.0.0/24"]),
-    ([], ["10.9.0.10/32", "10.9.0.11/32"]),
+    ([], ["10.9.0.10/32", "10.9.0.11/32", "10.9.0.12/32"]),
 ])
 def test_bootstrap_passes_the_firewall_section_and_the_private_side(tmp_path, cidrs, expected):
     env = environment(ssh="public")
