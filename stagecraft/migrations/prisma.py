@@ -7,8 +7,9 @@ One shell script (fed to ``sh -s`` on stdin) runs in the container:
   package.json, in the image's working directory);
 - ``status``: runs ``npx --no-install prisma migrate status [--schema PATH]``, then
   lists the migrations folder that Prisma named ("N migrations found in DIR");
-- ``apply``: runs ``prisma migrate deploy`` first, then the same status and listing,
-  so the report shows the state after the run.
+- ``apply``: runs ``prisma migrate deploy`` and lists the folder it names; only
+  when deploy fails does it run ``migrate status`` too, to report what is left
+  (each Prisma run costs seconds of CPU: the CLI and its WebAssembly engine load).
 
 Prisma reads its own configuration (prisma.config.ts, package.json#prisma, or
 prisma/schema.prisma); ``path`` in stagecraft.yml, when set, is passed as
@@ -68,24 +69,34 @@ if ! node -e "$HAS_PACKAGE" prisma >/dev/null 2>&1; then
   mark '{{"missing": "prisma"}}'
   exit {EXIT_MISSING}
 fi
+# The migrations folder Prisma named ("N migrations found in DIR"), one mark each.
+list_migrations() {{
+  dir=$(printf '%s\\n' "$1" | sed -n 's/^[0-9][0-9]* migrations\\{{0,1\\}} found in \\(.*\\)$/\\1/p' | tail -n 1)
+  if [ -n "$dir" ] && [ -d "$dir" ]; then
+    for found in "$dir"/*/; do
+      if [ -f "${{found}}migration.sql" ]; then
+        mark '{{"migration": "'"$(basename "$found")"'"}}'
+      fi
+    done
+  fi
+}}
 rc=0
 if [ "$mode" = apply ]; then
-  npx --no-install prisma migrate deploy "$@" 2>&1
+  out=$(npx --no-install prisma migrate deploy "$@" 2>&1)
   rc=$?
+  printf '%s\\n' "$out"
   mark '{{"step": "deploy", "exit": '"$rc"'}}'
+  if [ "$rc" -eq 0 ]; then
+    # deploy applies every pending migration or fails: no status run needed.
+    list_migrations "$out"
+    exit 0
+  fi
 fi
 out=$(npx --no-install prisma migrate status "$@" 2>&1)
 status=$?
 printf '%s\\n' "$out"
 mark '{{"step": "status", "exit": '"$status"'}}'
-dir=$(printf '%s\\n' "$out" | sed -n 's/^[0-9][0-9]* migrations\\{{0,1\\}} found in \\(.*\\)$/\\1/p' | tail -n 1)
-if [ -n "$dir" ] && [ -d "$dir" ]; then
-  for found in "$dir"/*/; do
-    if [ -f "${{found}}migration.sql" ]; then
-      mark '{{"migration": "'"$(basename "$found")"'"}}'
-    fi
-  done
-fi
+list_migrations "$out"
 exit $rc
 """
 
@@ -254,7 +265,8 @@ class PrismaMigrator:
             raise error(f"engine prisma needs {needs} in {in_image(image)}, and `{missing}` is "
                         f"not there (looked from the image's working directory)", IMAGE_HINT)
         steps = {m["step"]: m.get("exit") for m in marks if "step" in m}
-        if "status" not in steps:
+        deployed = mode == "apply" and steps.get("deploy") == 0
+        if "status" not in steps and not deployed:
             if done.returncode == DOCKER_RUN_FAILED:
                 raise error(f"docker could not start the migration container: "
                             f"{done.stderr.strip()[-500:]}",
@@ -279,7 +291,7 @@ class PrismaMigrator:
                         "repair the database by hand, then run `prisma migrate resolve "
                         "--rolled-back NAME` (or `--applied NAME`) in the image, and deploy "
                         "again")
-        if steps["status"] != 0:
+        if steps.get("status", 0) != 0:
             problem = first_error(status_text)
             if _DRIFT in status_text:
                 raise error("the database has migrations that the image's migrations "
