@@ -68,7 +68,10 @@ const MARK = "@@stagecraft-drizzle ";
 const TABLE_NAME = process.env.STAGECRAFT_DRIZZLE_TABLE || "__drizzle_migrations";
 const TABLE = `"drizzle"."${TABLE_NAME}"`;
 function emit(value) { process.stdout.write(MARK + JSON.stringify(value) + "\n"); }
-function fail(kind, message) { emit({ error: kind, stage, message: String(message) }); process.exit(3); }
+function fail(kind, message) {
+  emit({ error: kind, stage, message: String(message) });
+  process.exit(3);
+}
 function load(name) {
   try { return require(require.resolve(name, { paths: [process.cwd()] })); }
   catch (e) { return null; }
@@ -110,10 +113,15 @@ async function connect(url) {
   try { db = await connect(url); } catch (e) { fail("database", e.message || e); }
   let rows = [], table = false;
   try {
-    table = (await db.query(`SELECT to_regclass('${TABLE}') IS NOT NULL AS present`))[0].present;
-    if (table) rows = await db.query(`SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`);
+    const found = await db.query(`SELECT to_regclass('${TABLE}') IS NOT NULL AS present`);
+    table = found[0].present;
+    if (table) {
+      rows = await db.query(
+        `SELECT hash, created_at::text AS created_at FROM ${TABLE} ORDER BY created_at, id`);
+    }
   } catch (e) { await db.end(); fail("database", e.message || e); }
-  const applied = rows.map((r) => ({ hash: r.hash, created_at: r.created_at === null ? null : Number(r.created_at) }));
+  const applied = rows.map((r) => ({
+    hash: r.hash, created_at: r.created_at === null ? null : Number(r.created_at) }));
   if (stage !== "diagnose") {
     await db.end();
     emit({ stage, entries, table, applied });
@@ -151,7 +159,10 @@ CONFIG_JS = f"""export default {{
   dialect: "postgresql",
   out: process.env.STAGECRAFT_DRIZZLE_OUT,
   dbCredentials: {{ url: process.env.DATABASE_URL }},
-  migrations: {{ schema: "{MIGRATIONS_SCHEMA}", table: process.env.STAGECRAFT_DRIZZLE_TABLE || "{MIGRATIONS_TABLE}" }},
+  migrations: {{
+    schema: "{MIGRATIONS_SCHEMA}",
+    table: process.env.STAGECRAFT_DRIZZLE_TABLE || "{MIGRATIONS_TABLE}",
+  }},
 }};
 """
 

@@ -71,7 +71,8 @@ if ! node -e "$HAS_PACKAGE" prisma >/dev/null 2>&1; then
 fi
 # The migrations folder Prisma named ("N migrations found in DIR"), one mark each.
 list_migrations() {{
-  dir=$(printf '%s\\n' "$1" | sed -n 's/^[0-9][0-9]* migrations\\{{0,1\\}} found in \\(.*\\)$/\\1/p' | tail -n 1)
+  dir=$(printf '%s\\n' "$1" \
+    | sed -n 's/^[0-9][0-9]* migrations\\{{0,1\\}} found in \\(.*\\)$/\\1/p' | tail -n 1)
   if [ -n "$dir" ] && [ -d "$dir" ]; then
     for found in "$dir"/*/; do
       if [ -f "${{found}}migration.sql" ]; then
@@ -177,15 +178,15 @@ def first_error(text: str) -> str | None:
 def failed_migration(text: str) -> str | None:
     """The migration a failed ``migrate deploy`` names: ``Migration name: X`` (native
     schema engine) or ``migration_name="X"`` (its backtrace, WebAssembly engine)."""
-    match = (re.search(r"^Migration name:\s*(\S+)", text, re.M)
+    match = (re.search(r"^Migration name:\s*(\S+)", text, re.MULTILINE)
              or re.search(r'migration_name="([^"]+)"', text))
     return match.group(1) if match else None
 
 
 def database_error(text: str) -> str | None:
     """The database's own message in a failed ``migrate deploy``."""
-    match = (re.search(r"^Database error:\s*\n(.+)$", text, re.M)
-             or re.search(r"(ERROR:\s.+)$", text, re.M))
+    match = (re.search(r"^Database error:\s*\n(.+)$", text, re.MULTILINE)
+             or re.search(r"(ERROR:\s.+)$", text, re.MULTILINE))
     return match.group(1).strip() if match else None
 
 
