@@ -1,9 +1,10 @@
 """The drizzle engine's commands and its reading of their output.
 
-The outputs under tests/fixtures/migrations/drizzle/ were captured from real runs:
-the example image (examples/migrations/drizzle, drizzle-kit 0.31) against a real
-PostgreSQL, through LocalDockerRunner. Each file holds the mode, the phase's path and
-the Completed (returncode, stdout, stderr). The fleet test
+The outputs under tests/fixtures/migrations/drizzle/ were captured from real runs: the
+example image (examples/migrations/drizzle, drizzle-kit 0.31) against a real PostgreSQL,
+through LocalDockerRunner, by tests/fixtures/migrations/capture.py (run it again after
+changing the engine's script or the example's versions). Each file holds the mode, the
+phase's path and the Completed (returncode, stdout, stderr). The fleet test
 tests/integration/test_migrations_drizzle.py runs the same engine for real.
 """
 

@@ -1,10 +1,11 @@
 """The prisma engine's commands and its reading of Prisma's output.
 
-The outputs under tests/fixtures/migrations/prisma/ were captured from real runs:
-the example image (examples/migrations/prisma: Prisma 6.19 with the pg driver
-adapter, so its schema engine runs as WebAssembly) against a real PostgreSQL,
-through LocalDockerRunner. The fleet test tests/integration/test_migrations_prisma.py
-runs the same engine for real.
+The outputs under tests/fixtures/migrations/prisma/ were captured from real runs: the
+example image (examples/migrations/prisma: Prisma 6.19 with the pg driver adapter, so
+its schema engine runs as WebAssembly) against a real PostgreSQL, through
+LocalDockerRunner, by tests/fixtures/migrations/capture.py (run it again after changing
+the engine's script or the example's versions). The fleet test
+tests/integration/test_migrations_prisma.py runs the same engine for real.
 """
 
 from __future__ import annotations
