@@ -28,6 +28,11 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
   echo "hint: set PYTHON=/path/to/python3.11 (or newer) and run this again" >&2
   exit 10
 fi
+# npm installs the drizzle and prisma example projects' packages for their tests
+# (containers here cannot reach the npm registry, so it runs on this machine).
+if ! command -v npm >/dev/null; then
+  need_apt nodejs npm
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
     rm -rf "$VENV"
