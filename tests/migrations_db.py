@@ -1,7 +1,7 @@
 """A real PostgreSQL for migration tests: a ``stagecraft/postgres`` container on its own
 Docker network, so one-off migration containers on that network reach it by name.
 
-Used by tests/integration/test_migrations_raw.py and by the drizzle and prisma
+Used by tests/integration/test_migrations_raw_db.py and by the drizzle and prisma
 engine tests (written by another helper against the same fixture). Use it as::
 
     from migrations_db import migrations_db  # noqa: F401  (the fixture)

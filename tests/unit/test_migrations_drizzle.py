@@ -5,7 +5,7 @@ example image (examples/migrations/drizzle, drizzle-kit 0.31) against a real Pos
 through LocalDockerRunner, by tests/fixtures/migrations/capture.py (run it again after
 changing the engine's script or the example's versions). Each file holds the mode, the
 phase's path and the Completed (returncode, stdout, stderr). The fleet test
-tests/integration/test_migrations_drizzle.py runs the same engine for real.
+tests/integration/test_migrations_drizzle_db.py runs the same engine for real.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ example image (examples/migrations/prisma: Prisma 6.19 with the pg driver adapte
 its schema engine runs as WebAssembly) against a real PostgreSQL, through
 LocalDockerRunner, by tests/fixtures/migrations/capture.py (run it again after changing
 the engine's script or the example's versions). The fleet test
-tests/integration/test_migrations_prisma.py runs the same engine for real.
+tests/integration/test_migrations_prisma_db.py runs the same engine for real.
 """
 
 from __future__ import annotations

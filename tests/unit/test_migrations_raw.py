@@ -1,6 +1,6 @@
 """The raw engine without Docker: the command it builds, how it reads the applier's
 JSON lines (recorded from real runs against PostgreSQL), the errors it raises, and the
-applier's own pure helpers. The fleet tests (tests/integration/test_migrations_raw.py)
+applier's own pure helpers. The fleet tests (tests/integration/test_migrations_raw_db.py)
 run the same engine against a real database."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LocalDockerRunner's command line and the role helpers, without Docker: secrets are
 named, never valued, in argv; the role's fact becomes a Completed. The runner itself
-runs against real Docker in tests/integration/test_migrations_raw.py."""
+runs against real Docker in tests/integration/test_migrations_raw_db.py."""
 
 from __future__ import annotations
 
