@@ -1,6 +1,9 @@
 # The README's commands. Each does its own set-up and is safe to run again.
 VENV ?= .venv
 PYTEST_ARGS ?=
+# Test modules run in parallel workers, each module on one worker (their fleets are
+# module fixtures). PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: setup docker test test-unit demo bench clean
 
@@ -12,7 +15,7 @@ docker:
 
 ## test: the whole suite (unit tier, then the fleet tier on real containers)
 test: setup docker
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-unit: only the tests that need no Docker
 test-unit: setup
