@@ -86,7 +86,7 @@ class LocalDockerRunner:
             stdout, stderr = proc.communicate(command.stdin or "", timeout=timeout)
         except subprocess.TimeoutExpired:
             # Killing the CLI would leave the container running: remove it first.
-            subprocess.run([*self.docker, "rm", "-f", name], capture_output=True, timeout=60,
+            subprocess.run([*self.docker, "rm", "-f", "-v", name], capture_output=True, timeout=60,
                            check=False)
             proc.kill()
             stdout, stderr = proc.communicate()
