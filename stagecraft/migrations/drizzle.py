@@ -22,11 +22,12 @@ applied when its ``when`` is not later than the newest ``created_at`` in the tab
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, ClassVar
 
 from stagecraft.errors import MigrationFailed
+from stagecraft.migrations import scripted
+from stagecraft.migrations.scripted import in_image
 from stagecraft.migrations.base import (
     Completed,
     ContainerCommand,
@@ -219,18 +220,7 @@ ENV = {"NPM_CONFIG_UPDATE_NOTIFIER": "false", "NO_COLOR": "1", "FORCE_COLOR": "0
 
 def parse_marks(stdout: str) -> list[dict[str, Any]]:
     """The JSON objects the script printed (MARK lines), in order."""
-    marks = []
-    for line in stdout.splitlines():
-        at = line.find(MARK)
-        if at < 0:
-            continue
-        try:
-            value = json.loads(line[at + len(MARK):])
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            marks.append(value)
-    return marks
+    return scripted.parse_marks(stdout, MARK)
 
 
 def migrations_of(snapshot: dict[str, Any]) -> tuple[tuple[Migration, ...], list[str]]:
@@ -276,10 +266,6 @@ def diagnosis(marks: list[dict[str, Any]]) -> str:
     statement = " ".join(str(found.get("statement", "")).split()).rstrip(";")
     return (f": {found['failed']} fails with: {found.get('message', '')}{code}; "
             f"statement: {statement[:200]}")
-
-
-def in_image(image: str | None) -> str:
-    return f"image {image}" if image else "the migration image"
 
 
 def output_of(done: Completed) -> str:

@@ -25,6 +25,8 @@ import re
 from typing import Any, ClassVar
 
 from stagecraft.errors import MigrationFailed
+from stagecraft.migrations import scripted
+from stagecraft.migrations.scripted import in_image
 from stagecraft.migrations.base import (
     Completed,
     ContainerCommand,
@@ -116,18 +118,7 @@ _NAME = re.compile(r"^[^\s/]+$")
 
 def parse_marks(stdout: str) -> list[dict[str, Any]]:
     """The JSON objects the script printed (MARK lines), in order."""
-    marks = []
-    for line in stdout.splitlines():
-        at = line.find(MARK)
-        if at < 0:
-            continue
-        try:
-            value = json.loads(line[at + len(MARK):])
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            marks.append(value)
-    return marks
+    return scripted.parse_marks(stdout, MARK)
 
 
 def names_after(text: str, heading: re.Pattern[str]) -> list[str]:
@@ -188,10 +179,6 @@ def database_error(text: str) -> str | None:
     match = (re.search(r"^Database error:\s*\n(.+)$", text, re.MULTILINE)
              or re.search(r"(ERROR:\s.+)$", text, re.MULTILINE))
     return match.group(1).strip() if match else None
-
-
-def in_image(image: str | None) -> str:
-    return f"image {image}" if image else "the migration image"
 
 
 def output_of(done: Completed) -> str:
