@@ -14,7 +14,7 @@ if ! command -v dockerd >/dev/null; then
     if [ ! -f /var/lib/apt/periodic/stagecraft-updated ]; then
       apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/stagecraft-updated
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    NEEDRESTART_SUSPEND=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
   else
     echo "error: no Docker Engine answers and dockerd is not installed" >&2
     echo "hint: install Docker Engine (apt-get install docker.io) or start it, then run this again" >&2

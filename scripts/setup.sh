@@ -12,7 +12,7 @@ need_apt() {
     if [ ! -f /var/lib/apt/periodic/stagecraft-updated ]; then
       apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/stagecraft-updated
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    NEEDRESTART_SUSPEND=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   else
     echo "error: missing system packages: $*" >&2
     echo "hint: install them (sudo apt-get install $*) and run this again" >&2
@@ -28,10 +28,27 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
   echo "hint: set PYTHON=/path/to/python3.11 (or newer) and run this again" >&2
   exit 10
 fi
-# npm installs the drizzle and prisma example projects' packages for their tests
-# (containers here cannot reach the npm registry, so it runs on this machine).
-if ! command -v npm >/dev/null; then
-  need_apt nodejs npm
+# The system programs stagecraft, its tests and the demo run (scripts/system-tools.txt):
+# install the Debian package of each one missing from PATH.
+missing_packages() {
+  local program package _
+  while read -r program package _; do
+    case "$program" in ''|'#'*) continue ;; esac
+    [ "$package" = - ] && continue
+    command -v "$program" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$program" >/dev/null \
+      || echo "$package"
+  done < scripts/system-tools.txt | sort -u
+}
+if [ "${1:-}" = --missing-packages ]; then
+  missing_packages
+  exit 0
+fi
+# docker.io is scripts/ensure-docker.sh's to install (it also starts the engine).
+packages=$(missing_packages | grep -vx docker.io || true)
+if [ -n "$packages" ]; then
+  echo "setup: installing system packages: $(echo $packages)" >&2
+  # shellcheck disable=SC2086
+  need_apt $packages
 fi
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
