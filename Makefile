@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # module fixtures). PYTEST_WORKERS=0 runs everything in this process.
 PYTEST_WORKERS ?= 3
 
-.PHONY: setup docker test test-unit demo bench clean
+.PHONY: setup docker doctor test test-unit demo bench clean
 
 setup:
 	@scripts/setup.sh
@@ -13,8 +13,12 @@ setup:
 docker:
 	@scripts/ensure-docker.sh
 
+## doctor: check this machine, then build the local cloud's images (stops with hints)
+doctor: setup docker
+	@$(VENV)/bin/stagecraft doctor --fix
+
 ## test: the whole suite (unit tier, then the fleet tier on real containers)
-test: setup docker
+test: doctor
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-unit: only the tests that need no Docker
@@ -22,7 +26,7 @@ test-unit: setup
 	$(VENV)/bin/pytest -m "not fleet" $(PYTEST_ARGS)
 
 ## demo: the main job, end to end
-demo: setup docker
+demo: doctor
 	@scripts/demo.sh
 
 ## bench: run the benchmarks and rewrite docs/benchmarks.md

@@ -66,7 +66,7 @@ commit() { git -c user.name=demo -c user.email=demo@example.com commit -qam "$1"
 set_version() { sed -i "s/APP_VERSION: \"[^\"]*\"/APP_VERSION: \"$1\"/" stagecraft.yml; commit "version $1"; }
 
 step "stagecraft infra up --bootstrap (two Debian 13 hosts as containers, a TLS registry, then the bootstrap role)"
-"$STAGECRAFT" infra up --bootstrap --quiet
+"$STAGECRAFT" infra up --bootstrap
 "$STAGECRAFT" infra status
 
 step "bootstrap again: nothing to change"

@@ -30,12 +30,14 @@ if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 fi
 # The system programs stagecraft, its tests and the demo run (scripts/system-tools.txt):
 # install the Debian package of each one missing from PATH.
+sbin=${STAGECRAFT_SBIN_PATH-/usr/sbin:/sbin}
 missing_packages() {
   local program package _
   while read -r program package _; do
     case "$program" in ''|'#'*) continue ;; esac
     [ "$package" = - ] && continue
-    command -v "$program" >/dev/null || PATH="$PATH:/usr/sbin:/sbin" command -v "$program" >/dev/null \
+    # A user's PATH may lack the sbin directories where debootstrap and losetup live.
+    command -v "$program" >/dev/null || PATH="$PATH:$sbin" command -v "$program" >/dev/null \
       || echo "$package"
   done < scripts/system-tools.txt | sort -u
 }

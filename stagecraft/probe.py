@@ -118,7 +118,7 @@ def probe_script(project: str, environment: str, *, routes: bool = False) -> str
     return "\n".join(lines) + "\n"
 
 
-def _sections(text: str) -> dict[str, list[str]]:
+def split_sections(text: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in text.splitlines():
@@ -151,7 +151,7 @@ def _container(data: dict[str, Any]) -> ContainerFacts:
                           release=text("release"))
 
 
-def _lock(lines: list[str]) -> LockInfo | None:
+def lock_from_lines(lines: list[str]) -> LockInfo | None:
     text = "\n".join(lines).strip()
     if not text or text == "none":
         return None
@@ -180,7 +180,7 @@ def _routes(lines: list[str]) -> tuple[dict, ...]:
 
 def parse_probe_output(text: str, host: str = "") -> HostFacts:
     """HostFacts from what ``probe_script`` printed (reachable; errors in ``error``)."""
-    sections = _sections(text)
+    sections = split_sections(text)
     problems: list[str] = []
     if "end" not in sections:
         problems.append("the probe's output is incomplete")
@@ -209,7 +209,7 @@ def parse_probe_output(text: str, host: str = "") -> HostFacts:
         current_release=current.rstrip("/").rpartition("/")[2] or None,
         containers=tuple(sorted(containers, key=lambda c: (c.service, c.name))),
         traefik_running=traefik,
-        lock=_lock(sections.get("lock", [])),
+        lock=lock_from_lines(sections.get("lock", [])),
         routes=_routes(sections.get("routes", [])),
         firewall_hash=firewall_hash,
         mounts=mounts,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
-from stagecraft import log
+from stagecraft import log, steps
 
 OUTPUT_CHOICES = ("text", "json")
 
@@ -55,7 +56,11 @@ class AppContext:
     def say(self, message: str) -> None:
         """A human progress line on stderr (silent with --quiet or --output json)."""
         if not self.quiet and not self.json:
-            click.echo(message, err=True)
+            steps.echo(message, lambda line: click.echo(line, err=True))
+
+    def live_steps(self) -> bool:
+        """Whether long steps get a live line (stderr is a terminal, not --quiet, not json)."""
+        return not self.quiet and not self.json and sys.stderr.isatty()
 
 
 def _app(ctx: click.Context) -> AppContext:
@@ -145,6 +150,17 @@ def _with_app(func: Callable) -> Callable:
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
         app = _app(ctx)
         log.setup(verbosity=app.verbose, quiet=app.quiet, output=app.output)
-        return func(app, *args, **kwargs)
+        if not app.live_steps() or steps.live():  # a group's view serves its subcommands
+            return func(app, *args, **kwargs)
+        from rich.console import Console
+
+        from stagecraft.ui.steps import LiveSteps
+
+        view = LiveSteps(Console(stderr=True))
+        try:
+            with steps.use_view(view):
+                return func(app, *args, **kwargs)
+        finally:
+            view.close()
 
     return wrapper

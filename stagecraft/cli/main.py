@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schema": ("schema", "Print the JSON Schema of stagecraft.yml."),
     "inventory": ("inventory", "Print the Ansible inventory of an environment."),
     "version": ("version", "Show versions of stagecraft and its tools."),
+    "doctor": ("doctor", "Check this machine and an environment's hosts."),
     "completion": ("completion", "Print a shell completion script."),
     "status": ("status", "Show what the hosts run: releases, containers, Traefik, lock."),
     "infra": ("infra", "Create, inspect and remove the hosts of an environment."),

@@ -73,6 +73,36 @@ def test_status_reports_both_hosts(project: Path, release_id: str) -> None:
     assert roadmap.returncode == 0 and "phase" in roadmap.stdout
 
 
+def doctor(project: Path) -> tuple[int, dict]:
+    result = stagecraft(project, "doctor", "--output", "json")
+    return result.returncode, json.loads(result.stdout.splitlines()[-1])
+
+
+def checks_of(report: dict, scope: str) -> dict[str, dict]:
+    return {c["check"]: c for c in report["checks"] if c["scope"] == scope}
+
+
+def test_doctor_checks_the_controller_and_every_host(project: Path) -> None:
+    code, report = doctor(project)
+    assert code == 0 and report["ok"] is True, report
+    for host in ("local-1", "local-2"):
+        checks = checks_of(report, host)
+        assert {name: c["status"] for name, c in checks.items()} == {
+            "reachable": "ok", "docker engine": "ok", "compose v2 plugin": "ok",
+            "traefik": "ok", "clock skew": "ok",
+            **({"deploy lock": "ok"} if host == "local-1" else {})}, checks
+        # Versions as the hosts' own tools print them (Debian trixie's docker.io, compose)
+        assert checks["docker engine"]["detail"][0].isdigit()
+        assert checks["compose v2 plugin"]["detail"][0].isdigit()
+    assert checks_of(report, "local-1")["deploy lock"]["detail"] == "free"
+    controller = checks_of(report, "controller")
+    assert controller["docker engine"]["status"] == "ok"
+    assert controller["local cloud: host image"]["status"] == "ok"
+    text = stagecraft(project, "doctor")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "0 missing, 0 wrong" in text.stderr
+
+
 def test_logs_merge_both_hosts(project: Path) -> None:
     result = stagecraft(project, "logs", "web", "-n", "5")
     assert result.returncode == 0, result.stderr
@@ -139,6 +169,11 @@ def test_lock_status_and_release(project: Path) -> None:
     assert status["message"] == "killed deploy" and status["age_seconds"] > 0
     text = stagecraft(project, "lock", "status")
     assert "killed deploy" in text.stdout and "stale:   yes" in text.stdout
+    code, report = doctor(project)
+    lock = checks_of(report, "local-1")["deploy lock"]
+    assert code == 10 and report["ok"] is False
+    assert lock["status"] == "wrong" and "killed deploy" in lock["detail"], lock
+    assert "stagecraft lock release -e local" in lock["fix"]
 
     refused = stagecraft(project, "lock", "release")
     assert refused.returncode == 2 and "--yes" in refused.stderr
@@ -161,3 +196,10 @@ def test_status_shows_a_stopped_host_as_unreachable(project: Path) -> None:
     assert hosts["local-2"]["reachable"] is False and hosts["local-2"]["error"]
     text = stagecraft(project, "status")
     assert text.returncode == 0 and "local-2 (app): UNREACHABLE" in text.stdout
+    code, report = doctor(project)
+    assert code == 10
+    assert checks_of(report, "local-1")["reachable"]["status"] == "ok"
+    unreachable = checks_of(report, "local-2")
+    assert list(unreachable) == ["reachable"], unreachable
+    assert unreachable["reachable"]["status"] == "missing"
+    assert "stagecraft infra status -e local" in unreachable["reachable"]["fix"]

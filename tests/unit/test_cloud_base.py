@@ -199,6 +199,12 @@ class FakeCloud:
     def bootstrap_vars(self, spec, state_dir):
         return {}
 
+    def controller_checks(self):
+        return []
+
+    def prepare_controller(self, log):
+        return []
+
 
 @pytest.fixture
 def plugin(monkeypatch):

@@ -66,4 +66,5 @@ def get_cloud_provider(kind: str, options: Mapping[str, Any] | None = None) -> C
     return registry.load_provider(
         "cloud", kind, options, registered=_entry_points(), builtin=BUILTIN,
         group=ENTRY_POINT_GROUP, protocol=CloudProvider,
-        interface="up, down, status, ssh_access, bootstrap_vars, kind")
+        interface="up, down, status, ssh_access, bootstrap_vars, controller_checks, "
+        "prepare_controller, kind")

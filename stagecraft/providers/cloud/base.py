@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from stagecraft.doctor.model import Check
 from stagecraft.errors import ConfigError, StateError
 from stagecraft.fsutil import write_atomic
 
@@ -343,6 +344,16 @@ class CloudProvider(Protocol):
     def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
         """Extra variables for the bootstrap role that this cloud's hosts need (for the
         local cloud: the inner dockerd's quirk, and the registry's address and CA)."""
+        ...
+
+    def controller_checks(self) -> list[Check]:
+        """What this cloud needs on the machine stagecraft runs on, checked for
+        `stagecraft doctor` (the local cloud: debootstrap, its images built or not)."""
+        ...
+
+    def prepare_controller(self, log: Log) -> list[str]:
+        """Make on this machine what the first ``up`` would otherwise make (the local
+        cloud builds its images), for `stagecraft doctor --fix`. Returns what it made."""
         ...
 
 

@@ -153,3 +153,15 @@ def exists(kind: str, name: str) -> bool:
         raise failure(f"inspect {kind} {name}", ["docker", kind, "inspect", name],
                        proc.returncode, proc.stderr, None)
     return False
+
+
+def engine_answers() -> bool:
+    """Whether a Docker Engine answers the docker CLI (False without the CLI too)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        proc = run(["docker", "version", "--format", "{{.Server.Version}}"],
+                   what="ask the Docker Engine its version", check=False, timeout=20)
+    except CommandFailed:  # timed out
+        return False
+    return proc.returncode == 0

@@ -27,6 +27,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from stagecraft import steps
+from stagecraft.doctor.model import Check
 from stagecraft.errors import EnvironmentMissing, ProviderError
 from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.providers.cloud.base import (
@@ -51,6 +53,7 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
 )
 from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
+from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
 from stagecraft.providers.cloud.local.images import (
@@ -138,6 +141,14 @@ class LocalCloud:
         self.volume_sizes = dict(volume_sizes or {})
 
     # ----------------------------------------------------------------- public API
+
+    def controller_checks(self) -> list[Check]:
+        """debootstrap or a debian:trixie image; the host and runtime images built or not."""
+        return local_doctor.controller_checks()
+
+    def prepare_controller(self, log: Log) -> list[str]:
+        """Build every image the local cloud runs (each only when missing)."""
+        return local_doctor.prepare_controller(log)
 
     def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
         """Variables the bootstrap role needs on containers-as-hosts (not on real hosts).
@@ -531,8 +542,15 @@ class LocalCloud:
         pending = {c.host: c for c in containers}
         host_keys: dict[str, str] = {}
         last_output: dict[str, str] = {}
-        if pending:
-            log(f"waiting for sshd on {', '.join(pending)}")
+        if not pending:
+            return host_keys
+        with steps.step(log, f"waiting for sshd on {', '.join(pending)}") as current:
+            return self._poll_ready(pending, public_key, deadline, host_keys, last_output,
+                                    current)
+
+    def _poll_ready(self, pending: dict[str, _Container], public_key: str, deadline: float,
+                    host_keys: dict[str, str], last_output: dict[str, str],
+                    current: steps.Step) -> dict[str, str]:
         while pending:
             for name, container in list(pending.items()):
                 proc = docker(
@@ -562,6 +580,8 @@ class LocalCloud:
                     hint=f"look inside: `docker exec {container.name} systemctl status ssh` "
                     f"and `docker exec {container.name} journalctl -b --no-pager | tail`",
                 )
+            current.note("; ".join(f"{name}: {last_output.get(name) or 'booting'}"
+                                   for name in pending))
             time.sleep(_POLL_SECONDS)
         return host_keys
 

@@ -39,6 +39,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from stagecraft import steps
 from stagecraft.errors import CommandFailed, ProviderError, StateError
 from stagecraft.fsutil import write_atomic
 from stagecraft.log import add_secrets
@@ -165,7 +166,11 @@ def ensure_registry(spec: FleetSpec, state_dir: Path, net: str, subnet: IPv4Netw
             f"the registry {name} publishes no port on {BIND}",
             hint=f"remove it (`docker rm -f {name}`) and run `stagecraft infra up` again",
         )
-    _wait_ready(name, port, ca)
+    if change == UNCHANGED:
+        _wait_ready(name, port, ca)
+    else:
+        with steps.step(log, f"waiting for the registry {name} to answer on {BIND}:{port}"):
+            _wait_ready(name, port, ca)
     state = RegistryState(container=name, change=change, push_server=f"{BIND}:{port}",
                           pull_server=f"{ip}:{CONTAINER_PORT}")
     info = {"container": name, "image": image, "push_server": state.push_server,

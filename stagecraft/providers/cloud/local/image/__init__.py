@@ -26,12 +26,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stagecraft import execs
+from stagecraft import execs, steps
 from stagecraft.errors import CommandFailed, EnvironmentMissing
 from stagecraft.fsutil import exclusive_lock
 from stagecraft.providers.cloud.local import dockercli
@@ -192,11 +191,9 @@ def ensure_host_image(log: Log | None = None) -> str:
     with _build_lock(log):
         # Another process may have built it while we waited for the lock.
         if not dockercli.exists("image", tag):
-            started = time.monotonic()
             base = _ensure_base(mirrors, log)
-            log(f"building {tag} FROM {base}")
-            _docker_build(tag, base, mirrors)
-            log(f"built {tag} in {time.monotonic() - started:.0f} s")
+            with steps.step(log, f"building the host image {tag} FROM {base}"):
+                _docker_build(tag, base, mirrors)
         _tag_latest(tag)
     return tag
 
@@ -264,25 +261,24 @@ def debootstrap_image(tag: str, include: list[str], mirrors: Mirrors, log: Log, 
         SUITE, str(rootfs), mirrors.debian,
     ]
     try:
-        log(f"making a {SUITE} root filesystem for {what} with debootstrap "
-            f"(about 75 s; log: {logfile})")
-        started = time.monotonic()
-        try:
-            run_logged(argv, logfile, what=f"build the base of {what} with debootstrap",
-                        hint=f"read {logfile}; check that {mirrors.debian} is reachable "
-                        "or set STAGECRAFT_DEBIAN_MIRROR")
-        except CommandFailed:
-            # debootstrap's own detailed log lives in the rootfs we are about to delete.
-            detail = rootfs / "debootstrap" / "debootstrap.log"
-            if detail.is_file():
-                with open(logfile, "a") as out:
-                    out.write("\n--- debootstrap/debootstrap.log ---\n")
-                    out.write(detail.read_text(errors="replace"))
-            raise
-        if prepare is not None:
-            prepare(rootfs)
-        log(f"debootstrap done in {time.monotonic() - started:.0f} s; importing as {tag}")
-        _import_rootfs(rootfs, tag)
+        with steps.step(log, f"making a {SUITE} root filesystem for {what} with debootstrap "
+                        f"(about 75 s; log: {logfile})"):
+            try:
+                run_logged(argv, logfile, what=f"build the base of {what} with debootstrap",
+                           hint=f"read {logfile}; check that {mirrors.debian} is reachable "
+                           "or set STAGECRAFT_DEBIAN_MIRROR")
+            except CommandFailed:
+                # debootstrap's own detailed log lives in the rootfs we are about to delete.
+                detail = rootfs / "debootstrap" / "debootstrap.log"
+                if detail.is_file():
+                    with open(logfile, "a") as out:
+                        out.write("\n--- debootstrap/debootstrap.log ---\n")
+                        out.write(detail.read_text(errors="replace"))
+                raise
+            if prepare is not None:
+                prepare(rootfs)
+        with steps.step(log, f"importing the root filesystem as {tag}"):
+            _import_rootfs(rootfs, tag)
     finally:
         _unmount_below(rootfs)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -296,6 +292,7 @@ def run_logged(argv: list[str], logfile: Path, *, what: str, hint: str,
         def write(_stream: str, line: str) -> None:
             out.write(line + "\n")
             out.flush()
+            steps.note(line)
 
         try:
             proc = execs.run(argv, env=env, timeout=timeout, on_line=write, check=False)

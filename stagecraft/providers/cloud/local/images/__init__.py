@@ -31,11 +31,11 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
+from stagecraft import steps
 from stagecraft.errors import CommandFailed, EnvironmentMissing
 from stagecraft.fsutil import exclusive_lock
 from stagecraft.providers.cloud.local import dockercli
@@ -105,6 +105,18 @@ def runtime_base_tag(mirrors: Mirrors) -> str:
     return f"{RUNTIME_BASE_REPO}:{_digest(json.dumps(recipe, sort_keys=True).encode())}"
 
 
+def _runtime_recipe(mirrors: Mirrors) -> tuple[str, dict[str, str], str]:
+    """The runtime image's base, build args and tag, as the recipe gives them now."""
+    base = UPSTREAM_BASE if dockercli.exists("image", UPSTREAM_BASE) else runtime_base_tag(mirrors)
+    args = {**runtime_build_args(mirrors), "BASE_IMAGE": base}
+    return base, args, f"{RUNTIME_REPO}:{context_hash(RUNTIME_DIR, args)}"
+
+
+def runtime_image_tag() -> str:
+    """The tag the runtime recipe builds, whether or not it is built yet."""
+    return _runtime_recipe(read_mirrors())[2]
+
+
 def ensure_runtime_image(log: Log | None = None) -> str:
     """Return ``stagecraft/runtime:<hash12>``, building it (and its base) if needed;
     ``stagecraft/runtime:latest`` points at it afterwards.
@@ -114,9 +126,7 @@ def ensure_runtime_image(log: Log | None = None) -> str:
     """
     log = log or _quiet
     mirrors = read_mirrors()
-    base = UPSTREAM_BASE if dockercli.exists("image", UPSTREAM_BASE) else runtime_base_tag(mirrors)
-    args = {**runtime_build_args(mirrors), "BASE_IMAGE": base}
-    tag = f"{RUNTIME_REPO}:{context_hash(RUNTIME_DIR, args)}"
+    base, args, tag = _runtime_recipe(mirrors)
 
     def build() -> None:
         if base != UPSTREAM_BASE and not dockercli.exists("image", base):
@@ -315,10 +325,8 @@ def _ensure(tag: str, build: Callable[[], None], log: Log,
                             f"({lock})", log):
             # Another process may have built it while we waited for the lock.
             if not dockercli.exists("image", tag):
-                started = time.monotonic()
-                log(f"building {tag}")
-                build()
-                log(f"built {tag} in {time.monotonic() - started:.0f} s")
+                with steps.step(log, f"building {tag}"):
+                    build()
     for alias in (f"{repo}:latest", *extra_tags):
         dockercli.docker("tag", tag, alias, what=f"tag {tag} as {alias}", timeout=30)
     return tag

@@ -1,0 +1,91 @@
+"""`stagecraft doctor`: check this machine (and an environment's hosts) for what
+stagecraft needs; say what to do about each problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stagecraft.cli.context import AppContext, command as subcommand
+from stagecraft.errors import ConfigError, ExitCode, StagecraftError
+
+_MARK = {"ok": "green", "missing": "red", "wrong": "red", "todo": "yellow"}
+
+
+def _clouds(app: AppContext) -> tuple[Path, list]:
+    """The project directory and the cloud providers in use (the local cloud when
+    there is no stagecraft.yml: it is the embedded default)."""
+    from stagecraft.fleet import cloud_for
+    from stagecraft.providers.cloud import get_cloud_provider
+
+    try:
+        loaded = app.load()
+    except ConfigError:
+        if app.config_path or app.env:
+            raise
+        return Path.cwd(), [get_cloud_provider("local")]
+    if app.env:
+        return loaded.project_dir, [cloud_for(app.environment())]
+    clouds: dict[str, object] = {}
+    for name in loaded.config.environments:
+        env = loaded.environment(name)
+        clouds.setdefault(env.providers.cloud.kind, cloud_for(env))
+    return loaded.project_dir, list(clouds.values()) or [get_cloud_provider("local")]
+
+
+def _print(report) -> None:
+    width = max((len(c.scope) for c in report.checks), default=0)
+    name_width = max((len(c.name) for c in report.checks), default=0)
+    for check in report.checks:
+        status = click.style(f"{check.status:<7}", fg=_MARK[str(check.status)])
+        click.echo(f"{status}  {check.scope:<{width}}  {check.name:<{name_width}}  "
+                   f"{check.detail}")
+        if check.fix:
+            click.echo(f"{'':7}  {'':<{width}}  {'':<{name_width}}  -> {check.fix}")
+    counts = report.to_dict()["counts"]
+    click.echo("doctor: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
+
+
+@subcommand("doctor", short_help="Check this machine and an environment's hosts.")
+@click.option("--fix", is_flag=True,
+              help="Also make what the clouds in use would make on first use (the local "
+              "cloud's images), then check again.")
+def command(app: AppContext, fix: bool) -> None:
+    """Check what stagecraft needs on this machine: Python, Docker Engine, Compose v2,
+    ssh, disk space, and what each cloud in use needs (the local cloud: debootstrap or a
+    debian:trixie image, its images). With --env, also each host of the environment:
+    reachable, Docker and Compose versions, Traefik, the deploy lock, clock skew.
+
+    One line per check: ok, missing, wrong, or todo (made on first use). Exits 10 when
+    anything is missing or wrong.
+    """
+    from stagecraft.doctor import controller_report, hosts_report
+
+    project_dir, clouds = _clouds(app)
+    report = controller_report(project_dir, clouds)
+    if fix and report.ok:
+        for cloud in clouds:
+            for made in cloud.prepare_controller(app.say):
+                app.say(f"ready: {made}")
+        report = controller_report(project_dir, clouds)
+    if app.env:
+        report = _with_hosts(app, report)
+    app.emit(report.to_dict(), lambda _: _print(report))
+    if not report.ok:
+        click.get_current_context().exit(int(ExitCode.ENVIRONMENT))
+
+
+def _with_hosts(app: AppContext, report):
+    from stagecraft.deploy.engine import Target
+    from stagecraft.doctor import hosts_report
+    from stagecraft.doctor.model import missing
+
+    env = app.environment()
+    try:
+        target = Target.load(env, app.load().project_dir)
+    except StagecraftError as exc:
+        report.checks.append(missing(env.name, "hosts recorded", exc.message,
+                                     exc.hint or f"stagecraft infra up -e {env.name}"))
+        return report
+    return hosts_report(report, target)
