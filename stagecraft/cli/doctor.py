@@ -66,8 +66,8 @@ def command(app: AppContext, fix: bool) -> None:
     report = controller_report(project_dir, clouds)
     if fix and report.ok:
         for cloud in clouds:
-            for made in cloud.prepare_controller(app.say):
-                app.say(f"ready: {made}")
+            made = cloud.prepare_controller(app.say)
+            app.say(f"{cloud.kind} cloud ready: {', '.join(made)}")
         report = controller_report(project_dir, clouds)
     if app.env:
         report = _with_hosts(app, report)

@@ -37,18 +37,20 @@ class LiveSteps:
             note = self._note
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True, overflow="ellipsis")
+        grid.add_column(no_wrap=True, justify="right")
+        grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
         if running:
+            # The time first: a narrow terminal cuts the end of a long title, never it.
             title, started = running[-1]
             outer = " > ".join(t for t, _ in running[:-1])
-            line = Text()
+            line = Text(no_wrap=True, overflow="ellipsis")
             if outer:
                 line.append(f"{outer} > ", style="dim")
             line.append(title, style="bold")
-            line.append(f"  {format_seconds(time.monotonic() - started)}", style="cyan")
+            elapsed = Text(format_seconds(time.monotonic() - started), style="cyan")
+            grid.add_row(self._spinner, elapsed, line)
             if note:
-                line.append(f"  {note}", style="dim")
-            grid.add_row(self._spinner, line)
+                grid.add_row("", "", Text(note, style="dim", no_wrap=True, overflow="ellipsis"))
         return grid
 
     def begin(self, title: str) -> None:
@@ -74,13 +76,14 @@ class LiveSteps:
             self._note = ""
             empty = not self._running
         mark = "[green]done[/]" if ok else "[red]failed[/]"
-        self.console.print(f"{title}: {mark} in {format_seconds(seconds)}", highlight=False)
+        self.console.print(f"{title}: {mark} in {format_seconds(seconds)}", highlight=False,
+                           soft_wrap=True)
         if empty and self._live is not None:
             self._live.stop()
             self._live = None
 
     def print(self, message: str) -> None:
-        self.console.print(message, highlight=False, markup=False)
+        self.console.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def close(self) -> None:
         if self._live is not None:
