@@ -1,8 +1,8 @@
 """The floor of a deploy: the hosts' own compose files applied by a direct
 `docker compose up -d --wait`, one SSH command per host, all hosts in parallel.
 
-`--wait` (as in the issue's measured floor, ../shared/design/TESTBED.md): a deploy
-is only done when the new containers are healthy, so the floor waits for that too.
+`--wait`, because a deploy is only done when the new containers are healthy: the
+floor waits for that too.
 
 It runs under its own compose project, ``<project>-<env>-floor``, so it never
 touches stagecraft's containers, from copies of the release dirs whose

@@ -17,7 +17,7 @@ Status = Literal["planned", "in-progress", "done", "v2"]
 class Feature(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$", description="Feature id from FEATURES.md.")
+    id: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$", description="Feature id, e.g. CORE_CONFIG.")
     title: str = Field(description="What the feature is.")
     phase: Union[int, str] = Field(description="Roadmap phase (number), 'governance' or 'v2'.")
     status: Status = Field(description="planned, in-progress, done, or v2.")

@@ -1,4 +1,4 @@
-"""The models of stagecraft.yml (see spec/core/config.md and CONFIG.md).
+"""The models of stagecraft.yml (see spec/core/config.md and docs/config.md).
 
 Field names are a contract with users. Every field has a description: it
 becomes the JSON Schema that editors show, and the reference docs.

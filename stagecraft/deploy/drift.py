@@ -1,7 +1,7 @@
 """Does a host run what the ledger says was deployed? (pure)
 
 The ledger is the truth of what was intended, the host of what runs
-(ARCHITECTURE principle 3). Before a deploy the CLI probes every host once
+(docs/architecture.md, "Principles"). Before a deploy the CLI probes every host once
 (stagecraft/probe.py) and compares: a host that runs what the ledger says needs
 nothing when the plan has no changes, so a no-op redeploy ends without a
 playbook; a host that differs is planned as if nothing were known about it, so

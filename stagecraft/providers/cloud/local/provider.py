@@ -1,7 +1,7 @@
 """The ``local`` cloud provider (PROVIDER_CLOUD_LOCAL): hosts are containers on this machine.
 
 Each host is a container of the host image running systemd as PID 1 and sshd,
-able to run Docker inside (the flags of TESTBED.md, never --privileged), attached
+able to run Docker inside (the flags of HOST_RUN_FLAGS, never --privileged), attached
 to a private Docker network that plays the VPC. SSH is published on 127.0.0.1 at a
 fixed port per host; the environment's key pair and pinned host keys live in its
 state directory, next to hosts.json.
@@ -79,18 +79,28 @@ LABEL_ROLES = "org.stagecraft.roles"
 #: Hosts with this role get their ports 80 and 443 published on 127.0.0.1.
 EDGE_ROLE = "edge"
 
-#: The flags that let systemd boot as PID 1 and dockerd run inside, without
-#: --privileged (which fails on this kind of machine: see TESTBED.md).
-HOST_RUN_FLAGS = (
+#: The flags that let systemd boot as PID 1 and dockerd run inside a host container,
+#: without --privileged (which fails on machines whose capability bounding set lacks
+#: CAP_SYS_RESOURCE); docs/architecture.md ("The local cloud") explains them. An
+#: engine's policy may refuse these, so hints name them.
+HOST_ENGINE_FLAGS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+)
+#: Every flag a host container runs with.
+HOST_RUN_FLAGS = (
+    *HOST_ENGINE_FLAGS,
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
     # An anonymous volume: the inner dockerd cannot put overlayfs on overlayfs.
     # `docker rm -v` removes it with the host.
     "-v", "/var/lib/docker",
     "-e", "container=docker",
 )
+
+#: What hints say a host container needs from the Docker Engine.
+ENGINE_MUST_ALLOW = (f"`docker run {' '.join(HOST_ENGINE_FLAGS)}` "
+                     "(stagecraft never uses --privileged)")
 
 #: Where the volumes role mounts block volumes (as DigitalOcean does): /mnt/<volume>.
 #: The local cloud itself only hands each host the block device (see loopdev).
@@ -154,7 +164,8 @@ class LocalCloud:
         """Variables the bootstrap role needs on containers-as-hosts (not on real hosts).
 
         dockerd inside a container cannot start containers unless it may leave IPv6
-        on an IPv4-only interface (TESTBED.md); Debian's docker.io is installed from
+        on an IPv4-only interface (DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1, see
+        docs/architecture.md); Debian's docker.io is installed from
         the mirror the hosts reach (Docker's own apt repository is not reachable);
         root keeps key-only SSH because the local cloud connects as root. When `up`
         made the environment's registry, hosts learn its pull address and trust its
@@ -503,7 +514,7 @@ class LocalCloud:
                 continue
             raise_for(proc, what=f"create host {host.name} (container {name})",
                       hint=f"check that the image {image} exists (`docker image ls "
-                      "stagecraft/host`) and that the engine allows the flags of TESTBED.md")
+                      f"stagecraft/host`) and that the engine allows {ENGINE_MUST_ALLOW}")
         raise ProviderError(
             f"host {host.name}: every port tried on {SSH_BIND} was taken",
             hint="free some ports in 22000-22999 (SSH) and 23000-25999 (web) or remove "
@@ -721,8 +732,8 @@ def _raise_stopped(container: _Container) -> None:
     raise ProviderError(
         f"host {container.host}: container {container.name} stopped while booting: "
         f"{tail(logs.stdout + logs.stderr, 400) or 'no log output'}",
-        hint=f"see `docker logs {container.name}`; check that the engine allows the "
-        "flags of TESTBED.md (cgroupns=host, /sys/fs/cgroup mounted read-write)",
+        hint=f"see `docker logs {container.name}`; check that the engine allows "
+        f"{ENGINE_MUST_ALLOW}",
     )
 
 
