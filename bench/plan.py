@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import machine, verdict, write_section
+from bench.report import machine, relative_paths, verdict, write_section
 
 SIZES = (50, 500)
 SERVICES = 40
@@ -118,12 +118,11 @@ def _current_rss_mb() -> float:
 
 
 def _trim_profile(text: str) -> str:
-    """pstats output without its preamble, paths shortened to the package."""
-    keep = [line.replace(str(Path(sys.prefix)), "<venv>") for line in text.splitlines()
+    """pstats output without its preamble, paths relative to the repository."""
+    keep = [line for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith(("Ordered by", "List reduced"))
             and "function calls" not in line]
-    return "\n".join(line.replace(str(Path(__file__).resolve().parent.parent) + "/", "")
-                     for line in keep)
+    return relative_paths("\n".join(keep))
 
 
 def _run_child(config: Path, profile: bool = False) -> dict:

@@ -6,6 +6,9 @@ import os
 import platform
 import re
 import subprocess
+import sys
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +36,62 @@ Fleet benchmarks make their own local fleets under unique project names (`b...`)
 and remove them at the end, also on error (`BENCH_KEEP_FLEET=1` keeps them for
 debugging). `BENCH_ROUNDS` (default 3) sets the repetitions of rollout and scaling.
 """
+
+
+#: An absolute path: a "/" that starts a word (no letter, digit, dot, slash, tilde, dash
+#: or ">" just before it, so "500/50", "req/s" and "<venv>/lib" are not paths). It ends
+#: at white space or at a character that follows a path in pstats or Markdown output.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w./~>-])/[^\s:()'\"`<>,;\[\]]+")
+
+
+def _under(path: str, root: str) -> str | None:
+    """``path`` relative to ``root`` ("" for root itself), or None when it is not inside."""
+    root = root.rstrip("/")
+    if not root:
+        return None
+    if path == root:
+        return ""
+    if path.startswith(root + "/"):
+        return path[len(root) + 1:]
+    return None
+
+
+def relative_paths(text: str, *, repo: Path | str = REPO, venv: str | None = None,
+                   stdlib: str | None = None, tmp: str | None = None) -> str:
+    """``text`` without the absolute paths of the machine it was measured on.
+
+    - inside the virtual environment (``venv``, default sys.prefix): ``<venv>/...``
+      (checked before the repository, since .venv/ sits inside the clone);
+    - inside the repository (``repo``): relative to its root (``.`` for the root);
+    - inside Python's standard library (``stdlib``): ``<python>/...``;
+    - a file in a temporary directory (``tmp``, default the system's, e.g.
+      ``/tmp/tmpab12cd34/noop.prof``): its plain name, ``noop.prof``.
+
+    Other absolute paths (``/opt/stagecraft`` on a host, say) are left as they are.
+    Benchmark results are committed, so they must read the same on any clone.
+    """
+    repo = str(repo)
+    venv = sys.prefix if venv is None else venv
+    stdlib = sysconfig.get_paths()["stdlib"] if stdlib is None else stdlib
+    tmp = tempfile.gettempdir() if tmp is None else tmp
+
+    def shorten(match: re.Match[str]) -> str:
+        path = match.group(0)
+        rest = _under(path, venv)
+        if rest is not None:
+            return f"<venv>/{rest}" if rest else "<venv>"
+        rest = _under(path, repo)
+        if rest is not None:
+            return rest or "."
+        rest = _under(path, stdlib)
+        if rest is not None:
+            return f"<python>/{rest}" if rest else "<python>"
+        rest = _under(path, tmp)
+        if rest and "/" in rest:  # a file in a temporary directory: only its name
+            return rest.rsplit("/", 1)[1]
+        return path
+
+    return _ABSOLUTE_PATH.sub(shorten, text)
 
 
 def machine() -> str:
@@ -78,10 +137,14 @@ def verdict(value: float, target: float, unit: str = "x") -> str:
 
 
 def write_section(name: str, body: str) -> Path:
-    """Replace (or add) the section of benchmark ``name`` in docs/benchmarks.md."""
+    """Replace (or add) the section of benchmark ``name`` in docs/benchmarks.md.
+
+    Paths of this machine in ``body`` are written relative to the repository
+    (:func:`relative_paths`).
+    """
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else _HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
+    block = f"{start}\n{relative_paths(body).rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

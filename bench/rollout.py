@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.fleet import TUNING, Fleet, fleet
 from bench.floor import Floor
 from bench.phases import breakdown, ledger_phases, newest_run
-from bench.report import machine, verdict, write_section
+from bench.report import machine, relative_paths, verdict, write_section
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # What the compose_rollout module does per host (module_utils/_rollout.py), to read
@@ -105,7 +105,9 @@ def profile_noop(project: Fleet, top: int = 14) -> str:
     lines = [line for line in text.getvalue().splitlines()
              if line.strip() and "function calls" not in line and not line.lstrip().startswith(
                  ("Ordered by", "List reduced"))]
-    return "\n".join(line.replace(str(Path(sys.prefix)), "<venv>") for line in lines)
+    # pstats names files by absolute path, and its first line names the temporary
+    # .prof file: written relative to the repository, and only the file's name.
+    return relative_paths("\n".join(lines))
 
 
 def section(figures: dict, rounds: int, project_name: str, noop_profile: str) -> str:
