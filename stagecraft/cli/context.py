@@ -58,6 +58,11 @@ class AppContext:
         if not self.quiet and not self.json:
             steps.echo(message, lambda line: click.echo(line, err=True))
 
+    def can_ask(self) -> bool:
+        """Whether a question can be asked: stdin is a terminal. --quiet and --output
+        json change what is printed, never whether a command asks: only --yes does."""
+        return sys.stdin.isatty()
+
     def live_steps(self) -> bool:
         """Whether long steps get a live line (stderr is a terminal, not --quiet, not json)."""
         return not self.quiet and not self.json and sys.stderr.isatty()

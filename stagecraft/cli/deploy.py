@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from stagecraft.cli.context import AppContext, command
@@ -37,21 +35,22 @@ def run_release(app: AppContext, action, **kwargs):
     yes = kwargs.pop("yes")
     env = app.environment()
     target = Target.load(env, app.load().project_dir)
-    interactive = sys.stdin.isatty() and not app.json and not yes and not app.dry_run
+    # Only --yes skips the question; --quiet prints less but still asks on a terminal.
+    # Without a terminal there is nobody to ask: the plan is applied (as with --yes).
+    interactive = app.can_ask() and not app.json and not yes and not app.dry_run
 
     def confirm(plan) -> bool:
-        if app.json:
-            return True
-        click.echo(plan_text(plan), err=True)
-        if not interactive:
-            return True
-        return click.confirm("apply this plan?", default=False, err=True)
+        if interactive:
+            click.echo(plan_text(plan), err=True)  # the question is about this plan
+            return click.confirm("apply this plan?", default=False, err=True)
+        if not app.json and not app.quiet:
+            click.echo(plan_text(plan), err=True)
+        return True
 
     options = DeployOptions(skip_build=kwargs.pop("skip_build", False), force=kwargs.pop("force"),
                             check=app.dry_run, lock_wait=lock_wait,
                             message=kwargs.pop("message"), verbosity=app.verbose,
-                            skip_hooks=kwargs.pop("skip_hooks"),
-                            confirm=None if app.quiet else confirm)
+                            skip_hooks=kwargs.pop("skip_hooks"), confirm=confirm)
     verbosity = -1 if app.quiet else app.verbose
     with progress_view(app.output, verbosity) as view:
         outcome = action(target, options, say=app.say, on_event=view.update, **kwargs)

@@ -37,8 +37,6 @@ def status(app: AppContext) -> None:
 def release(app: AppContext, yes: bool) -> None:
     """Remove the lock whoever holds it (after a deploy that was killed). Asks first;
     without a terminal, --yes is required."""
-    import sys
-
     from stagecraft.errors import UsageError
     from stagecraft.lock import read
     from stagecraft.lock import release as release_lock
@@ -51,7 +49,7 @@ def release(app: AppContext, yes: bool) -> None:
                  f"the deploy lock of {env.name} is not held: nothing to release")
         return
     if not yes:
-        if not sys.stdin.isatty():
+        if not app.can_ask():
             raise UsageError("releasing the deploy lock needs confirmation, and there is no "
                              "terminal to ask on", hint="pass --yes to release it")
         click.echo("\n".join(lock_lines(lock_report(info, host.name))), err=True)
