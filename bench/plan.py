@@ -32,11 +32,11 @@ MEMORY_TARGET_MB = 300.0
 
 
 def generate_config(hosts: int, services: int = SERVICES) -> str:
-    """stagecraft.yml text: one environment `prod` on ``hosts`` hosts (cloud ssh)."""
+    """stagecraft.yml text: one environment `prod` on ``hosts`` hosts (cloud local)."""
     lines = ["version: 1", "project:", "  name: bigplan", "  registry:",
              "    server: registry.example.com", "    username: deploy",
              "    password: ${secret:REGISTRY_PASSWORD}", "providers:",
-             "  cloud: { kind: ssh }", "  network: { kind: none }", "services:"]
+             "  cloud: { kind: local }", "  network: { kind: none }", "services:"]
     for s in range(services):
         lines.append(f"  svc{s:02d}:")
         lines.append(f"    image: registry.example.com/bigplan/svc{s:02d}:1.{s}.0")
@@ -51,8 +51,7 @@ def generate_config(hosts: int, services: int = SERVICES) -> str:
     lines += ["environments:", "  prod:", "    domain: example.com", "    hosts:"]
     for h in range(hosts):
         roles = "edge, app" if h < 2 else "app"
-        lines.append(f"      - {{ name: host-{h:04d}, roles: [{roles}], "
-                     f"address: 10.{h // 250}.{h % 250}.10 }}")
+        lines.append(f"      - {{ name: host-{h:04d}, roles: [{roles}] }}")
     lines.append("    rollout: { batch: 10, health_timeout: 60s, drain: 10s }")
     return "\n".join(lines) + "\n"
 
@@ -77,7 +76,7 @@ def child(config_path: str, profile: bool) -> None:
         inp = RenderInput(
             release_id="20260101T000000Z-bench",
             images={name: f"{svc.image}@sha256:{'ab' * 32}" for name, svc in env.services.items()},
-            private_ips={h.name: h.address or "" for h in env.hosts},
+            private_ips={h.name: f"10.{i // 250}.{i % 250}.10" for i, h in enumerate(env.hosts)},
             secrets={SECRET: "not-a-real-secret", "REGISTRY_PASSWORD": "x"},
             tls=TlsSettings(mode="acme", email="ops@example.com"))
         renders = render_fleet(env, inp)
@@ -170,7 +169,7 @@ def main() -> None:
         "",
         f"Machine: {machine()}.",
         "",
-        f"Generated stagecraft.yml: N hosts (2 edge+app, the rest app, cloud `ssh`) x {SERVICES} "
+        f"Generated stagecraft.yml: N hosts (2 edge+app, the rest app, cloud `local`) x {SERVICES} "
         f"services on every host ({ROUTED} routed with healthchecks, each with env, a secret and "
         "1-3 replicas). A fresh child process per size loads and validates the config, renders "
         "every host (`render_fleet`) and builds the plan against an empty ledger. "

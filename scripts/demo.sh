@@ -26,7 +26,7 @@ step "stagecraft version"
 
 step "stagecraft init --yes (a project named shop, in $WORK)"
 "$STAGECRAFT" init --yes --dir "$WORK" --name shop \
-  --environments local,production --services api:8080,web:3000 --cloud digitalocean
+  --environments local,production --services api:8080,web:3000 --cloud local
 cd "$WORK"
 # Two local hosts: an edge that also runs the app, and a second app host.
 sed -i 's/      - { name: local-1, roles: \[edge, app\] }/      - { name: local-1, roles: [edge, app] }\n      - { name: local-2, roles: [app] }/' stagecraft.yml

@@ -3,6 +3,9 @@
 Tests marked ``fleet`` need a Docker Engine. Outside CI they are skipped when no
 engine answers; under CI=true a missing engine is a failure, never a skip, so
 CI can never go green without running the fleet tier.
+
+The ``stand_in_providers`` fixture registers the provider kinds stagecraft has no
+provider for yet (tests/fixtures/stand_in_providers/README.md).
 """
 
 from __future__ import annotations
@@ -10,8 +13,31 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+#: Put on sys.path (or PYTHONPATH) to register the kinds without a provider by name.
+STAND_IN_PROVIDERS = Path(__file__).resolve().parent / "fixtures" / "stand_in_providers"
+
+
+@pytest.fixture
+def stand_in_providers() -> Iterator[None]:
+    """Cloud digitalocean and ssh, network tailscale and headscale registered as if
+    their providers were installed, so configs that use them validate: for tests of
+    the config format and of what those kinds change elsewhere."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(STAND_IN_PROVIDERS))
+        yield
+
+
+@pytest.fixture(scope="module")
+def stand_in_providers_module() -> Iterator[None]:
+    """``stand_in_providers`` for every test of a module (hypothesis tests included)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(STAND_IN_PROVIDERS))
+        yield
 
 
 def _docker_answers() -> bool:

@@ -11,6 +11,7 @@ from stagecraft.cli.context import AppContext, command
 from stagecraft.errors import UsageError
 from stagecraft.scaffold import (
     CHOICES,
+    TEMPLATE_CHOICES,
     InitOptions,
     default_project_name,
     init_project,
@@ -19,8 +20,23 @@ from stagecraft.scaffold import (
 )
 
 
+class _Offered(click.Choice):
+    """The choices init offers; a kind the template knows but no provider implements
+    yet (cloud digitalocean, ...) is refused with that reason."""
+
+    def __init__(self, option: str) -> None:
+        super().__init__(CHOICES[option])
+        self.option = option
+
+    def convert(self, value, param, ctx):
+        if value in TEMPLATE_CHOICES[self.option] and value not in self.choices:
+            self.fail(f"{self.option} '{value}' has no provider yet; what works now: "
+                      f"{', '.join(self.choices)}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _choice_option(name: str, help_text: str):
-    return click.option(f"--{name}", type=click.Choice(CHOICES[name]), default=None, help=help_text)
+    return click.option(f"--{name}", type=_Offered(name), default=None, help=help_text)
 
 
 @command("init", short_help="Create stagecraft.yml and the .stagecraft/ workspace.")
@@ -52,7 +68,7 @@ def command(app: AppContext, directory: Path, name: str | None, environments: st
                          hint="pass --yes (with --name, --services, ... as needed)")
 
     def ask(label: str, value, default, choices=None):
-        if value is not None or not interactive:
+        if value is not None or not interactive or (choices and len(choices) == 1):
             return default if value is None else value
         kind = click.Choice(choices) if choices else str
         return click.prompt(label, default=default, type=kind)

@@ -3,13 +3,16 @@
 Each check returns Issues with resolved paths; the loader maps them back to the
 place in the file. Messages name the environment only when the rule depends on it,
 so the same mistake is reported once, not once per environment.
+
+``usable`` maps a provider family to the kinds that have a provider
+(stagecraft.providers.kinds); the loader asks for it once per load.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.config.source import Issue
@@ -19,8 +22,10 @@ _PLACEHOLDER = re.compile(r"\{([^}]*)\}")
 _MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
 
 
-def check_environment(env: ResolvedEnvironment) -> list[Issue]:
+def check_environment(env: ResolvedEnvironment,
+                      usable: Mapping[str, Sequence[str]]) -> list[Issue]:
     return [
+        *_check_provider_kinds(env, usable),
         *_check_hosts(env),
         *_check_placement(env),
         *_check_sources(env),
@@ -186,3 +191,15 @@ def _check_cloud(env: ResolvedEnvironment) -> Iterator[Issue]:
         if kind != "ssh" and host.address:
             yield Issue(("hosts", index, "address"),
                         f"address is only for cloud 'ssh'; cloud '{kind}' assigns addresses")
+
+
+def _check_provider_kinds(env: ResolvedEnvironment,
+                          usable: Mapping[str, Sequence[str]]) -> Iterator[Issue]:
+    """A kind the schema knows but no provider implements yet (cloud ssh, network
+    tailscale, ...) would only fail when a command needs it: refuse it now."""
+    for family, kinds in usable.items():
+        kind = getattr(env.providers, family).kind
+        if kind not in kinds:
+            yield Issue(("providers", family, "kind"),
+                        f"{family} kind '{kind}' has no provider in this version, so it "
+                        f"cannot be used yet; {family} kinds that work now: {', '.join(kinds)}")

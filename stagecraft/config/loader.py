@@ -30,6 +30,7 @@ from stagecraft.config.source import (
 )
 from stagecraft.config.values import DNS_LABEL_PATTERN, find_references
 from stagecraft.errors import ConfigError
+from stagecraft.providers.kinds import all_usable_kinds
 
 CONFIG_NAMES = ("stagecraft.yml", "stagecraft.yaml")
 
@@ -149,6 +150,7 @@ def _validate(path: Path, raw: Any, smap: SourceMap, yaml_issues: list[Issue]) -
 
     environments: dict[str, ResolvedEnvironment] = {}
     origins: dict[str, dict[Path_, Path_]] = {}
+    usable = all_usable_kinds()
     env_names = list(raw.get("environments") or {}) if isinstance(raw.get("environments"), dict) else []
     for name in env_names:
         merged, origin = resolve_raw(raw, name)
@@ -165,10 +167,10 @@ def _validate(path: Path, raw: Any, smap: SourceMap, yaml_issues: list[Issue]) -
             # reports as much as it can.
             pruned, dropped = _prune_invalid(merged, exc)
             if pruned is not None:
-                issues.extend(_cross_issues(pruned, origin, smap, dropped))
+                issues.extend(_cross_issues(pruned, origin, smap, dropped, usable))
             continue
         environments[name] = env
-        issues.extend(_cross_issues(env, origin, smap, []))
+        issues.extend(_cross_issues(env, origin, smap, [], usable))
 
     issues = _dedupe(issues)
     if issues or config is None:
@@ -177,12 +179,12 @@ def _validate(path: Path, raw: Any, smap: SourceMap, yaml_issues: list[Issue]) -
 
 
 def _cross_issues(env: ResolvedEnvironment, origin: dict[Path_, Path_], smap: SourceMap,
-                  dropped: list[Path_]) -> Iterable[Issue]:
+                  dropped: list[Path_], usable: dict[str, list[str]]) -> Iterable[Issue]:
     # An entity (a service, a volume, ...) with a schema error was dropped to
     # let the rest validate; checks that touch it would only echo that error.
     entities = {d[:2] for d in dropped}
     names = {f"'{d[1]}'" for d in dropped if len(d) >= 2}
-    for issue in checks.check_environment(env):
+    for issue in checks.check_environment(env, usable):
         if issue.path[:2] in entities or any(n in issue.message for n in names):
             continue
         src = source_path(origin, issue.path)

@@ -79,11 +79,32 @@ def _models() -> list[type[BaseModel]]:
     return ordered
 
 
+def _provider_kinds() -> list[str]:
+    """Which cloud and network kinds work today: the registered providers'."""
+    from stagecraft.providers.kinds import FAMILIES, usable_kinds
+
+    out = ["## Provider kinds that work today", "",
+           "The models below describe every provider kind of the design, but a cloud or "
+           "network kind works only once a provider for it ships with stagecraft or is "
+           "registered under the entry-point group `stagecraft.providers.<family>`. "
+           "`stagecraft validate`, and every command that loads stagecraft.yml, rejects the "
+           "other kinds until their provider lands (exit 3, naming the file:line:column of "
+           "the `kind`).", "",
+           "| family | works today | rejected until its provider lands |", "|---|---|---|"]
+    for family in FAMILIES:
+        usable = usable_kinds(family)
+        waiting = sorted(set(schema.PROVIDER_KINDS[family]) - set(usable))
+        out.append(f"| {family} | {', '.join(usable)} | {', '.join(waiting) or '—'} |")
+    out.append("")
+    return out
+
+
 def render() -> str:
     out = ["# stagecraft.yml settings reference", "",
            "Generated from the models in `stagecraft/config/schema.py` by "
            "`python -m stagecraft.config.reference`; do not edit by hand. The guide is "
            "[config.md](config.md).", ""]
+    out += _provider_kinds()
     for model in _models():
         out += [f"## {model.__name__}", "", (model.__doc__ or "").strip(), "",
                 "| setting | type | default | description |", "|---|---|---|---|"]

@@ -12,9 +12,11 @@ import jinja2
 from stagecraft.config.values import DNS_LABEL
 from stagecraft.errors import ConfigError, UsageError
 from stagecraft.fsutil import write_atomic
+from stagecraft.providers.kinds import FAMILIES, usable_kinds
 
 WORKSPACE = ".stagecraft"
-CHOICES = {
+#: Every choice the template can write, per option.
+TEMPLATE_CHOICES = {
     "backend": ("generic", "encore-ts"),
     "frontend": ("none", "generic"),
     "network": ("none", "tailscale", "headscale"),
@@ -22,6 +24,19 @@ CHOICES = {
     "secrets": ("envfile", "encore"),
     "ci": ("none", "github"),
 }
+
+
+def _offered(option: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """The choices init offers: for cloud and network only the kinds that have a
+    provider now (validate rejects the others, stagecraft.providers.kinds)."""
+    if option not in FAMILIES:
+        return choices
+    usable = usable_kinds(option)
+    return tuple(choice for choice in choices if choice in usable)
+
+
+#: What init offers, per option.
+CHOICES = {option: _offered(option, choices) for option, choices in TEMPLATE_CHOICES.items()}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ from stagecraft.cli.main import cli, main
 from stagecraft.config.jsonschema import config_json_schema
 from stagecraft.errors import ExitCode
 
+# The shop reference example (and provider-overrides.yml) use cloud digitalocean and
+# network tailscale, which have no provider yet: registered stand-ins make them valid.
+pytestmark = pytest.mark.usefixtures("stand_in_providers_module")
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "shop" / "reference" / "stagecraft.yml"
 OVERRIDES = ROOT / "tests" / "data" / "configs" / "valid" / "provider-overrides.yml"

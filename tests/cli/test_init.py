@@ -15,7 +15,7 @@ from stagecraft.cli.main import cli, main
 from stagecraft.config import load_config
 from stagecraft.config.jsonschema import config_json_schema
 from stagecraft.errors import UsageError
-from stagecraft.scaffold import CHOICES
+from stagecraft.scaffold import CHOICES, InitOptions, init_project
 
 SCHEMA_LINE = "# yaml-language-server: $schema=.stagecraft/schema.json"
 
@@ -89,14 +89,42 @@ def test_every_choice_of_every_option_writes_a_valid_config(tmp_path: Path, opti
 @pytest.mark.parametrize("args", [
     ("--name", "full", "--environments", "local,staging,production", "--services",
      "web:3000,api:8080,admin", "--backend", "encore-ts", "--frontend", "generic",
-     "--network", "tailscale", "--cloud", "digitalocean", "--secrets", "encore", "--ci", "github"),
-    ("--name", "ssh", "--environments", "production", "--cloud", "ssh", "--network", "headscale"),
+     "--network", "none", "--cloud", "local", "--secrets", "encore", "--ci", "github"),
     ("--name", "solo", "--environments", "local", "--services", "site"),
 ])
 def test_flag_combinations_write_valid_configs(tmp_path: Path, args: tuple[str, ...]) -> None:
     init(tmp_path, *args)
     validate(tmp_path)
     assert (tmp_path / "stagecraft.yml").read_text().startswith(SCHEMA_LINE + "\n")
+
+
+@pytest.mark.parametrize("option", ["--cloud digitalocean", "--cloud ssh", "--network tailscale",
+                                    "--network headscale"])
+def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str) -> None:
+    # validate would reject them: init must not write what validate refuses.
+    result = CliRunner().invoke(cli, ["init", "--yes", "--dir", str(tmp_path), *option.split()],
+                                prog_name="stagecraft")
+    assert result.exit_code == 2
+    name, kind = option.removeprefix("--").split()
+    works = {"cloud": "local", "network": "none"}[name]
+    assert (f"Invalid value for '--{name}': {name} '{kind}' has no provider yet; "
+            f"what works now: {works}") in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("stand_in_providers")
+@pytest.mark.parametrize(("cloud", "network"), [("digitalocean", "tailscale"), ("ssh", "headscale")])
+def test_the_template_is_ready_for_kinds_whose_provider_has_not_landed(
+        tmp_path: Path, cloud: str, network: str) -> None:
+    # Once a provider registers the kind, init offers it and what it writes validates.
+    written = init_project(tmp_path, InitOptions(name="app", environments=("local", "production"),
+                                                 cloud=cloud, network=network))
+    assert tmp_path / "stagecraft.yml" in written
+    loaded = load_config(tmp_path / "stagecraft.yml")
+    production = loaded.environment("production").providers
+    assert (production.cloud.kind, production.network.kind) == (cloud, network)
+    local = loaded.environment("local").providers
+    assert (local.cloud.kind, local.network.kind) == ("local", "none")
 
 
 def test_services_and_environments_flags(tmp_path: Path) -> None:
@@ -163,15 +191,16 @@ def test_prompts_on_a_terminal(tmp_path: Path, monkeypatch) -> None:
     # CliRunner swaps sys.stdin for the answers; init's terminal check must see a TTY.
     terminal = SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
     monkeypatch.setattr("stagecraft.cli.init.sys", terminal)
-    # Prompts: name, environments, services, backend, frontend, network, cloud, secrets, ci.
-    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "", "ssh", "", "github"]) + "\n"
+    # Prompts: name, environments, services, backend, frontend, secrets, ci. Network and
+    # cloud have one choice each today (none, local): nothing to ask.
+    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "", "github"]) + "\n"
     result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path)], input=answers,
                                 prog_name="stagecraft", catch_exceptions=False)
     assert result.exit_code == 0, result.output
     loaded = load_config(tmp_path / "stagecraft.yml")
     production = loaded.environment("production")
     assert loaded.config.project.name == "asked"
-    assert (production.providers.backend.kind, production.providers.cloud.kind) == ("encore-ts", "ssh")
+    assert (production.providers.backend.kind, production.providers.cloud.kind) == ("encore-ts", "local")
     assert production.providers.ci.kind == "github"
     assert list(production.services) == ["api"]
 
@@ -199,10 +228,10 @@ def test_bad_names_and_ports_are_usage_errors(tmp_path: Path, capsys, args, mess
 
 
 def test_bad_choice_is_a_usage_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["init", "--yes", "--dir", str(tmp_path), "--cloud", "aws"],
+    result = CliRunner().invoke(cli, ["init", "--yes", "--dir", str(tmp_path), "--backend", "aws"],
                                 prog_name="stagecraft")
     assert result.exit_code == 2
-    assert "Invalid value for '--cloud': 'aws' is not one of 'local', 'digitalocean', 'ssh'." in result.stderr
+    assert "Invalid value for '--backend': 'aws' is not one of 'generic', 'encore-ts'." in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

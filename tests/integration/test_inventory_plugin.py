@@ -30,6 +30,9 @@ from stagecraft.providers.cloud.base import (
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "shop" / "reference" / "stagecraft.yml"
 BIN = Path(sys.executable).parent
+# The example's production uses cloud digitalocean and network tailscale, which have
+# no provider yet: the stand-ins register them for the subprocesses (PYTHONPATH).
+STAND_INS = REPO / "tests" / "fixtures" / "stand_in_providers"
 PLUGIN = "stagecraft.platform.stagecraft"
 
 
@@ -46,6 +49,7 @@ def ansible_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
         "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "true",
         "ANSIBLE_NOCOLOR": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(STAND_INS), env.get("PYTHONPATH")) if p),
     })
     env.update(extra)
     return env

@@ -29,6 +29,10 @@ from stagecraft.config.loader import load_config_text
 from stagecraft.errors import CommandFailed, ConfigError, ExitCode, SecretMissing, UsageError
 from stagecraft.providers.backend import BuildRequest, BuiltImage
 
+# Most tests build for a cloud without a registry of its own (digitalocean), which
+# has no provider yet: a registered stand-in lets the config name it.
+pytestmark = pytest.mark.usefixtures("stand_in_providers_module")
+
 CONFIG = """
 version: 1
 project:

@@ -11,6 +11,7 @@ import copy
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,10 @@ from stagecraft.config import load_config_text
 from stagecraft.config.loader import LoadedConfig
 from stagecraft.config.source import load_yaml_text
 from stagecraft.errors import ConfigError
+
+# The example uses cloud digitalocean and network tailscale, which have no provider
+# yet: registered stand-ins make it the valid document the mutations start from.
+pytestmark = pytest.mark.usefixtures("stand_in_providers_module")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop" / "reference" / "stagecraft.yml"
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")

@@ -1,7 +1,9 @@
 """Loading stagecraft.yml: every kind of problem, with its exact message and position.
 
 Positions are what a user sees first (`file:line:column`), so each test pins the line
-and the column, not only the words. Configs are small and inline; longer ones live in
+and the column, not only the words. Tests of kinds that have no provider yet (cloud
+digitalocean and ssh, network tailscale and headscale) register stand-ins for them
+(tests/conftest.py); test_provider_kinds.py checks that they are refused otherwise. Configs are small and inline; longer ones live in
 tests/data/configs/{valid,invalid}/ (invalid ones list their expected problems in
 `# expect:` comments at the end).
 """
@@ -416,6 +418,7 @@ def test_secret_settings_refuse_literals(extra: str, where: str) -> None:
     assert problems(f"{head}\n{extra}{rest}") == [f"{where}: {LITERAL_SECRET}"]
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_secret_settings_take_secret_and_env_references() -> None:
     loaded = load(BASE + (
         "providers:\n"
@@ -608,6 +611,7 @@ def test_migrations_engine_needs_its_kind_of_phase() -> None:
     ]
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_cloud_ssh_hosts_need_an_address_and_others_must_not_have_one() -> None:
     assert problems(BASE + "providers:\n  cloud: { kind: ssh }\n") == [
         "14:9: environments.prod.hosts[0]: host 'h1' needs an address: cloud 'ssh' connects "
@@ -662,6 +666,7 @@ def test_environment_that_is_not_a_mapping() -> None:
     ]
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_overlay_rules() -> None:
     loaded = load_config(DATA / "valid" / "provider-overrides.yml")
     staging, local = loaded.environment("staging"), loaded.environment("local")
@@ -695,6 +700,7 @@ def test_lists_are_replaced_not_appended() -> None:
     assert env.firewall.public == [8443]
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_position_of_resolved_values() -> None:
     loaded = load_config(DATA / "valid" / "provider-overrides.yml")
     replicas_staging = loaded.position_of("staging", ("services", "api", "replicas"))
@@ -775,12 +781,14 @@ def test_single_problem_header_has_no_count() -> None:
 # --- data files ------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 @pytest.mark.parametrize("path", sorted((DATA / "valid").glob("*.yml")), ids=lambda p: p.name)
 def test_valid_files_load(path: Path) -> None:
     loaded = load_config(path)
     assert loaded.environments and loaded.config.services
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_the_shop_example_loads() -> None:
     loaded = load_config(EXAMPLE)
     assert list(loaded.environments) == ["local", "staging", "production"]
@@ -842,6 +850,7 @@ def test_find_config_without_any_file(tmp_path: Path) -> None:
     assert caught.value.message == f"no stagecraft.yml in {tmp_path} or any parent directory"
 
 
+@pytest.mark.usefixtures("stand_in_providers")
 def test_choosing_an_environment() -> None:
     single = load(BASE)
     assert single.environment(None).name == "prod"  # the only one

@@ -63,6 +63,7 @@ def test_host_vars_follow_the_firewall_section_and_the_host_roles():
     assert firewall.host_vars(env, app, [])["firewall_edge"] is False
 
 
+@pytest.mark.usefixtures("stand_in_providers")  # tailscale has no provider yet
 def test_a_tailnet_makes_its_interface_private():
     env = environment(network="tailscale")
     assert firewall.environment_vars(env, [])["firewall_private_interfaces"] == ["tailscale0"]
@@ -110,6 +111,7 @@ def test_non_edge_ruleset_keeps_public_ports_closed_and_public_ssh_opens_ssh():
 
 @pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0,
                     reason="needs nft and root (nft -c asks the kernel, applying nothing)")
+@pytest.mark.usefixtures("stand_in_providers")  # tailscale has no provider yet
 def test_rendered_rulesets_pass_nft_check(tmp_path):
     env = environment(network="tailscale")
     for host in env.hosts:

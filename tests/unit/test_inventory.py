@@ -38,6 +38,10 @@ from stagecraft.render.inventory import (
     state_dir_of,
 )
 
+# The example's staging and production use cloud digitalocean and network tailscale,
+# and some tests cloud ssh: kinds with no provider yet, registered here by stand-ins.
+pytestmark = pytest.mark.usefixtures("stand_in_providers_module")
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "shop" / "reference" / "stagecraft.yml"
 GOLDEN = REPO / "tests" / "golden" / "inventory"

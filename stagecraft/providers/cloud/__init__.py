@@ -1,4 +1,4 @@
-"""Cloud providers: make an environment's hosts exist (local containers, DigitalOcean).
+"""Cloud providers: make an environment's hosts exist (today: `local`, containers here).
 
 ``get_cloud_provider(kind)`` finds a provider registered under the entry-point
 group ``stagecraft.providers.cloud``; the built-in ``local`` provider works even
@@ -33,11 +33,12 @@ from stagecraft.providers.cloud.base import (
     StateFiles,
     read_hosts_file,
 )
+from stagecraft.providers.kinds import CLOUD_BUILTIN, CLOUD_GROUP
 
-ENTRY_POINT_GROUP = "stagecraft.providers.cloud"
+ENTRY_POINT_GROUP = CLOUD_GROUP
 
 #: Providers that ship with stagecraft: kind -> "module:attribute".
-BUILTIN = {"local": "stagecraft.providers.cloud.local:LocalCloud"}
+BUILTIN = CLOUD_BUILTIN
 
 __all__ = [
     "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
