@@ -26,7 +26,7 @@ class Floor:
     def __init__(self, fleet: Fleet, env_name: str = "local") -> None:
         from stagecraft.config.loader import load_config
         from stagecraft.deploy.engine import Target
-        from stagecraft.remote import remote_hosts
+        from stagecraft.hosts.remote import remote_hosts
 
         env = load_config(fleet.dir / "stagecraft.yml").environment(env_name)
         target = Target.load(env, fleet.dir)
@@ -36,7 +36,7 @@ class Floor:
         self.prepared: set[str] = set()
 
     def _parallel(self, command_of) -> dict[str, str]:
-        from stagecraft.remote import in_parallel
+        from stagecraft.hosts.remote import in_parallel
 
         return in_parallel(self.hosts, lambda h: h.run(command_of(h), timeout=300).stdout)
 
@@ -55,7 +55,7 @@ class Floor:
                      f"cat > {floor_dir}/compose.yml", input=yaml.safe_dump(document, sort_keys=True))
             return ""
 
-        from stagecraft.remote import in_parallel
+        from stagecraft.hosts.remote import in_parallel
         in_parallel(self.hosts, copy)
         self.prepared.add(tag)
 
@@ -68,7 +68,7 @@ class Floor:
 
     def down(self) -> None:
         """Remove the floor project's containers and files (best effort)."""
-        from stagecraft.remote import in_parallel
+        from stagecraft.hosts.remote import in_parallel
 
         def clean(host) -> str:
             host.run(f"docker compose -p {self.project} down --timeout 2 2>&1; "

@@ -82,7 +82,7 @@ class MigrationsDB:
 def postgres(prefix: str = PREFIX, *, ready_timeout: float = 60) -> Iterator[MigrationsDB]:
     """A PostgreSQL container on a new network, ready for connections; both removed on
     exit (also on failure)."""
-    from stagecraft.providers.cloud.local.images import ensure_postgres_image
+    from stagecraft.providers.cloud.local.service_images import ensure_postgres_image
 
     image = ensure_postgres_image()
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -9,7 +9,7 @@ from stagecraft.cli.context import AppContext, command
 
 def bootstrap_hosts(app: AppContext, env, cloud, spec, state_dir, limit: str | None = None):
     """Run the bootstrap playbook with live progress; raise on failure."""
-    from stagecraft.bootstrap import bootstrap_request, run_bootstrap
+    from stagecraft.infra.bootstrap import bootstrap_request, run_bootstrap
     from stagecraft.ui.progress import progress_view
 
     request = bootstrap_request(env, cloud, spec, state_dir, check=app.dry_run,
@@ -28,7 +28,7 @@ def command(app: AppContext, limit: str | None) -> None:
     """Install Docker Engine and Compose, a deploy user, sshd hardening, time sync,
     security updates and the /opt/stagecraft layout on every host (role bootstrap).
     Idempotent: a second run changes nothing. --dry-run runs in check mode."""
-    from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
 
     env = app.environment()
     result = bootstrap_hosts(app, env, cloud_for(env), fleet_spec(env),

@@ -33,7 +33,7 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
     backend provider, tag them <registry>/<project>-<service>:<release>, push them and
     print the pull reference (with digest) of each. Services with `from:` reuse the
     image of the service they name; services with `image:` are not built."""
-    from stagecraft.build import build_images, registry_target, repository
+    from stagecraft.deploy.build import build_images, registry_target, repository
     from stagecraft.ledger.release_id import new_release_id
 
     env = app.environment()
@@ -41,7 +41,7 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
     release_id = release or new_release_id(project_dir)
 
     if app.dry_run:
-        from stagecraft.build import select_services, services_to_build
+        from stagecraft.deploy.build import select_services, services_to_build
 
         selected = select_services(env, list(services))
         # A dry run contacts nothing: the local cloud's registry address is not looked up.

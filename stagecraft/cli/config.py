@@ -22,7 +22,7 @@ def show(app: AppContext, sources: bool) -> None:
 
     Secret references (${secret:NAME}) are shown as references: this command
     never resolves a secret, so no secret value can appear in its output."""
-    from stagecraft.config.sources import resolved_data, setting_sources
+    from stagecraft.config.provenance import resolved_data, setting_sources
 
     loaded = app.load()
     env = app.environment()

@@ -16,7 +16,7 @@ _MARK = {"ok": "green", "missing": "red", "wrong": "red", "todo": "yellow"}
 def _clouds(app: AppContext) -> tuple[Path, list]:
     """The project directory and the cloud providers in use (the local cloud when
     there is no stagecraft.yml: it is the embedded default)."""
-    from stagecraft.fleet import cloud_for
+    from stagecraft.hosts.fleet import cloud_for
     from stagecraft.providers.cloud import get_cloud_provider
 
     try:

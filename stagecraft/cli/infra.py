@@ -14,7 +14,7 @@ def command(app: AppContext) -> None:
 
 
 def _context(app: AppContext):
-    from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
 
     env = app.environment()
     return env, cloud_for(env), fleet_spec(env), state_dir(app.load().project_dir, env.name)

@@ -24,7 +24,7 @@ def _primary(app: AppContext):
 def status(app: AppContext) -> None:
     """Who holds the lock: holder, pid, age, release, command, message, and whether it
     is stale (held by a process of this machine that is gone)."""
-    from stagecraft.lock import read
+    from stagecraft.hosts.lock import read
     from stagecraft.ops.locks import lock_lines, lock_report
 
     env, host = _primary(app)
@@ -38,8 +38,8 @@ def release(app: AppContext, yes: bool) -> None:
     """Remove the lock whoever holds it (after a deploy that was killed). Asks first;
     without a terminal, --yes is required."""
     from stagecraft.errors import UsageError
-    from stagecraft.lock import read
-    from stagecraft.lock import release as release_lock
+    from stagecraft.hosts.lock import read
+    from stagecraft.hosts.lock import release as release_lock
     from stagecraft.ops.locks import lock_lines, lock_report
 
     env, host = _primary(app)

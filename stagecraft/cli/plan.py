@@ -44,9 +44,9 @@ def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
 
 def _infra_changes(target):
     """Firewall and volume changes bootstrap would make, from one probe per host."""
-    from stagecraft import firewall
-    from stagecraft.infra_plan import infra_changes
-    from stagecraft.probe import probe_hosts
+    from stagecraft.infra import firewall
+    from stagecraft.infra.plan import infra_changes
+    from stagecraft.hosts.probe import probe_hosts
 
     facts = probe_hosts(target)
     cloud_vars = target.cloud.bootstrap_vars(target.spec, target.state_dir)

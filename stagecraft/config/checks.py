@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Iterator, Mapping, Sequence
 
 from stagecraft.config.schema import ResolvedEnvironment
-from stagecraft.config.source import Issue
+from stagecraft.config.positions import Issue
 from stagecraft.config.values import check_hostname
 
 _PLACEHOLDER = re.compile(r"\{([^}]*)\}")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from stagecraft.config import checks
 from stagecraft.config.overlay import ENVIRONMENT_OWN_KEYS, resolve_raw, source_path
 from stagecraft.config.schema import ResolvedEnvironment, StagecraftConfig
-from stagecraft.config.source import (
+from stagecraft.config.positions import (
     Issue,
     Path_,
     Position,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stagecraft.config.source import Path_
+from stagecraft.config.positions import Path_
 
 # Keys of an environment that are not overrides of a top-level section.
 ENVIRONMENT_OWN_KEYS = ("hosts", "domain", "tls")

@@ -2,7 +2,7 @@
 
 The ledger is the truth of what was intended, the host of what runs
 (docs/architecture.md, "Principles"). Before a deploy the CLI probes every host once
-(stagecraft/probe.py) and compares: a host that runs what the ledger says needs
+(stagecraft/hosts/probe.py) and compares: a host that runs what the ledger says needs
 nothing when the plan has no changes, so a no-op redeploy ends without a
 playbook; a host that differs is planned as if nothing were known about it, so
 the deploy repairs it.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from stagecraft.probe import HostFacts
+from stagecraft.hosts.probe import HostFacts
 from stagecraft.render.state import HostState
 
 

@@ -30,17 +30,17 @@ from stagecraft.errors import (
     StagecraftError,
     StateError,
 )
-from stagecraft.hooks import HookContext, Hooks
-from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+from stagecraft.deploy.hooks import HookContext, Hooks
+from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
 from stagecraft.ledger import Ledger
 from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
 from stagecraft.ledger.model import utc_now
 from stagecraft.ledger.release_id import git_source, new_release_id
-from stagecraft.lock import LockInfo, acquire, performer, release as release_lock
+from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
 from stagecraft.plan import Plan, build_plan
-from stagecraft.probe import HostFacts
+from stagecraft.hosts.probe import HostFacts
 from stagecraft.providers.cloud import CloudProvider, FleetSpec, HostRecord, SshAccess
-from stagecraft.remote import RemoteHost, remote_hosts
+from stagecraft.hosts.remote import RemoteHost, remote_hosts
 from stagecraft.render.inventory import load_host_records
 from stagecraft.render.state import HostRender, HostState, RenderInput, TlsSettings
 
@@ -207,7 +207,7 @@ def tls_settings(target: Target) -> TlsSettings:
 def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
     """The edge's certificate for ``names`` from the environment's CA, issued once and
     kept (a new key every deploy would change the Traefik files every deploy)."""
-    from stagecraft import tls
+    from stagecraft.infra import tls
     from stagecraft.fsutil import write_atomic
 
     ca = tls.ensure_ca(state_dir)
@@ -613,7 +613,7 @@ class Observed:
 def observe(target: Target) -> Observed:
     """Probe every host at once (one SSH round trip each) and compare with the ledger."""
     from stagecraft.deploy.drift import fleet_drift
-    from stagecraft.probe import probe_hosts
+    from stagecraft.hosts.probe import probe_hosts
 
     ledger = target.ledger
     deployed = ledger.deployed_state(target.env.name)

@@ -299,7 +299,7 @@ def run_migrations(target: Any, *, phase: str, release_id: str | None = None,
                    say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """`migrate run`: apply one phase outside a deploy, under the deploy lock, and
     add its record to the release it ran with."""
-    from stagecraft.lock import LockInfo, acquire, release as release_lock
+    from stagecraft.hosts.lock import LockInfo, acquire, release as release_lock
 
     env = target.env
     release = release_for(target, release_id)

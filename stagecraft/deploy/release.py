@@ -35,7 +35,7 @@ from stagecraft.providers.secrets import resolve_secrets
 
 def registry_for(target: Target) -> tuple[Any, RegistryLogin | None]:
     """The build's registry target and the login hosts use (None: no registry needed)."""
-    from stagecraft.build import registry_target
+    from stagecraft.deploy.build import registry_target
 
     needs_registry = any(s.build is not None for s in target.env.services.values())
     has_config = target.env.project.registry is not None
@@ -85,7 +85,7 @@ def deploy(target: Target, options: DeployOptions, *, services: list[str] | None
            say: Say = _quiet, on_event: Callable[[Any], None] | None = None,
            on_line: Callable[[str, str], None] | None = None) -> ReleaseOutcome:
     """Build (unless skipped), render, plan and run a release of the environment."""
-    from stagecraft.build import build_images
+    from stagecraft.deploy.build import build_images
 
     env = target.env
     secrets = resolve_secrets(env, target.project_dir)

@@ -50,7 +50,7 @@ def controller_report(project_dir: Path, clouds: Iterable[Any]) -> Report:
 def hosts_report(report: Report, target: Any) -> Report:
     """``report`` plus the checks of every host of ``target`` (a deploy Target)."""
     from stagecraft.doctor.hosts import check_hosts
-    from stagecraft.remote import remote_hosts
+    from stagecraft.hosts.remote import remote_hosts
 
     env = target.env
     hosts = remote_hosts(target.records, target.access, [h.name for h in env.hosts])

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from stagecraft.doctor.controller import MIN_COMPOSE, MIN_DOCKER
 from stagecraft.doctor.model import Check, missing, ok, todo, version_tuple, wrong
 from stagecraft.errors import StagecraftError
-from stagecraft.lock import base_dir
-from stagecraft.probe import MARK, TRAEFIK_CONTAINER, lock_from_lines, split_sections
-from stagecraft.remote import RemoteHost, in_parallel, quote
+from stagecraft.hosts.lock import base_dir
+from stagecraft.hosts.probe import MARK, TRAEFIK_CONTAINER, lock_from_lines, split_sections
+from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
 
 #: More than this between a host's clock and the controller's breaks TLS, ACME and
 #: the lock's age: the check says wrong.

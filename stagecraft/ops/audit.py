@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from stagecraft.errors import StagecraftError
-from stagecraft.lock import base_dir
-from stagecraft.remote import RemoteHost, in_parallel, quote
+from stagecraft.hosts.lock import base_dir
+from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
 
 
 def tail_command(project: str, environment: str, count: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stagecraft.lock import LockInfo
+from stagecraft.hosts.lock import LockInfo
 
 
 def lock_report(info: LockInfo | None, host: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from stagecraft.remote import RemoteHost, in_parallel, quote
+from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
 
 # `docker logs --timestamps`: RFC 3339 with nanoseconds, then one space.
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d) ")

@@ -10,8 +10,8 @@ import os
 import shlex
 import sys
 
-from stagecraft.lock import base_dir
-from stagecraft.remote import RemoteHost
+from stagecraft.hosts.lock import base_dir
+from stagecraft.hosts.remote import RemoteHost
 
 
 def ssh_session_argv(host: RemoteHost, command: str | None, *, tty: bool) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stagecraft.probe import HostFacts, probe_hosts
+from stagecraft.hosts.probe import HostFacts, probe_hosts
 
 
 def environment_status(target) -> dict[str, Any]:

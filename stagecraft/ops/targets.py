@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stagecraft.errors import StateError, UsageError
-from stagecraft.probe import ContainerFacts, HostFacts, probe_hosts
-from stagecraft.remote import RemoteHost
+from stagecraft.hosts.probe import ContainerFacts, HostFacts, probe_hosts
+from stagecraft.hosts.remote import RemoteHost
 
 
 def host_names(env) -> list[str]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stagecraft import fleet
+from stagecraft.hosts import fleet
 from stagecraft.config.loader import LoadedConfig
 from stagecraft.config.schema import (
     CloudDigitalOcean,

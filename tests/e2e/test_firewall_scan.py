@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecraft import firewall
+from stagecraft.infra import firewall
 from stagecraft.config import load_config
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
@@ -225,7 +225,7 @@ def test_without_the_table_docker_publishes_to_the_outside_and_a_reload_closes_i
 
 
 def test_ruleset_on_each_host_is_the_one_python_renders(fleet: Path) -> None:
-    # What `plan` can diff: stagecraft.firewall renders the role's own template.
+    # What `plan` can diff: stagecraft.infra.firewall renders the role's own template.
     document, hosts = hosts_of(fleet)
     env = load_config(fleet / "stagecraft.yml").environment("local")
     for host in env.hosts:

@@ -4,7 +4,7 @@ Shared by the test_molecule_*.py tests. Each run gets its own host container
 name and Molecule state directory (Molecule names its state directory after the
 checkout's folder name only, so two checkouts called `main` would share it).
 The host image comes from the local cloud's builder
-(`python -m stagecraft.providers.cloud.local.image`: ~0.2 s when the image of the
+(`python -m stagecraft.providers.cloud.local.host_image`: ~0.2 s when the image of the
 current recipe exists, a build otherwise) and is handed over by its exact tag.
 """
 
@@ -31,7 +31,7 @@ def tail(text: str, lines: int = 120) -> str:
 
 def host_image() -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "stagecraft.providers.cloud.local.image"],
+        [sys.executable, "-m", "stagecraft.providers.cloud.local.host_image"],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
     )
     if result.returncode != 0 or not result.stdout.strip():

@@ -47,7 +47,7 @@ def base_image() -> str:
     if image_exists(RUNTIME):
         return RUNTIME
     try:
-        from stagecraft.providers.cloud.local.images import ensure_runtime_image
+        from stagecraft.providers.cloud.local.service_images import ensure_runtime_image
     except ImportError:
         ensure_runtime_image = None
     if ensure_runtime_image is not None:
@@ -256,7 +256,7 @@ def registry_image() -> str:
     if image_exists("stagecraft/registry:latest"):
         return "stagecraft/registry:latest"
     try:
-        from stagecraft.providers.cloud.local.images import ensure_registry_image
+        from stagecraft.providers.cloud.local.service_images import ensure_registry_image
     except ImportError:
         pytest.skip("no registry image on this machine and no way to build one yet")
     return ensure_registry_image()
@@ -264,7 +264,7 @@ def registry_image() -> str:
 
 def test_build_pushes_with_a_throwaway_login_and_reports_the_digest(tmp_path, cleanup):
     """A registry with basic auth on 127.0.0.1 (plain HTTP: Docker trusts loopback)."""
-    from stagecraft.build import BuildFailed, RegistryTarget, build_images
+    from stagecraft.deploy.build import BuildFailed, RegistryTarget, build_images
     from stagecraft.config.loader import load_config
     from stagecraft.errors import ProviderError
 

@@ -22,7 +22,7 @@ import pytest
 
 from stagecraft.providers.cloud import FleetSpec, HostSpec, RegistryProvider
 from stagecraft.providers.cloud.local import LocalCloud, addressing
-from stagecraft.providers.cloud.local.images import ensure_runtime_image
+from stagecraft.providers.cloud.local.service_images import ensure_runtime_image
 from stagecraft.providers.cloud.local.provider import LABEL_PROJECT
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from stagecraft.ansible.runner import RunResult
-from stagecraft.bootstrap import bootstrap_request, run_bootstrap
+from stagecraft.infra.bootstrap import bootstrap_request, run_bootstrap
 from stagecraft.config import load_config
-from stagecraft.fleet import cloud_for, fleet_spec
+from stagecraft.hosts.fleet import cloud_for, fleet_spec
 from stagecraft.providers.cloud.local import addressing, loopdev
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]

@@ -37,7 +37,7 @@ PREFIX = "sc-migtest"
 def build_app():
     """build_app({path: text}, dockerfile_extra="") -> an image tag FROM the runtime
     image with those files under /app; every tag is removed at the end."""
-    from stagecraft.providers.cloud.local.images import ensure_runtime_image
+    from stagecraft.providers.cloud.local.service_images import ensure_runtime_image
 
     runtime = ensure_runtime_image()
     tags: list[str] = []

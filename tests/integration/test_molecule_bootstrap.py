@@ -2,7 +2,7 @@
 inside): create, converge, idempotence, verify, destroy (molecule/bootstrap/).
 
 The host image comes from the local cloud's builder
-(`python -m stagecraft.providers.cloud.local.image`: ~0.2 s when the image of the
+(`python -m stagecraft.providers.cloud.local.host_image`: ~0.2 s when the image of the
 current recipe exists, a build otherwise) and is handed to the scenario by its exact
 tag. A full run takes ~1.5-3.5 min here, most of it apt inside the host.
 """

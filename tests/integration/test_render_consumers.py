@@ -424,7 +424,7 @@ def http_status(port: int, host: str, path: str = "/") -> int:
 
 def host_image() -> str:
     """A local image with sh, sleep and python3: the local cloud's host image."""
-    result = subprocess.run([sys.executable, "-m", "stagecraft.providers.cloud.local.image"],
+    result = subprocess.run([sys.executable, "-m", "stagecraft.providers.cloud.local.host_image"],
                             cwd=REPO, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0 or not result.stdout.strip():
         pytest.fail(f"building the host image failed:\n{result.stderr[-2000:]}", pytrace=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stagecraft.bootstrap import volumes_by_host
+from stagecraft.infra.bootstrap import volumes_by_host
 from stagecraft.config import load_config
 from stagecraft.config.loader import load_config_text
 

@@ -1,4 +1,4 @@
-"""The build core (stagecraft.build) and `stagecraft build`: which services are built,
+"""The build core (stagecraft.deploy.build) and `stagecraft build`: which services are built,
 how images are named, from:/image: services, registries, errors, release ids.
 
 The core is driven with a recording backend provider (a provider of our own
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecraft.build import (
+from stagecraft.deploy.build import (
     BuildFailed,
     RegistryTarget,
     build_images,
@@ -279,7 +279,7 @@ def test_the_local_cloud_brings_its_own_registry(monkeypatch, tmp_path):
             seen.update(project=spec.project, state_dir=state_dir)
             return Access()
 
-    monkeypatch.setattr("stagecraft.fleet.cloud_for", lambda env: Cloud())
+    monkeypatch.setattr("stagecraft.hosts.fleet.cloud_for", lambda env: Cloud())
     target = registry_target(environment(cloud="local"), tmp_path)
     assert target == RegistryTarget("127.0.0.1:5443", "10.201.7.2:5000", "stagecraft",
                                     "generated-pw", "-----BEGIN CERTIFICATE-----")

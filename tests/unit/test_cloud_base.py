@@ -41,10 +41,10 @@ from stagecraft.providers.cloud import (
 )
 from stagecraft.providers.cloud.base import HOSTS_FILE_VERSION, write_hosts_file
 from stagecraft.providers.cloud.local import LocalCloud, addressing, dockercli
-from stagecraft.providers.cloud.local import image as host_image
-from stagecraft.providers.cloud.local import images, registry
+from stagecraft.providers.cloud.local import host_image as host_image
+from stagecraft.providers.cloud.local import service_images as images, registry
 from stagecraft.providers.cloud.local.provider import _published_ports
-from stagecraft.tls import ensure_ca
+from stagecraft.infra.tls import ensure_ca
 
 
 def record(name: str = "web-1", **overrides) -> HostRecord:

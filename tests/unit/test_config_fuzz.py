@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from stagecraft.config import load_config_text
 from stagecraft.config.loader import LoadedConfig
-from stagecraft.config.source import load_yaml_text
+from stagecraft.config.positions import load_yaml_text
 from stagecraft.errors import ConfigError
 
 # The example uses cloud digitalocean and network tailscale, which have no provider

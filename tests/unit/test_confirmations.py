@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from stagecraft.cli.context import AppContext
 from stagecraft.cli.main import cli
 from stagecraft.errors import Interrupted, UsageError
-from stagecraft.lock import LockInfo
+from stagecraft.hosts.lock import LockInfo
 
 CONFIG = """\
 version: 1
@@ -125,13 +125,13 @@ def held_lock(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                     release="20260101T000000Z-ab12")
     env = SimpleNamespace(name="local", project=SimpleNamespace(name="shop"))
     monkeypatch.setattr(lock_cli, "_primary", lambda app: (env, SimpleNamespace(name="local-1")))
-    monkeypatch.setattr("stagecraft.lock.read", lambda host, project, environment: info)
+    monkeypatch.setattr("stagecraft.hosts.lock.read", lambda host, project, environment: info)
 
     def release(host, project, environment, expected):
         released.append(environment)
         return True
 
-    monkeypatch.setattr("stagecraft.lock.release", release)
+    monkeypatch.setattr("stagecraft.hosts.lock.release", release)
     return released
 
 

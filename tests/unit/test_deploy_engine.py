@@ -10,7 +10,7 @@ from stagecraft.config.loader import load_config_text
 from stagecraft.deploy.engine import keep_same_images
 from stagecraft.deploy.outcome import fold_outcomes, phase_of, switched_hosts
 from stagecraft.deploy.request import RegistryLogin, file_list, release_request
-from stagecraft.lock import LockInfo
+from stagecraft.hosts.lock import LockInfo
 from stagecraft.providers.cloud.base import HostRecord, SshAccess
 from stagecraft.render.state import HostRender, HostState, RenderedFile, ServiceState
 

@@ -17,7 +17,7 @@ import pytest
 from stagecraft.doctor import Report, controller
 from stagecraft.doctor.hosts import Answer, doctor_script, host_checks
 from stagecraft.doctor.model import Status, version_tuple
-from stagecraft.probe import MARK
+from stagecraft.hosts.probe import MARK
 
 
 def answer(sections: dict[str, str], *, sent: float = 1000.0, received: float = 1000.2) -> Answer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stagecraft.deploy.drift import fleet_drift, host_drift
-from stagecraft.probe import ContainerFacts, HostFacts
+from stagecraft.hosts.probe import ContainerFacts, HostFacts
 from stagecraft.render.state import HostState, ServiceState
 
 RELEASE = "20261121T101500Z-3f9c2ab"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from stagecraft import firewall
-from stagecraft.bootstrap import bootstrap_request
+from stagecraft.infra import firewall
+from stagecraft.infra.bootstrap import bootstrap_request
 from stagecraft.config import load_config_text
-from stagecraft.fleet import fleet_spec
+from stagecraft.hosts.fleet import fleet_spec
 from stagecraft.providers.cloud import HostRecord, SshAccess, StateFiles
 from stagecraft.providers.cloud.base import write_hosts_file
 

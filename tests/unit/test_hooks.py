@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stagecraft.errors import ConfigError, ExitCode, HookFailed
-from stagecraft.hooks import HookContext, Hooks, find_hooks
+from stagecraft.deploy.hooks import HookContext, Hooks, find_hooks
 
 CONTEXT = HookContext(project="shop", environment="local", release="20261121T101500Z-3f9c2ab",
                       action="deploy", performer="dev@laptop", hosts=("local-1", "local-2"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from stagecraft import firewall
+from stagecraft.infra import firewall
 from stagecraft.config.loader import load_config
-from stagecraft.infra_plan import infra_changes
-from stagecraft.probe import HostFacts, parse_probe_output, probe_script
+from stagecraft.infra.plan import infra_changes
+from stagecraft.hosts.probe import HostFacts, parse_probe_output, probe_script
 
 REPO = Path(__file__).resolve().parents[2]
 CIDRS = ["10.7.0.0/24"]

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 
 from stagecraft.config import load_config_text
 from stagecraft.config.jsonschema import config_json_schema
-from stagecraft.config.source import load_yaml_text
+from stagecraft.config.positions import load_yaml_text
 from stagecraft.errors import ConfigError
 from stagecraft.scaffold import TEMPLATE_CHOICES, InitOptions, ServiceChoice, init_project, render_config
 

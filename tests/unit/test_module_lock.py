@@ -1,6 +1,6 @@
 """The deploy lock module (stagecraft.platform.deploy_lock), run the way Ansible
 runs it on a host, and its agreement with the CLI's reader and writer
-(stagecraft/lock.py): both sides read what the other wrote. No Docker needed.
+(stagecraft/hosts/lock.py): both sides read what the other wrote. No Docker needed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.stagecraft.platform.plugins.module_utils import _lock  # noqa: E402
 
-from stagecraft import lock as cli_lock  # noqa: E402
+from stagecraft.hosts import lock as cli_lock  # noqa: E402
 
 
 def run_lock(tmp_path: Path, check: bool = False, **args: Any) -> dict[str, Any]:

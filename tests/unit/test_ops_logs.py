@@ -14,7 +14,7 @@ from stagecraft.ops.logs import (
     split_line,
 )
 from stagecraft.providers.cloud.base import SshAccess
-from stagecraft.remote import RemoteHost
+from stagecraft.hosts.remote import RemoteHost
 
 
 def test_docker_logs_command() -> None:

@@ -14,7 +14,7 @@ from stagecraft.ops.shell import (
 )
 from stagecraft.ops.targets import check_host, check_service, placed_hosts
 from stagecraft.providers.cloud.base import SshAccess
-from stagecraft.remote import RemoteHost
+from stagecraft.hosts.remote import RemoteHost
 
 HOST = RemoteHost("h1", "127.0.0.1", 2201, "deploy",
                   SshAccess(user="deploy", private_key="/state/id", known_hosts="/state/kh"))

@@ -7,10 +7,10 @@ import os
 import socket
 
 from stagecraft.config.loader import load_config_text
-from stagecraft.lock import LockInfo
+from stagecraft.hosts.lock import LockInfo
 from stagecraft.ops.locks import lock_lines, lock_report
 from stagecraft.ops.status import status_lines, status_report
-from stagecraft.probe import ContainerFacts, HostFacts
+from stagecraft.hosts.probe import ContainerFacts, HostFacts
 
 CONFIG = """
 version: 1

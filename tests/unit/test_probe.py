@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from stagecraft.probe import (
+from stagecraft.hosts.probe import (
     MARK,
     HostFacts,
     health_of,

@@ -1,4 +1,4 @@
-"""The environment CA (stagecraft.tls): made once, reused, and its certificates verify
+"""The environment CA (stagecraft.infra.tls): made once, reused, and its certificates verify
 in a real TLS handshake."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from stagecraft.errors import StateError
-from stagecraft.tls import (
+from stagecraft.infra.tls import (
     ca_directory,
     certificate_covers,
     ensure_ca,

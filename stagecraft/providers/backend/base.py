@@ -2,7 +2,7 @@
 
 A backend provider turns one service's source into a Docker image on this
 machine, tagged with the exact reference stagecraft asks for. It does not push:
-the build core (stagecraft.build) tags, pushes and reads digests for every
+the build core (stagecraft.deploy.build) tags, pushes and reads digests for every
 provider the same way. It also says how the backend runs in `stagecraft dev`.
 
 Providers know the service's ``Build`` settings from stagecraft.yml, the project

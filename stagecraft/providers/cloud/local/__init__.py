@@ -7,8 +7,8 @@ stagecraft.providers.cloud.base), including a registry per environment;
 local cloud itself run on.
 """
 
-from stagecraft.providers.cloud.local.image import ensure_host_image
-from stagecraft.providers.cloud.local.images import (
+from stagecraft.providers.cloud.local.host_image import ensure_host_image
+from stagecraft.providers.cloud.local.service_images import (
     ensure_registry_image,
     ensure_runtime_image,
     ensure_traefik_image,

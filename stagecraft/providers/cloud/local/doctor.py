@@ -12,12 +12,12 @@ import shutil
 
 from stagecraft.doctor.model import Check, missing, ok, todo
 from stagecraft.providers.cloud.local import dockercli
-from stagecraft.providers.cloud.local.image import (
+from stagecraft.providers.cloud.local.host_image import (
     UPSTREAM_BASE,
     ensure_host_image,
     host_image_tag,
 )
-from stagecraft.providers.cloud.local.images import (
+from stagecraft.providers.cloud.local.service_images import (
     ensure_postgres_image,
     ensure_registry_image,
     ensure_traefik_image,

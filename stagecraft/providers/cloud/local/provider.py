@@ -55,8 +55,8 @@ from stagecraft.providers.cloud.base import (
 from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
 from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
-from stagecraft.providers.cloud.local.image import cache_dir, ensure_host_image
-from stagecraft.providers.cloud.local.images import (
+from stagecraft.providers.cloud.local.host_image import cache_dir, ensure_host_image
+from stagecraft.providers.cloud.local.service_images import (
     TRAEFIK_DIR,
     TRAEFIK_REPO,
     context_hash,
@@ -64,7 +64,7 @@ from stagecraft.providers.cloud.local.images import (
     traefik_binary,
     traefik_version,
 )
-from stagecraft.tls import ca_directory, load_ca
+from stagecraft.infra.tls import ca_directory, load_ca
 
 KIND = "local"
 SSH_USER = "root"  # as on a fresh droplet; the bootstrap role adds the deploy user

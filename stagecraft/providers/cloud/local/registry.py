@@ -7,7 +7,7 @@ registry on its private network, the way a droplet would use a private registry:
   fleet network (network alias ``registry``), published on ``127.0.0.1:<port>`` for
   the controller to push (the controller's dockerd treats 127.0.0.0/8 registries as
   insecure, so it needs no CA);
-- TLS with a certificate from the environment's CA (stagecraft.tls), which the
+- TLS with a certificate from the environment's CA (stagecraft.infra.tls), which the
   bootstrap role installs on every host, so hosts verify it like any public one;
 - basic auth (htpasswd, bcrypt): user ``stagecraft``, a generated password;
 - storage on the named volume ``stagecraft-<project>-<env>_registry``.
@@ -59,8 +59,8 @@ from stagecraft.providers.cloud.local.dockercli import (
     raise_for,
     tail,
 )
-from stagecraft.providers.cloud.local.images import REGISTRY_UID, ensure_registry_image
-from stagecraft.tls import CertificateAuthority, certificate_covers, ensure_ca, issue, load_ca
+from stagecraft.providers.cloud.local.service_images import REGISTRY_UID, ensure_registry_image
+from stagecraft.infra.tls import CertificateAuthority, certificate_covers, ensure_ca, issue, load_ca
 
 USERNAME = "stagecraft"
 CONTAINER_PORT = 5000

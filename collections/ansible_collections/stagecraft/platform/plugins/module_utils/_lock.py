@@ -4,7 +4,7 @@
 """The deploy lock: ``<base>/lock/`` made with one atomic ``mkdir``, holding
 ``info.json`` (who, pid, since when, which release, why, which command).
 
-Same format as the CLI's stagecraft/lock.py (spec/deploy/contracts.md, "Deploy lock").
+Same format as the CLI's stagecraft/hosts/lock.py (spec/deploy/contracts.md, "Deploy lock").
 """
 
 from __future__ import annotations

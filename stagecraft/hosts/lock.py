@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from stagecraft.errors import LockHeld, StateError
-from stagecraft.remote import RemoteHost, quote
+from stagecraft.hosts.remote import RemoteHost, quote
 
 POLL_SECONDS = 2.0
 

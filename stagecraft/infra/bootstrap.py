@@ -4,7 +4,7 @@ The inventory comes from the same renderer the inventory plugin uses; the role's
 variables are the project/environment names, the environment's SSH public key for
 the deploy user, and whatever the cloud provider needs (the local cloud's Docker
 quirk, for instance). The firewall play that follows gets the environment's
-`firewall` section and the private network (stagecraft/firewall.py). The volumes
+`firewall` section and the private network (stagecraft/infra/firewall.py). The volumes
 play gets each host's block volumes (``volumes_by_host``).
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stagecraft import firewall
+from stagecraft.infra import firewall
 from stagecraft.ansible.bundle import prepare
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.ansible.runner import RunResult, run

@@ -209,7 +209,7 @@ def _ensure_local_base_images(env: ResolvedEnvironment, project_dir: Path,
     stagecraft/postgres) instead of pulling them: make those a Dockerfile names exist."""
     if env.providers.cloud.kind != "local":
         return
-    from stagecraft.providers.cloud.local import images
+    from stagecraft.providers.cloud.local import service_images as images
 
     offered = {"stagecraft/runtime": images.ensure_runtime_image,
                "stagecraft/postgres": images.ensure_postgres_image}
@@ -353,7 +353,7 @@ def _resolve_password(env: ResolvedEnvironment, project_dir: Path, reference: st
 
 
 def _local_registry(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarget:
-    from stagecraft.fleet import cloud_for, fleet_spec, state_dir
+    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
 
     cloud = cloud_for(env)
     access_of = getattr(cloud, "registry_access", None)

@@ -31,8 +31,8 @@ def infra_changes(env: ResolvedEnvironment, facts: Mapping[str, Any],
     """Per reachable host: the firewall ruleset when the host's differs from what the
     firewall role would write, and each volume not mounted where the volumes role
     mounts it. Unreachable hosts are left out (the deploy plan reports them)."""
-    from stagecraft import firewall
-    from stagecraft.bootstrap import volumes_by_host
+    from stagecraft.infra import firewall
+    from stagecraft.infra.bootstrap import volumes_by_host
 
     cidrs = list(private_cidrs)
     volumes = volumes_by_host(env)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stagecraft.config.loader import LoadedConfig
-from stagecraft.config.source import Path_, dotted
+from stagecraft.config.positions import Path_, dotted
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stagecraft.errors import StagecraftError
-from stagecraft.lock import LockInfo, base_dir
-from stagecraft.remote import RemoteHost, in_parallel, quote, remote_hosts
+from stagecraft.hosts.lock import LockInfo, base_dir
+from stagecraft.hosts.remote import RemoteHost, in_parallel, quote, remote_hosts
 
 MARK = "@@stagecraft-probe:"
 TRAEFIK_CONTAINER = "stagecraft-traefik"
 TRAEFIK_API = "http://127.0.0.1:8080/api/http/routers"
-# The firewall role's rules file (stagecraft/firewall.py RULES_FILE; not imported:
+# The firewall role's rules file (stagecraft/infra/firewall.py RULES_FILE; not imported:
 # that module loads jinja2 and the role's template).
 FIREWALL_RULES = "/etc/nftables.d/stagecraft-firewall.nft"
 

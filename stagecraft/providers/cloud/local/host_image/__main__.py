@@ -1,7 +1,7 @@
-"""``python -m stagecraft.providers.cloud.local.image``: build the host image, print its tag.
+"""``python -m stagecraft.providers.cloud.local.host_image``: build the host image, print its tag.
 
 Progress goes to stderr; stdout is only the tag, so scripts can do
-``IMAGE=$(python -m stagecraft.providers.cloud.local.image)``.
+``IMAGE=$(python -m stagecraft.providers.cloud.local.host_image)``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from stagecraft.errors import StagecraftError
-from stagecraft.providers.cloud.local.image import ensure_host_image
+from stagecraft.providers.cloud.local.host_image import ensure_host_image
 
 
 def main() -> int:

@@ -250,7 +250,7 @@ def debootstrap_image(tag: str, include: list[str], mirrors: Mirrors, log: Log, 
     if os.geteuid() != 0:
         raise EnvironmentMissing(
             f"cannot build {what}: debootstrap needs root",
-            hint="run `sudo python -m stagecraft.providers.cloud.local.image` once, "
+            hint="run `sudo python -m stagecraft.providers.cloud.local.host_image` once, "
             "or load a debian:trixie image",
         )
     workdir = Path(tempfile.mkdtemp(prefix="rootfs-", dir=cache_dir()))

@@ -1,8 +1,8 @@
-"""``python -m stagecraft.providers.cloud.local.images [runtime|registry|traefik|postgres]...``:
+"""``python -m stagecraft.providers.cloud.local.service_images [runtime|registry|traefik|postgres]...``:
 build the local cloud's images (default: runtime) and print their tags, one a line.
 
 Progress goes to stderr; stdout is only the tags, so scripts can do
-``BASE=$(python -m stagecraft.providers.cloud.local.images runtime)``.
+``BASE=$(python -m stagecraft.providers.cloud.local.service_images runtime)``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from stagecraft.errors import StagecraftError
-from stagecraft.providers.cloud.local.images import (
+from stagecraft.providers.cloud.local.service_images import (
     ensure_postgres_image,
     ensure_registry_image,
     ensure_runtime_image,

@@ -39,7 +39,7 @@ from stagecraft import steps
 from stagecraft.errors import CommandFailed, EnvironmentMissing
 from stagecraft.fsutil import exclusive_lock
 from stagecraft.providers.cloud.local import dockercli
-from stagecraft.providers.cloud.local.image import (
+from stagecraft.providers.cloud.local.host_image import (
     SUITE,
     UPSTREAM_BASE,
     Mirrors,
