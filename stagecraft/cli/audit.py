@@ -14,14 +14,14 @@ from stagecraft.cli.context import AppContext, command
 def command(app: AppContext, host: str | None, count: int) -> None:
     """The newest N records of <base>/audit.log of every host (or --host), oldest
     first: time, host, action, release, result, performer and what each service did."""
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.ops.audit import audit_lines, read_audit
     from stagecraft.ops.targets import check_host, host_names
 
     env = app.environment()
     names = [check_host(env, host)] if host else host_names(env)
-    target = Target.load(env, app.load().project_dir)
-    hosts = [target.remote(name) for name in names]
+    fleet = Fleet.load(env, app.load().project_dir)
+    hosts = [fleet.remote(name) for name in names]
     records = read_audit(hosts, env.project.name, env.name, count,
                          warn=lambda text: click.echo(f"warning: {text}", err=True))
     app.emit(records, lambda data: click.echo("\n".join(audit_lines(data))))

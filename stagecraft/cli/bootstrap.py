@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import click
 
+from typing import TYPE_CHECKING
+
 from stagecraft.cli.context import AppContext, command
 
+if TYPE_CHECKING:
+    from stagecraft.ansible.runner import RunResult
 
-def bootstrap_hosts(app: AppContext, env, cloud, spec, state_dir, limit: str | None = None):
-    """Run the bootstrap playbook with live progress; raise on failure."""
+
+def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
+    """Run the bootstrap playbook on the environment's hosts (as recorded now) with
+    live progress; raise on failure."""
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.infra.bootstrap import bootstrap_request, run_bootstrap
     from stagecraft.ui.progress import progress_view
 
-    request = bootstrap_request(env, cloud, spec, state_dir, check=app.dry_run,
-                                verbosity=app.verbose, limit=limit)
-    runs_dir = app.load().project_dir / ".stagecraft" / "runs"
+    fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
+    request = bootstrap_request(fleet, check=app.dry_run, verbosity=app.verbose, limit=limit)
+    runs_dir = fleet.runs_dir
     with progress_view(app.output, -1 if app.quiet else app.verbose,
                        run_id=request.run_id) as view:
         result = run_bootstrap(request, runs_dir, on_event=view.update)
@@ -28,11 +35,8 @@ def command(app: AppContext, limit: str | None) -> None:
     """Install Docker Engine and Compose, a deploy user, sshd hardening, time sync,
     security updates and the /opt/stagecraft layout on every host (role bootstrap).
     Idempotent: a second run changes nothing. --dry-run runs in check mode."""
-    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
-
     env = app.environment()
-    result = bootstrap_hosts(app, env, cloud_for(env), fleet_spec(env),
-                             state_dir(app.load().project_dir, env.name), limit)
+    result = bootstrap_hosts(app, limit)
 
     def text(data: dict) -> None:
         changed = sum(h["changed"] for h in data["hosts"].values())

@@ -23,7 +23,7 @@ def release_options(func):
 def run_release(app: AppContext, action, **kwargs):
     """Run deploy/rollback with live progress; print the outcome; raise on failure."""
     from stagecraft.config.values import parse_duration
-    from stagecraft.deploy.engine import DeployOptions, Target
+    from stagecraft.deploy.engine import DeployOptions, Fleet
     from stagecraft.errors import UsageError
     from stagecraft.ui.plan import plan_text
     from stagecraft.ui.progress import progress_view
@@ -34,7 +34,7 @@ def run_release(app: AppContext, action, **kwargs):
         raise UsageError(f"--lock-wait: {exc}", hint="write a duration like 30s or 5m") from None
     yes = kwargs.pop("yes")
     env = app.environment()
-    target = Target.load(env, app.load().project_dir)
+    fleet = Fleet.load(env, app.load().project_dir)
     # Only --yes skips the question; --quiet prints less but still asks on a terminal.
     # Without a terminal there is nobody to ask: the plan is applied (as with --yes).
     interactive = app.can_ask() and not app.json and not yes and not app.dry_run
@@ -53,7 +53,7 @@ def run_release(app: AppContext, action, **kwargs):
                             skip_hooks=kwargs.pop("skip_hooks"), confirm=confirm)
     verbosity = -1 if app.quiet else app.verbose
     with progress_view(app.output, verbosity) as view:
-        outcome = action(target, options, say=app.say, on_event=view.update, **kwargs)
+        outcome = action(fleet, options, say=app.say, on_event=view.update, **kwargs)
     return outcome
 
 

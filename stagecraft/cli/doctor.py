@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from stagecraft.cli.context import AppContext, command as subcommand
+from stagecraft.cli.context import AppContext
+from stagecraft.cli.context import command as subcommand
 from stagecraft.errors import ConfigError, ExitCode, StagecraftError
 
 _MARK = {"ok": "green", "missing": "red", "wrong": "red", "todo": "yellow"}
@@ -60,7 +61,7 @@ def command(app: AppContext, fix: bool) -> None:
     One line per check: ok, missing, wrong, or todo (made on first use). Exits 10 when
     anything is missing or wrong.
     """
-    from stagecraft.doctor import controller_report, hosts_report
+    from stagecraft.doctor import controller_report
 
     project_dir, clouds = _clouds(app)
     report = controller_report(project_dir, clouds)
@@ -77,15 +78,15 @@ def command(app: AppContext, fix: bool) -> None:
 
 
 def _with_hosts(app: AppContext, report):
-    from stagecraft.deploy.engine import Target
     from stagecraft.doctor import hosts_report
     from stagecraft.doctor.model import missing
+    from stagecraft.hosts.fleet import Fleet
 
     env = app.environment()
     try:
-        target = Target.load(env, app.load().project_dir)
+        fleet = Fleet.load(env, app.load().project_dir)
     except StagecraftError as exc:
         report.checks.append(missing(env.name, "hosts recorded", exc.message,
                                      exc.hint or f"stagecraft infra up -e {env.name}"))
         return report
-    return hosts_report(report, target)
+    return hosts_report(report, fleet)

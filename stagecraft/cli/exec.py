@@ -19,7 +19,7 @@ def command(app: AppContext, service: str, words: tuple[str, ...], host: str | N
     """Run CMD in a running container of SERVICE (`docker exec`), on --host or the first
     host that runs it; with --one-off, in a new container of the service made from the
     current release (`docker compose run --rm --no-deps`). Exits with CMD's exit code."""
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.ops.shell import (
         docker_exec_command,
         exec_ssh,
@@ -30,16 +30,16 @@ def command(app: AppContext, service: str, words: tuple[str, ...], host: str | N
     from stagecraft.ops.targets import find_service, release_host
 
     env = app.environment()
-    target = Target.load(env, app.load().project_dir)
+    fleet = Fleet.load(env, app.load().project_dir)
     tty = is_interactive()
     def warn(text: str) -> None:
         click.echo(f"warning: {text}", err=True)
 
     if one_off:
-        on = release_host(target, service, host, warn=warn)
+        on = release_host(fleet, service, host, warn=warn)
         remote = one_off_command(env.project.name, env.name, service, list(words), tty=tty)
     else:
-        place = find_service(target, service, host, running_only=True, warn=warn)[0]
+        place = find_service(fleet, service, host, running_only=True, warn=warn)[0]
         on = place.host
         remote = docker_exec_command(place.containers[0].name, list(words), tty=tty)
     exec_ssh(ssh_session_argv(on, remote, tty=tty))

@@ -14,10 +14,10 @@ def command(app: AppContext) -> None:
 
 
 def _context(app: AppContext):
-    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
+    from stagecraft.hosts.fleet import Fleet
 
-    env = app.environment()
-    return env, cloud_for(env), fleet_spec(env), state_dir(app.load().project_dir, env.name)
+    fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
+    return fleet.env, fleet.cloud, fleet.spec, fleet.state_dir
 
 
 def _print_hosts(records: list, *, show_change: bool) -> None:
@@ -60,7 +60,7 @@ def up(app: AppContext, then_bootstrap: bool) -> None:
 
         if not app.json:
             text(data)
-        data["bootstrap"] = bootstrap_hosts(app, env, cloud, spec, state).to_dict()
+        data["bootstrap"] = bootstrap_hosts(app).to_dict()
         app.emit(data, lambda d: app.say("bootstrap: done"))
         return
     app.emit(data, text)

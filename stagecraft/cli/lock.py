@@ -14,10 +14,10 @@ def command(app: AppContext) -> None:
 
 
 def _primary(app: AppContext):
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
 
     env = app.environment()
-    return env, Target.load(env, app.load().project_dir).primary
+    return env, Fleet.load(env, app.load().project_dir).primary
 
 
 @subcommand("status")

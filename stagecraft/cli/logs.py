@@ -35,14 +35,14 @@ def command(app: AppContext, service: str, follow: bool, host: str | None,
     """Print the logs of SERVICE's containers on every host that runs it (or --host),
     each line prefixed with `host container |`. Without --follow the lines of all
     containers are merged by time; with --follow they stream as they come."""
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.ops.logs import collect
     from stagecraft.ops.logs import follow as follow_logs
     from stagecraft.ops.targets import find_service
 
     count = _line_count(lines)
-    target = Target.load(app.environment(), app.load().project_dir)
-    found = find_service(target, service, host,
+    fleet = Fleet.load(app.environment(), app.load().project_dir)
+    found = find_service(fleet, service, host,
                          warn=lambda text: click.echo(f"warning: {text}", err=True))
     if follow:
         streams = [(place.host, c.name) for place in found for c in place.containers]

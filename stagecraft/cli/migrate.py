@@ -17,9 +17,9 @@ def command(app: AppContext) -> None:
 
 
 def _target(app: AppContext):
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
 
-    return Target.load(app.environment(), app.load().project_dir)
+    return Fleet.load(app.environment(), app.load().project_dir)
 
 
 @subcommand("plan")

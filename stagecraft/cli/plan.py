@@ -21,14 +21,14 @@ def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
     changed (with the reason), removed and unchanged. Changes nothing; builds nothing:
     built services are expected to change when the source commit differs from the one
     last deployed."""
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.deploy.release import plan_deploy
     from stagecraft.ui.plan import plan_text
 
     env = app.environment()
-    target = Target.load(env, app.load().project_dir)
-    plan, _release_id = plan_deploy(target, force=force)
-    infra = _infra_changes(target)
+    fleet = Fleet.load(env, app.load().project_dir)
+    plan, _release_id = plan_deploy(fleet, force=force)
+    infra = _infra_changes(fleet)
 
     def text(_data) -> None:
         click.echo(plan_text(plan))
@@ -42,13 +42,13 @@ def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
         raise SystemExit(EXIT_CHANGES)
 
 
-def _infra_changes(target):
+def _infra_changes(fleet):
     """Firewall and volume changes bootstrap would make, from one probe per host."""
     from stagecraft.infra import firewall
     from stagecraft.infra.plan import infra_changes
     from stagecraft.hosts.probe import probe_hosts
 
-    facts = probe_hosts(target)
-    cloud_vars = target.cloud.bootstrap_vars(target.spec, target.state_dir)
-    cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in target.records.values()))
-    return infra_changes(target.env, facts, cidrs)
+    facts = probe_hosts(fleet)
+    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
+    cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in fleet.records.values()))
+    return infra_changes(fleet.env, facts, cidrs)

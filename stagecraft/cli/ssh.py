@@ -15,13 +15,13 @@ def command(app: AppContext, host: str, words: tuple[str, ...]) -> None:
     there (joined with spaces, as ssh does) and exit with its exit code."""
     import sys
 
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.ops.shell import exec_ssh, is_interactive, remote_command, ssh_session_argv
     from stagecraft.ops.targets import check_host
 
     env = app.environment()
     check_host(env, host)
-    remote = Target.load(env, app.load().project_dir).remote(host)
+    remote = Fleet.load(env, app.load().project_dir).remote(host)
     command_text = remote_command(list(words)) if words else None
     # A login shell wants a terminal whenever we have one; a command only when both
     # ends are terminals (so its output can still be piped).

@@ -16,11 +16,11 @@ def command(app: AppContext) -> None:
     (exit 0); an environment whose hosts were never created is an error (exit 4)."""
     if click.get_current_context().invoked_subcommand is not None:
         return
-    from stagecraft.deploy.engine import Target
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.ops.status import environment_status, status_lines
 
-    target = Target.load(app.environment(), app.load().project_dir)
-    report = environment_status(target)
+    fleet = Fleet.load(app.environment(), app.load().project_dir)
+    report = environment_status(fleet)
     app.emit(report, lambda data: click.echo("\n".join(status_lines(data))))
 
 

@@ -31,17 +31,13 @@ from stagecraft.errors import (
     StateError,
 )
 from stagecraft.deploy.hooks import HookContext, Hooks
-from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
-from stagecraft.ledger import Ledger
+from stagecraft.hosts.fleet import Fleet
 from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
 from stagecraft.ledger.model import utc_now
 from stagecraft.ledger.release_id import git_source, new_release_id
 from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
 from stagecraft.plan import Plan, build_plan
 from stagecraft.hosts.probe import HostFacts
-from stagecraft.providers.cloud import CloudProvider, FleetSpec, HostRecord, SshAccess
-from stagecraft.hosts.remote import RemoteHost, remote_hosts
-from stagecraft.render.inventory import load_host_records
 from stagecraft.render.state import HostRender, HostState, RenderInput, TlsSettings
 
 Say = Callable[[str], None]
@@ -51,53 +47,6 @@ DEFAULT_TRAEFIK_IMAGE = "traefik:v3.6"
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass
-class Target:
-    """An environment and the fleet it runs on, loaded once per command."""
-
-    env: ResolvedEnvironment
-    project_dir: Path
-    state_dir: Path
-    cloud: CloudProvider
-    spec: FleetSpec
-    records: dict[str, HostRecord]
-    access: SshAccess
-
-    @classmethod
-    def load(cls, env: ResolvedEnvironment, project_dir: Path) -> Target:
-        project_dir = Path(project_dir).resolve()
-        sdir = state_dir(project_dir, env.name)
-        records = {n: r for n, r in load_host_records(sdir).items() if r.in_spec}
-        missing = [h.name for h in env.hosts if h.name not in records]
-        if missing:
-            raise StateError(
-                f"environment '{env.name}' has no host record for {', '.join(missing)}",
-                hint=f"create the hosts first: stagecraft infra up --env {env.name} --bootstrap")
-        cloud = cloud_for(env)
-        spec = fleet_spec(env)
-        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud, spec=spec,
-                   records=records, access=cloud.ssh_access(spec, sdir))
-
-    @property
-    def ledger(self) -> Ledger:
-        return Ledger.for_project(self.project_dir)
-
-    @property
-    def runs_dir(self) -> Path:
-        return self.project_dir / ".stagecraft" / "runs"
-
-    def remote(self, name: str) -> RemoteHost:
-        return remote_hosts(self.records, self.access, [name])[name]
-
-    @property
-    def primary(self) -> RemoteHost:
-        return self.remote(self.env.primary_host.name)
-
-    @property
-    def private_ips(self) -> dict[str, str]:
-        return {name: r.private_ip or r.ssh_host or name for name, r in self.records.items()}
 
 
 @dataclass(frozen=True)
@@ -164,12 +113,12 @@ def keep_same_images(images: Mapping[str, str], deployed: Mapping[str, HostState
     return kept
 
 
-def predicted_images(target: Target, release_id: str, registry_server: str | None) -> dict[str, str]:
+def predicted_images(fleet: Fleet, release_id: str, registry_server: str | None) -> dict[str, str]:
     """Images a deploy would use, without building: for `plan`. A built service whose
     source commit is the one last deployed (clean tree) is expected to stay the same."""
-    env = target.env
-    last = target.ledger.last_successful(env.name)
-    source = git_source(target.project_dir)
+    env = fleet.env
+    last = fleet.ledger.last_successful(env.name)
+    source = git_source(fleet.project_dir)
     same_source = (last is not None and source.sha is not None and not source.dirty
                    and last.git.sha == source.sha and not last.git.dirty)
     images: dict[str, str] = {}
@@ -191,16 +140,16 @@ def predicted_images(target: Target, release_id: str, registry_server: str | Non
 # ------------------------------------------------------------------ rendering
 
 
-def tls_settings(target: Target) -> TlsSettings:
+def tls_settings(fleet: Fleet) -> TlsSettings:
     """The edge's TLS: ACME, off, or a certificate from the environment's local CA."""
-    env = target.env
+    env = fleet.env
     mode = env.tls_mode
     if mode != "local":
         return TlsSettings(mode=mode, email=env.tls.email)  # type: ignore[arg-type]
     names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
     if not names:  # an edge without routes still serves TLS: a name of its own
         names = [env.domain or f"{env.project.name}-{env.name}.localhost"]
-    certificate, key = _edge_certificate(target.state_dir, names)
+    certificate, key = _edge_certificate(fleet.state_dir, names)
     return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
 
 
@@ -222,15 +171,15 @@ def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
     return certificate, key
 
 
-def render_release(target: Target, release_id: str, images: Mapping[str, str],
+def render_release(fleet: Fleet, release_id: str, images: Mapping[str, str],
                    secrets: Mapping[str, str], traefik_image: str,
                    tls: TlsSettings) -> dict[str, HostRender]:
     from stagecraft.render.host import render_fleet
 
     inp = RenderInput(release_id=release_id, images=dict(images),
-                      private_ips=target.private_ips, secrets=dict(secrets), tls=tls,
+                      private_ips=fleet.private_ips, secrets=dict(secrets), tls=tls,
                       traefik_image=traefik_image)
-    return render_fleet(target.env, inp)
+    return render_fleet(fleet.env, inp)
 
 
 def desired_states(renders: Mapping[str, HostRender]) -> dict[str, HostState]:
@@ -243,15 +192,15 @@ def desired_states(renders: Mapping[str, HostRender]) -> dict[str, HostState]:
 class ReleaseRun:
     """One deploy or rollback in progress: keeps the ledger record current."""
 
-    def __init__(self, target: Target, release: Release | None) -> None:
-        self.target = target
+    def __init__(self, fleet: Fleet, release: Release | None) -> None:
+        self.fleet = fleet
         self.release = release  # None in check mode: nothing is recorded
 
     def _update(self, change: Callable[[Release], None]) -> None:
         if self.release is None:
             return
-        self.release = self.target.ledger.update(self.release.id, change,
-                                                 environment=self.target.env.name)
+        self.release = self.fleet.ledger.update(self.release.id, change,
+                                                 environment=self.fleet.env.name)
 
     def phase(self, name: str, status: str, detail: str = "") -> None:
         def change(release: Release) -> None:
@@ -325,37 +274,37 @@ class ReleaseRun:
         self._update(change)
 
 
-def start_release(target: Target, *, action: str, release_id: str, options: DeployOptions,
+def start_release(fleet: Fleet, *, action: str, release_id: str, options: DeployOptions,
                   rollback_of: str | None = None, say: Say = _quiet) -> ReleaseRun:
     """Record a new ``running`` release before anything happens (a kill at any later
     point leaves a record that the next run marks interrupted). A deploy's record
     takes ``release_id`` (the next free second if another run took it); a rollback's
     record gets an id of its own. Nothing is recorded in a dry run."""
     if options.check:
-        return ReleaseRun(target, None)
-    for killed in target.ledger.mark_abandoned(target.env.name):
+        return ReleaseRun(fleet, None)
+    for killed in fleet.ledger.mark_abandoned(fleet.env.name):
         say(f"release {killed} was left running by a process that is gone: "
             "recorded as interrupted")
-    source = git_source(target.project_dir)
-    record_id = release_id if action == "deploy" else new_release_id(target.project_dir)
+    source = git_source(fleet.project_dir)
+    record_id = release_id if action == "deploy" else new_release_id(fleet.project_dir)
     release = Release(
-        id=record_id, environment=target.env.name, action=action,  # type: ignore[arg-type]
+        id=record_id, environment=fleet.env.name, action=action,  # type: ignore[arg-type]
         rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
-        config_hash=config_hash(target.env), message=options.message, pid=os.getpid())
-    return ReleaseRun(target, target.ledger.record_new(release))
+        config_hash=config_hash(fleet.env), message=options.message, pid=os.getpid())
+    return ReleaseRun(fleet, fleet.ledger.record_new(release))
 
 
-def load_hooks(target: Target, *, action: str, release_id: str,
+def load_hooks(fleet: Fleet, *, action: str, release_id: str,
                options: DeployOptions) -> Hooks:
     """The project's hooks for this release (none in a dry run or with --skip-hooks)."""
-    context = HookContext(project=target.env.project.name, environment=target.env.name,
+    context = HookContext(project=fleet.env.project.name, environment=fleet.env.name,
                           release=release_id, action=action, performer=performer(),
-                          hosts=tuple(h.name for h in target.env.hosts),
+                          hosts=tuple(h.name for h in fleet.env.hosts),
                           message=options.message)
-    return Hooks.load(target.project_dir, context, skip=options.skip_hooks or options.check)
+    return Hooks.load(fleet.project_dir, context, skip=options.skip_hooks or options.check)
 
 
-def execute(target: Target, *, action: str, release_id: str, renders: Mapping[str, HostRender],
+def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str, HostRender],
             plan: Plan, images: Mapping[str, str], registry: RegistryLogin | None,
             traefik_image: str, options: DeployOptions, say: Say = _quiet,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
@@ -367,10 +316,10 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     ``release_id`` names the release dir on hosts (for a rollback: the release
     brought back); the ledger record of a rollback gets its own new id.
     """
-    env = target.env
+    env = fleet.env
     outcome = ReleaseOutcome(release=None, plan=plan)
     if hooks is None:
-        hooks = load_hooks(target, action=action, release_id=release_id, options=options)
+        hooks = load_hooks(fleet, action=action, release_id=release_id, options=options)
     # The plan is shown (and confirmed when interactive) before anything changes.
     if options.confirm is not None and not options.confirm(plan) and not options.check:
         raise Interrupted("stopped before any change: the plan was not confirmed",
@@ -380,7 +329,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     # What each host reaches: kept stateful services stay as deployed.
     host_records = {name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders}
     if run is None:
-        run = start_release(target, action=action, release_id=release_id, options=options,
+        run = start_release(fleet, action=action, release_id=release_id, options=options,
                             rollback_of=rollback_of, say=say)
     if run.release is not None:
         def settle(release: Release) -> None:
@@ -389,7 +338,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         run._update(settle)
     record_id = run.release.id if run.release is not None else release_id
     lock_info = LockInfo.new(record_id, options.message, command=action)
-    primary = target.primary
+    primary = fleet.primary
     locked = False
     failed_phase: str | None = "lock"
     try:
@@ -403,7 +352,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
                 run.phase("build", "ok")
             hooks.run("pre-deploy", on_line=say)
         failed_phase = "rollout"
-        migrations = _migration_setup(target, action, images, options, say)
+        migrations = _migration_setup(fleet, action, images, options, say)
         pre = migrations is not None and migrations.phase("pre") is not None
         # Pre-deploy migrations run after every host pulled and before any switches.
         segments: list[tuple[str, ...] | None] = \
@@ -411,9 +360,9 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         for index, phases in enumerate(segments):
             if index == 1:
                 failed_phase = "migrate-pre"
-                _migrate(target, run, migrations, "pre", say)
+                _migrate(fleet, run, migrations, "pre", say)
                 failed_phase = "rollout"
-            result = _run_playbook(target, action=action, release_id=release_id,
+            result = _run_playbook(fleet, action=action, release_id=release_id,
                                    renders=renders, registry=registry,
                                    traefik_image=traefik_image, options=options,
                                    on_event=on_event, hooks=hooks,
@@ -429,7 +378,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
         if migrations is not None and migrations.phase("post") is not None:
             failed_phase = "migrate-post"
             try:
-                _migrate(target, run, migrations, "post", say)
+                _migrate(fleet, run, migrations, "post", say)
             except MigrationFailed as exc:
                 exc.message = (f"every host switched to {release_id}, but its post-deploy "
                                f"migrations failed (nothing was rolled back): {exc.message}")
@@ -487,15 +436,15 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
     return outcome
 
 
-def _migration_setup(target: Target, action: str, images: Mapping[str, str],
+def _migration_setup(fleet: Fleet, action: str, images: Mapping[str, str],
                      options: DeployOptions, say: Say):
     """The release's migration setup; None when there is nothing to run (no
     ``migrations:``, a rollback, or a dry run, which only says what would run)."""
     from stagecraft.deploy.migrate import migration_setup
 
-    if action != "deploy" or target.env.migrations is None:
+    if action != "deploy" or fleet.env.migrations is None:
         return None
-    setup = migration_setup(target.env, target.project_dir, images)
+    setup = migration_setup(fleet.env, fleet.project_dir, images)
     if setup is not None and options.check:
         for phase in ("pre", "post"):
             if setup.phase(phase) is not None:
@@ -505,14 +454,14 @@ def _migration_setup(target: Target, action: str, images: Mapping[str, str],
     return setup
 
 
-def _migrate(target: Target, run: ReleaseRun, setup: Any, phase: str, say: Say) -> None:
+def _migrate(fleet: Fleet, run: ReleaseRun, setup: Any, phase: str, say: Say) -> None:
     """Run one migration phase, record it in the ledger; MigrationFailed on failure."""
     from stagecraft.deploy.migrate import run_phase
 
     name = f"migrate-{phase}"
     run.phase(name, "running")
     say(f"{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")
-    outcome = run_phase(target, setup, phase)
+    outcome = run_phase(fleet, setup, phase)
     run.record_migration(outcome.to_record())
     if outcome.error is not None:
         run.phase(name, "failed")
@@ -523,7 +472,7 @@ def _migrate(target: Target, run: ReleaseRun, setup: Any, phase: str, say: Say) 
         + (f": {', '.join(applied)}" if applied else " (nothing pending)"))
 
 
-def _run_playbook(target: Target, *, action: str, release_id: str,
+def _run_playbook(fleet: Fleet, *, action: str, release_id: str,
                   renders: Mapping[str, HostRender], registry: RegistryLogin | None,
                   traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
                   hooks: Hooks, traefik_current: set[str],
@@ -534,14 +483,14 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
     playbook = "deploy.yml" if action == "deploy" else "rollback.yml"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     request = release_request(
-        run_id=f"{stamp}-{action}-{target.env.name}-{int(time.time() * 1000) % 1000:03d}",
-        playbook=playbook, env=target.env, records=target.records, access=target.access,
+        run_id=f"{stamp}-{action}-{fleet.env.name}-{int(time.time() * 1000) % 1000:03d}",
+        playbook=playbook, env=fleet.env, records=fleet.records, access=fleet.access,
         renders=renders, release_id=release_id, action=action, performer=performer(),
         registry=registry, traefik_image=traefik_image, force=options.force,
         upload=action == "deploy", check=options.check, verbosity=options.verbosity,
         hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables(),
         traefik_current=traefik_current, phases=phases, start_stateful=start_stateful)
-    bundle = prepare(request, target.runs_dir)
+    bundle = prepare(request, fleet.runs_dir)
     return run_bundle(bundle, on_event=on_event)
 
 
@@ -559,18 +508,18 @@ def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
-def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,
+def plan_for(fleet: Fleet, renders: Mapping[str, HostRender], release_id: str,
              action: str = "deploy", force: bool = False,
              unknown: Iterable[str] = ()) -> Plan:
     """The plan against the ledger; hosts in ``unknown`` (found to differ from it)
     are planned as if nothing ran there."""
-    deployed = target.ledger.deployed_state(target.env.name)
+    deployed = fleet.ledger.deployed_state(fleet.env.name)
     unknown = set(unknown)
     desired = desired_states(renders)
     before = {h.name: None if h.name in unknown else deployed.get(h.name)
-              for h in target.env.hosts}
+              for h in fleet.env.hosts}
     plan = build_plan(desired, before, action=action, release_id=release_id, force=force)
-    hints = migration_hints(target.env) if action == "deploy" and plan.has_changes else {}
+    hints = migration_hints(fleet.env) if action == "deploy" and plan.has_changes else {}
     if not hints:
         return plan
     return build_plan(desired, before, action=action, release_id=release_id, force=force,
@@ -610,16 +559,16 @@ class Observed:
         return facts is not None and facts.reachable and facts.traefik_running
 
 
-def observe(target: Target) -> Observed:
+def observe(fleet: Fleet) -> Observed:
     """Probe every host at once (one SSH round trip each) and compare with the ledger."""
     from stagecraft.deploy.drift import fleet_drift
     from stagecraft.hosts.probe import probe_hosts
 
-    ledger = target.ledger
-    deployed = ledger.deployed_state(target.env.name)
-    facts = probe_hosts(target)
-    drift = fleet_drift({h.name: deployed.get(h.name) for h in target.env.hosts}, facts,
-                        ledger.current_releases(target.env.name))
+    ledger = fleet.ledger
+    deployed = ledger.deployed_state(fleet.env.name)
+    facts = probe_hosts(fleet)
+    drift = fleet_drift({h.name: deployed.get(h.name) for h in fleet.env.hosts}, facts,
+                        ledger.current_releases(fleet.env.name))
     return Observed(facts=facts, drift=drift)
 
 

@@ -124,9 +124,9 @@ class PlaybookRunner:
     """A ContainerRunner that runs each command through playbooks/migrate.yml (role
     ``migrations``) on the setup's host: the production path of every migration."""
 
-    def __init__(self, target: Any, setup: MigrationSetup, *, label: str,
+    def __init__(self, fleet: Any, setup: MigrationSetup, *, label: str,
                  on_event: OnEvent | None = None) -> None:
-        self.target = target
+        self.fleet = fleet
         self.setup = setup
         self.label = label  # names the runs: <stamp>-migrate-<label>-<env>
         self.on_event = on_event
@@ -137,28 +137,26 @@ class PlaybookRunner:
         from stagecraft.ansible.request import RunRequest, SshSettings
         from stagecraft.ansible.runner import run as run_bundle
         from stagecraft.migrations.runner import completed_from_result, role_vars
-        from stagecraft.render.inventory import ConnectionSettings, render_inventory
+        from stagecraft.render.inventory import render_inventory
 
-        target, setup = self.target, self.setup
-        access = target.access
+        fleet, setup = self.fleet, self.setup
+        access = fleet.access
         variables = role_vars(setup.image, command, timeout=timeout,
                               env=setup.env, network=setup.network,
                               changed_when_applied=setup.engine_name == "raw")
         variables.pop("migrations_secret_env")
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        connection = ConnectionSettings(private_key=access.private_key,
-                                        known_hosts=access.known_hosts, user=access.user)
         request = RunRequest(
-            run_id=f"{stamp}-migrate-{self.label}-{target.env.name}-"
+            run_id=f"{stamp}-migrate-{self.label}-{fleet.env.name}-"
                    f"{int(time.time() * 1000) % 1000:03d}",
             playbook="migrate.yml",
-            inventory=render_inventory(target.env, dict(target.records), connection),
+            inventory=render_inventory(fleet.env, dict(fleet.records), fleet.connection),
             extravars={"migrations_host": setup.host, **variables},
             secret_extravars={"migrations_secret_env": dict(setup.secret_env)},
             ssh=SshSettings(private_key_file=access.private_key,
                             known_hosts_file=access.known_hosts, user=access.user),
         )
-        bundle = prepare(request, target.runs_dir)
+        bundle = prepare(request, fleet.runs_dir)
         result = run_bundle(bundle, on_event=self.on_event)
         self.runs.append(Path(result.artifacts_dir))
         found = _migration_result(Path(result.artifacts_dir))
@@ -212,14 +210,14 @@ class PhaseOutcome:
         }
 
 
-def run_phase(target: Any, setup: MigrationSetup, phase: Phase, *,
+def run_phase(fleet: Any, setup: MigrationSetup, phase: Phase, *,
               on_event: OnEvent | None = None) -> PhaseOutcome:
     """Apply the pending migrations of ``phase``; MigrationFailed is caught into the
     outcome (the caller decides what a failure means for the release)."""
     spec = setup.phase(phase)
     assert spec is not None
     outcome = PhaseOutcome(phase=phase, engine=setup.engine_name, host=setup.host)
-    runner = PlaybookRunner(target, setup, label=phase, on_event=on_event)
+    runner = PlaybookRunner(fleet, setup, label=phase, on_event=on_event)
     started = time.monotonic()
     try:
         outcome.report = engine_for(setup).apply(spec, runner, timeout=setup.timeout)
@@ -230,38 +228,38 @@ def run_phase(target: Any, setup: MigrationSetup, phase: Phase, *,
     return outcome
 
 
-def pending(target: Any, setup: MigrationSetup, phase: Phase, *,
+def pending(fleet: Any, setup: MigrationSetup, phase: Phase, *,
             on_event: OnEvent | None = None) -> Report:
     """What ``phase`` would apply now (changes nothing)."""
     spec = setup.phase(phase)
     assert spec is not None
-    runner = PlaybookRunner(target, setup, label=f"{phase}-plan", on_event=on_event)
+    runner = PlaybookRunner(fleet, setup, label=f"{phase}-plan", on_event=on_event)
     return engine_for(setup).pending(spec, runner, timeout=setup.timeout)
 
 
 # ------------------------------------------------------- outside a deploy (CLI)
 
 
-def release_for(target: Any, release_id: str | None) -> Any:
+def release_for(fleet: Any, release_id: str | None) -> Any:
     """The release whose images migrations run in: ``release_id``, or the newest
     succeeded one (what the hosts run)."""
-    ledger = target.ledger
+    ledger = fleet.ledger
     if release_id is not None:
-        return ledger.get(release_id, target.env.name)
-    found = ledger.last_successful(target.env.name)
+        return ledger.get(release_id, fleet.env.name)
+    found = ledger.last_successful(fleet.env.name)
     if found is None:
-        raise PlanError(f"environment {target.env.name} has no successful release whose "
+        raise PlanError(f"environment {fleet.env.name} has no successful release whose "
                         "image could run the migrations", hint="deploy first, or pass --release")
     return found
 
 
-def setup_for_release(target: Any, release: Any) -> MigrationSetup:
+def setup_for_release(fleet: Any, release: Any) -> MigrationSetup:
     """The migration setup with the images of a recorded release."""
-    if target.env.migrations is None:
-        raise PlanError(f"environment {target.env.name} has no migrations",
+    if fleet.env.migrations is None:
+        raise PlanError(f"environment {fleet.env.name} has no migrations",
                         hint="add a migrations: section to stagecraft.yml")
     images = {name: image.ref for name, image in release.images.items()}
-    setup = migration_setup(target.env, target.project_dir, images)
+    setup = migration_setup(fleet.env, fleet.project_dir, images)
     if setup is None:
         raise PlanError("migrations: has neither pre_deploy nor post_deploy",
                         hint="add migrations.pre_deploy or migrations.post_deploy")
@@ -278,45 +276,45 @@ def wanted_phases(setup: MigrationSetup, phase: str | None) -> list[Phase]:
     return [phase]  # type: ignore[list-item]
 
 
-def plan_migrations(target: Any, *, phase: str | None = None,
+def plan_migrations(fleet: Any, *, phase: str | None = None,
                     release_id: str | None = None) -> dict[str, Any]:
     """`migrate plan`: per phase, every migration and whether it is applied."""
-    release = release_for(target, release_id)
-    setup = setup_for_release(target, release)
+    release = release_for(fleet, release_id)
+    setup = setup_for_release(fleet, release)
     phases = {}
     for name in wanted_phases(setup, phase):
-        report = pending(target, setup, name)
+        report = pending(fleet, setup, name)
         phases[name] = {"migrations": [{"name": m.name, "applied": m.applied}
                                        for m in report.migrations],
                         "pending": list(report.pending)}
-    return {"environment": target.env.name, "release": release.id,
+    return {"environment": fleet.env.name, "release": release.id,
             "engine": setup.engine_name, "host": setup.host, "image": setup.image,
             "phases": phases}
 
 
-def run_migrations(target: Any, *, phase: str, release_id: str | None = None,
+def run_migrations(fleet: Any, *, phase: str, release_id: str | None = None,
                    message: str = "", lock_wait: float = 0.0,
                    say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """`migrate run`: apply one phase outside a deploy, under the deploy lock, and
     add its record to the release it ran with."""
     from stagecraft.hosts.lock import LockInfo, acquire, release as release_lock
 
-    env = target.env
-    release = release_for(target, release_id)
-    setup = setup_for_release(target, release)
+    env = fleet.env
+    release = release_for(fleet, release_id)
+    setup = setup_for_release(fleet, release)
     (name,) = wanted_phases(setup, phase)
     info = LockInfo.new(release.id, message or f"migrate {phase}", command="migrate")
-    primary = target.primary
+    primary = fleet.primary
     acquire(primary, env.project.name, env.name, info, wait=lock_wait,
             on_wait=lambda holder: say(f"waiting for the deploy lock: {holder.describe()}"))
     try:
         say(f"migrate-{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")
-        outcome = run_phase(target, setup, name)
+        outcome = run_phase(fleet, setup, name)
         record = outcome.to_record()
 
         def change(found: Any) -> None:
             found.migrations.append(record)
-        target.ledger.update(release.id, change, environment=env.name)
+        fleet.ledger.update(release.id, change, environment=env.name)
     finally:
         release_lock(primary, env.project.name, env.name, info)
     if outcome.error is not None:

@@ -17,7 +17,8 @@ from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.config.values import parse_duration
 from stagecraft.providers.cloud.base import HostRecord, SshAccess
-from stagecraft.render.inventory import ConnectionSettings, render_inventory
+from stagecraft.hosts.fleet import ConnectionSettings
+from stagecraft.render.inventory import render_inventory
 from stagecraft.render.state import HostRender, RenderedFile
 
 KEEP_RELEASES = 5

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecraft.doctor.controller import controller_checks
 from stagecraft.doctor.model import Check, Status
+
+if TYPE_CHECKING:
+    from stagecraft.hosts.fleet import Fleet
 
 __all__ = ["Check", "Report", "Status", "controller_report", "hosts_report"]
 
@@ -47,12 +50,11 @@ def controller_report(project_dir: Path, clouds: Iterable[Any]) -> Report:
     return Report(checks)
 
 
-def hosts_report(report: Report, target: Any) -> Report:
-    """``report`` plus the checks of every host of ``target`` (a deploy Target)."""
+def hosts_report(report: Report, fleet: Fleet) -> Report:
+    """``report`` plus the checks of every host of ``fleet``."""
     from stagecraft.doctor.hosts import check_hosts
-    from stagecraft.hosts.remote import remote_hosts
 
-    env = target.env
-    hosts = remote_hosts(target.records, target.access, [h.name for h in env.hosts])
+    env = fleet.env
+    hosts = fleet.remotes(fleet.host_names)
     report.checks += check_hosts(hosts, env.project.name, env.name, env.primary_host.name)
     return report

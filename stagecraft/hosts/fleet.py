@@ -1,13 +1,51 @@
-"""From a resolved environment to its hosts: the cloud provider and its state dir."""
+"""An environment's hosts as its cloud provider recorded them (:class:`Fleet`).
+
+Every command that works on hosts (deploy, rollback, plan, bootstrap, status,
+logs, ssh, exec, audit, lock, migrate, doctor, the inventory) starts from one
+``Fleet``: the resolved environment, its cloud provider, and the host records of
+``.stagecraft/<env>/hosts.json``, filtered by one rule (:func:`in_fleet`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stagecraft.config.schema import ResolvedEnvironment
-from stagecraft.providers.cloud import CloudProvider, FleetSpec, HostSpec, get_cloud_provider
+from stagecraft.errors import StateError
+from stagecraft.ledger import Ledger
+from stagecraft.providers.cloud import (
+    CloudProvider,
+    FleetSpec,
+    HostRecord,
+    HostSpec,
+    SshAccess,
+    get_cloud_provider,
+)
+from stagecraft.providers.cloud.base import StateFiles, read_hosts_file
+
+if TYPE_CHECKING:
+    from stagecraft.hosts.remote import RemoteHost
 
 STATE_DIR = ".stagecraft"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """How Ansible reaches an environment's hosts, beyond each host's address.
+
+    ``private_key``: the SSH key to use (None: ssh's own defaults and agent).
+    ``known_hosts``: the pinned host keys (None: the user's known_hosts files).
+    ``user``: the user for hosts whose config and record name none.
+    Host key checking is on either way.
+    """
+
+    private_key: Path | None = None
+    known_hosts: Path | None = None
+    user: str | None = None
 
 
 def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
@@ -16,18 +54,155 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
         project=env.project.name,
         environment=env.name,
         hosts=tuple(HostSpec(h.name, tuple(h.roles), h.size, tuple(h.volumes)) for h in env.hosts),
+        volume_sizes={name: volume.size_gb for name, volume in env.volumes.items()},
     )
 
 
 def cloud_for(env: ResolvedEnvironment) -> CloudProvider:
     """The environment's cloud provider, built with its settings from stagecraft.yml."""
     settings = env.providers.cloud.model_dump(exclude={"kind"}, exclude_none=True)
-    if env.providers.cloud.kind == "local" and env.volumes:
-        # The local cloud makes each volume a sparse file of the configured size.
-        settings["volume_sizes"] = {name: volume.size_gb for name, volume in env.volumes.items()}
     return get_cloud_provider(env.providers.cloud.kind, settings)
 
 
 def state_dir(project_dir: Path, environment: str) -> Path:
-    """``.stagecraft/<env>/``: hosts.json, known_hosts and the SSH key of an environment."""
+    """``<project>/.stagecraft/<env>/``: hosts.json, known_hosts and the SSH key of an
+    environment; absolute and canonical, so rendered paths work from any working
+    directory and the CLI and the inventory plugin render the same paths."""
     return Path(project_dir).resolve() / STATE_DIR / environment
+
+
+def load_host_records(state_dir: Path) -> dict[str, HostRecord]:
+    """Every host record of ``state_dir``/hosts.json by host name; empty when there is none.
+
+    Raises StateError when the file is unreadable, malformed or too new.
+    """
+    document = read_hosts_file(StateFiles(Path(state_dir)))
+    if document is None:
+        return {}
+    return {record.name: record for record in document["hosts"]}
+
+
+def load_connection_settings(state_dir: Path) -> ConnectionSettings:
+    """The key, known_hosts and user recorded in ``state_dir``/hosts.json.
+
+    Without hosts.json (hosts not created, or a cloud that keeps no state), the
+    standard key and known_hosts of the state dir are used when they exist.
+    Raises StateError like :func:`load_host_records`.
+    """
+    files = StateFiles(Path(state_dir))
+    document = read_hosts_file(files)
+    ssh = document.get("ssh") if document is not None else None
+    if isinstance(ssh, Mapping):
+        return ConnectionSettings(
+            private_key=_state_path(files, ssh.get("private_key")),
+            known_hosts=_state_path(files, ssh.get("known_hosts")),
+            user=ssh.get("user") if isinstance(ssh.get("user"), str) else None,
+        )
+    return ConnectionSettings(
+        private_key=files.private_key if files.private_key.is_file() else None,
+        known_hosts=files.known_hosts if files.known_hosts.is_file() else None,
+    )
+
+
+def _state_path(files: StateFiles, value: Any) -> Path | None:
+    """A path written in hosts.json (relative to the state dir, or absolute)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return files.state_dir / value
+
+
+def in_fleet(record: HostRecord, env: ResolvedEnvironment) -> bool:
+    """The one rule for which records count: the environment lists the host, the
+    environment's cloud wrote the record (a record of another cloud is stale: the
+    cloud changed since ``infra up``), and the last ``infra up`` had it in the spec."""
+    return (record.in_spec and record.provider == env.providers.cloud.kind
+            and any(host.name == record.name for host in env.hosts))
+
+
+def fleet_records(env: ResolvedEnvironment, records: Mapping[str, HostRecord]
+                  ) -> dict[str, HostRecord]:
+    """``records`` that :func:`in_fleet` keeps, in the recorded order."""
+    return {name: record for name, record in records.items() if in_fleet(record, env)}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """One environment and the hosts it runs on, loaded once per command."""
+
+    env: ResolvedEnvironment
+    project_dir: Path
+    state_dir: Path
+    cloud: CloudProvider
+    spec: FleetSpec
+    records: Mapping[str, HostRecord]  # only the records :func:`in_fleet` keeps
+
+    @classmethod
+    def load(cls, env: ResolvedEnvironment, project_dir: Path, *,
+             require: bool = True) -> Fleet:
+        """The fleet of ``env``. With ``require`` (the default), every host the
+        environment lists must have a record: StateError names those without one."""
+        project_dir = Path(project_dir).resolve()
+        sdir = state_dir(project_dir, env.name)
+        records = fleet_records(env, load_host_records(sdir))
+        if require:
+            missing = [h.name for h in env.hosts if h.name not in records]
+            if missing:
+                raise StateError(
+                    f"environment '{env.name}' has no host record for {', '.join(missing)}",
+                    hint=f"create the hosts first: stagecraft infra up --env {env.name} "
+                         "--bootstrap")
+        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud_for(env),
+                   spec=fleet_spec(env), records=records)
+
+    @cached_property
+    def access(self) -> SshAccess:
+        """The key, known_hosts and user the cloud gives for these hosts."""
+        return self.cloud.ssh_access(self.spec, self.state_dir)
+
+    @property
+    def connection(self) -> ConnectionSettings:
+        """How Ansible reaches the hosts: the cloud's key, known_hosts and user."""
+        access = self.access
+        return ConnectionSettings(private_key=access.private_key,
+                                  known_hosts=access.known_hosts, user=access.user)
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger.for_project(self.project_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where run bundles go: ``.stagecraft/runs/``."""
+        return self.project_dir / STATE_DIR / "runs"
+
+    @property
+    def host_names(self) -> list[str]:
+        """The environment's hosts, in config order."""
+        return [host.name for host in self.env.hosts]
+
+    def remotes(self, names: Iterable[str] | None = None) -> dict[str, RemoteHost]:
+        """A RemoteHost for each of ``names`` (default: every host of the fleet)."""
+        from stagecraft.hosts.remote import remote_hosts
+
+        wanted = list(names) if names is not None else list(self.records)
+        return remote_hosts(self.records, self.access, wanted)
+
+    def remote(self, name: str) -> RemoteHost:
+        """The RemoteHost of host ``name``."""
+        return self.remotes([name])[name]
+
+    @property
+    def primary(self) -> RemoteHost:
+        """The RemoteHost of the environment's primary host (it holds the deploy lock)."""
+        return self.remote(self.env.primary_host.name)
+
+    @property
+    def private_ips(self) -> dict[str, str]:
+        """Each host's address on the private network (its SSH address when it has none)."""
+        return {name: r.private_ip or r.ssh_host or name for name, r in self.records.items()}
+
+
+__all__ = [
+    "ConnectionSettings", "Fleet", "STATE_DIR", "cloud_for", "fleet_records", "fleet_spec",
+    "in_fleet", "load_connection_settings", "load_host_records", "state_dir",
+]

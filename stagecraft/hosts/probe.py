@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecraft.errors import StagecraftError
 from stagecraft.hosts.lock import LockInfo, base_dir
-from stagecraft.hosts.remote import RemoteHost, in_parallel, quote, remote_hosts
+from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
+
+if TYPE_CHECKING:
+    from stagecraft.hosts.fleet import Fleet
 
 MARK = "@@stagecraft-probe:"
 TRAEFIK_CONTAINER = "stagecraft-traefik"
@@ -231,13 +234,13 @@ def probe_host(host: RemoteHost, project: str, environment: str, *, routes: bool
     return parse_probe_output(proc.stdout, host.name)
 
 
-def probe_hosts(target, names: Iterable[str] | None = None, *,
+def probe_hosts(fleet: Fleet, names: Iterable[str] | None = None, *,
                 routes: bool = False) -> dict[str, HostFacts]:
     """Facts of the environment's hosts (or ``names``), all hosts at once, by host name
     in the environment's order."""
-    env = target.env
-    wanted = list(names) if names is not None else [h.name for h in env.hosts]
-    hosts = remote_hosts(target.records, target.access, wanted)
+    env = fleet.env
+    wanted = list(names) if names is not None else fleet.host_names
+    hosts = fleet.remotes(wanted)
     facts = in_parallel(hosts.values(), lambda h: probe_host(h, env.project.name, env.name,
                                                              routes=routes))
     return {name: facts[name] for name in wanted}

@@ -9,7 +9,7 @@ made here is reused by the playbook that follows.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,10 +55,11 @@ class RemoteHost:
             raise
 
 
-def remote_hosts(records: dict[str, HostRecord], access: SshAccess,
-                 names: Iterable[str] | None = None) -> dict[str, RemoteHost]:
-    """RemoteHost for each of ``names`` (default: every record in the spec)."""
-    wanted = list(names) if names is not None else [n for n, r in records.items() if r.in_spec]
+def remote_hosts(records: Mapping[str, HostRecord], access: SshAccess,
+                 names: Iterable[str]) -> dict[str, RemoteHost]:
+    """RemoteHost for each of ``names`` (use :meth:`Fleet.remotes`: its records are the
+    ones that count)."""
+    wanted = list(names)
     hosts: dict[str, RemoteHost] = {}
     for name in wanted:
         record = records.get(name)

@@ -15,15 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stagecraft.infra import firewall
 from stagecraft.ansible.bundle import prepare
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.ansible.runner import RunResult, run
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
-from stagecraft.providers.cloud import CloudProvider, FleetSpec, StateFiles
+from stagecraft.hosts.fleet import Fleet
+from stagecraft.infra import firewall
+from stagecraft.providers.cloud import StateFiles
 from stagecraft.render.compose import services_on
-from stagecraft.render.inventory import ConnectionSettings, load_host_records, render_inventory
+from stagecraft.render.inventory import render_inventory
 
 PLAYBOOK = "bootstrap.yml"
 
@@ -33,21 +34,17 @@ def new_run_id(verb: str, environment: str) -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{verb}-{environment}"
 
 
-def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: FleetSpec,
-                      state_dir: Path, *, check: bool = False, verbosity: int = 0,
+def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
                       limit: str | None = None) -> RunRequest:
-    """The run request for bootstrapping ``env``'s hosts (pure apart from reading state)."""
-    records = {name: r for name, r in load_host_records(state_dir).items() if r.in_spec}
+    """The run request for bootstrapping the fleet's hosts (pure apart from reading state)."""
+    env, records, access = fleet.env, fleet.records, fleet.access
     if not records:
         raise StateError(
             f"environment '{env.name}' has no hosts yet",
             hint=f"create them first: stagecraft infra up --env {env.name}",
         )
-    access = cloud.ssh_access(spec, state_dir)
-    connection = ConnectionSettings(private_key=access.private_key,
-                                    known_hosts=access.known_hosts, user=access.user)
-    public_key = StateFiles(state_dir).public_key
-    cloud_vars = cloud.bootstrap_vars(spec, state_dir)
+    public_key = StateFiles(fleet.state_dir).public_key
+    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
     private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
     extravars: dict[str, Any] = {
         "bootstrap_project": env.project.name,
@@ -63,7 +60,7 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
     return RunRequest(
         run_id=new_run_id("bootstrap", env.name),
         playbook=PLAYBOOK,
-        inventory=render_inventory(env, records, connection),
+        inventory=render_inventory(env, records, fleet.connection),
         extravars=extravars,
         check=check,
         verbosity=max(0, verbosity - 1),

@@ -7,10 +7,10 @@ from typing import Any
 from stagecraft.hosts.probe import HostFacts, probe_hosts
 
 
-def environment_status(target) -> dict[str, Any]:
+def environment_status(fleet) -> dict[str, Any]:
     """Probe every host (with Traefik's routes); the report as data."""
-    env = target.env
-    facts = probe_hosts(target, routes=True)
+    env = fleet.env
+    facts = probe_hosts(fleet, routes=True)
     return status_report(env, facts)
 
 

@@ -42,20 +42,20 @@ class ServiceOnHost:
     containers: tuple[ContainerFacts, ...]
 
 
-def find_service(target, service: str, host: str | None = None, *,
+def find_service(fleet, service: str, host: str | None = None, *,
                  running_only: bool = False,
                  warn=None) -> list[ServiceOnHost]:
     """The hosts (``host``, or every host it is placed on) that have containers of
     ``service``, probed. Unreachable hosts are reported to ``warn`` and skipped; none
     at all is a StateError."""
-    env = target.env
+    env = fleet.env
     check_service(env, service)
     names = [check_host(env, host)] if host else placed_hosts(env, service)
     if not names:
         raise StateError(f"service '{service}' is placed on no host of '{env.name}'",
                          hint="check the service's `on` roles and the hosts' roles")
     found = []
-    for name, facts in probe_hosts(target, names).items():
+    for name, facts in probe_hosts(fleet, names).items():
         if not facts.reachable:
             if warn is not None:
                 warn(f"host {name} is unreachable: {facts.error}")
@@ -63,7 +63,7 @@ def find_service(target, service: str, host: str | None = None, *,
         containers = tuple(c for c in facts.service_containers(service)
                            if not running_only or c.state == "running")
         if containers:
-            found.append(ServiceOnHost(target.remote(name), facts, containers))
+            found.append(ServiceOnHost(fleet.remote(name), facts, containers))
     if not found:
         where = f"host {host}" if host else f"hosts {', '.join(names)}"
         kind = "running containers" if running_only else "containers"
@@ -72,17 +72,17 @@ def find_service(target, service: str, host: str | None = None, *,
     return found
 
 
-def release_host(target, service: str, host: str | None = None, *, warn=None) -> RemoteHost:
+def release_host(fleet, service: str, host: str | None = None, *, warn=None) -> RemoteHost:
     """The host (``host``, or the first the service is placed on) with a current release,
     for a one-off container of ``service``."""
-    env = target.env
+    env = fleet.env
     check_service(env, service)
     names = [check_host(env, host)] if host else placed_hosts(env, service)
-    for name, facts in probe_hosts(target, names).items():
+    for name, facts in probe_hosts(fleet, names).items():
         if not facts.reachable:
             if warn is not None:
                 warn(f"host {name} is unreachable: {facts.error}")
         elif facts.current_release:
-            return target.remote(name)
+            return fleet.remote(name)
     raise StateError(f"no release of '{env.name}' is current on {', '.join(names)}",
                      hint=f"deploy first: stagecraft deploy --env {env.name}")

@@ -25,40 +25,23 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from stagecraft.hosts import fleet
 from stagecraft.config.loader import LoadedConfig
-from stagecraft.config.schema import (
-    CloudDigitalOcean,
-    CloudLocal,
-    CloudSSH,
-    Host,
-    ResolvedEnvironment,
-)
+from stagecraft.config.schema import Host, ResolvedEnvironment
 from stagecraft.errors import ConfigError
-from stagecraft.providers.cloud.base import HostRecord, StateFiles, read_hosts_file
+from stagecraft.hosts.fleet import (
+    ConnectionSettings,
+    fleet_records,
+    load_connection_settings,
+    load_host_records,
+    state_dir,
+)
+from stagecraft.providers.cloud.base import HostRecord
 
 PROJECT_GROUP_PREFIX = "project_"
 ENV_GROUP_PREFIX = "env_"
 ROLE_GROUP_PREFIX = "role_"
-
-
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """How Ansible reaches an environment's hosts, beyond each host's address.
-
-    ``private_key``: the SSH key to use (None: ssh's own defaults and agent).
-    ``known_hosts``: the pinned host keys (None: the user's known_hosts files).
-    ``user``: the user for hosts whose config and record name none.
-    Host key checking is on either way.
-    """
-
-    private_key: Path | None = None
-    known_hosts: Path | None = None
-    user: str | None = None
 
 
 def group_name(prefix: str, name: str) -> str:
@@ -182,66 +165,17 @@ def ssh_common_args(connection: ConnectionSettings) -> str:
 # ------------------------------------------------------------------ state files
 
 
-def state_dir_of(project_dir: Path, environment: str) -> Path:
-    """The state directory of an environment: ``<project>/.stagecraft/<env>/``, absolute
-    and canonical, so rendered paths work from any working directory and the CLI and
-    the inventory plugin render the same paths."""
-    return fleet.state_dir(Path(project_dir).resolve(), environment)
-
-
-def load_host_records(state_dir: Path) -> dict[str, HostRecord]:
-    """The host records of ``state_dir``/hosts.json by host name; empty when there is none.
-
-    Raises StateError when the file is unreadable, malformed or too new.
-    """
-    document = read_hosts_file(StateFiles(Path(state_dir)))
-    if document is None:
-        return {}
-    return {record.name: record for record in document["hosts"]}
-
-
-def load_connection_settings(state_dir: Path) -> ConnectionSettings:
-    """The key, known_hosts and user recorded in ``state_dir``/hosts.json.
-
-    Without hosts.json (hosts not created, or a cloud that keeps no state), the
-    standard key and known_hosts of the state dir are used when they exist.
-    Raises StateError like :func:`load_host_records`.
-    """
-    files = StateFiles(Path(state_dir))
-    document = read_hosts_file(files)
-    ssh = document.get("ssh") if document is not None else None
-    if isinstance(ssh, Mapping):
-        return ConnectionSettings(
-            private_key=_state_path(files, ssh.get("private_key")),
-            known_hosts=_state_path(files, ssh.get("known_hosts")),
-            user=ssh.get("user") if isinstance(ssh.get("user"), str) else None,
-        )
-    return ConnectionSettings(
-        private_key=files.private_key if files.private_key.is_file() else None,
-        known_hosts=files.known_hosts if files.known_hosts.is_file() else None,
-    )
-
-
-def _state_path(files: StateFiles, value: Any) -> Path | None:
-    """A path written in hosts.json (relative to the state dir, or absolute)."""
-    if not isinstance(value, str) or not value:
-        return None
-    return files.state_dir / value
-
-
 def inventory_of(loaded: LoadedConfig, environment: str | None) -> dict[str, Any]:
     """The inventory of an environment of a loaded stagecraft.yml, with its state files.
 
-    Records written by another cloud provider than the environment's (its cloud
-    changed since ``infra up``) are stale and left out. This is the one function
+    Only the records :func:`stagecraft.hosts.fleet.in_fleet` keeps are used (a record
+    another cloud wrote is stale). This is the one function
     the CLI and the inventory plugin call. Raises ConfigError and StateError.
     """
     env = loaded.environment(environment)
-    state_dir = state_dir_of(loaded.project_dir, env.name)
-    cloud: CloudDigitalOcean | CloudLocal | CloudSSH = env.providers.cloud
-    records = {name: record for name, record in load_host_records(state_dir).items()
-               if record.provider == cloud.kind}
-    return render_inventory(env, records, load_connection_settings(state_dir))
+    directory = state_dir(loaded.project_dir, env.name)
+    records = fleet_records(env, load_host_records(directory))
+    return render_inventory(env, records, load_connection_settings(directory))
 
 
 # ------------------------------------------------------------------------ views
@@ -271,7 +205,6 @@ def _graph_group(name: str, group: Mapping[str, Any] | None, depth: int,
 
 
 __all__ = [
-    "ConnectionSettings", "env_group", "group_name", "inventory_graph", "inventory_of",
-    "load_connection_settings", "load_host_records", "project_group", "render_inventory",
-    "role_group", "ssh_common_args", "state_dir_of",
+    "env_group", "group_name", "inventory_graph", "inventory_of", "project_group",
+    "render_inventory", "role_group", "ssh_common_args",
 ]

@@ -25,7 +25,7 @@ import yaml
 from stagecraft.ansible.runner import RunResult
 from stagecraft.infra.bootstrap import bootstrap_request, run_bootstrap
 from stagecraft.config import load_config
-from stagecraft.hosts.fleet import cloud_for, fleet_spec
+from stagecraft.hosts.fleet import Fleet as EnvironmentFleet
 from stagecraft.providers.cloud.local import addressing, loopdev
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
@@ -144,7 +144,7 @@ def volumes_play(tmp_path: Path) -> Path:
 
 def run_volumes_play(fleet: Fleet, tmp_path: Path) -> RunResult:
     env = load_config(fleet.dir / "stagecraft.yml").environment("local")
-    request = bootstrap_request(env, cloud_for(env), fleet_spec(env), fleet.state_dir)
+    request = bootstrap_request(EnvironmentFleet.load(env, fleet.dir, require=False))
     assert request.extravars["volumes_by_host"] == {"db-1": [
         {"name": "pgdata", "filesystem": "ext4", "directories": [{"path": "db"}]}]}
     plain = {f.name: thaw(getattr(request, f.name)) for f in fields(request)

@@ -54,7 +54,7 @@ def releases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     applied: list[str] = []
 
     def action(name):
-        def run(target, options, say, on_event, **kwargs):
+        def run(fleet, options, say, on_event, **kwargs):
             # What the engine does once the plan is made (stagecraft.deploy.engine.execute).
             if options.confirm is not None and not options.confirm(PLAN) and not options.check:
                 raise Interrupted("stopped before any change: the plan was not confirmed")
@@ -62,7 +62,7 @@ def releases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return SimpleNamespace(to_dict=lambda: {"release": None, "executed": False})
         return run
 
-    monkeypatch.setattr(engine.Target, "load", staticmethod(lambda env, project_dir: None))
+    monkeypatch.setattr(engine.Fleet, "load", staticmethod(lambda env, project_dir: None))
     monkeypatch.setattr(release, "deploy", action("deploy"))
     monkeypatch.setattr(release, "rollback", action("rollback"))
     monkeypatch.setattr("stagecraft.ui.plan.plan_text", lambda plan: plan)

@@ -16,7 +16,7 @@ import pytest
 from stagecraft.infra import firewall
 from stagecraft.infra.bootstrap import bootstrap_request
 from stagecraft.config import load_config_text
-from stagecraft.hosts.fleet import fleet_spec
+from stagecraft.hosts.fleet import Fleet, fleet_spec
 from stagecraft.providers.cloud import HostRecord, SshAccess, StateFiles
 from stagecraft.providers.cloud.base import write_hosts_file
 
@@ -180,7 +180,10 @@ def test_bootstrap_passes_the_firewall_section_and_the_private_side(tmp_path, ci
     write_hosts_file(StateFiles(tmp_path), provider="local", spec=spec, records=records,
                      ssh=SshAccess(user="root", private_key=tmp_path / "id_ed25519",
                                    known_hosts=tmp_path / "known_hosts"))
-    request = bootstrap_request(env, FakeCloud(tmp_path, cidrs), spec, tmp_path)
+    fleet = Fleet(env=env, project_dir=tmp_path, state_dir=tmp_path,
+                  cloud=FakeCloud(tmp_path, cidrs), spec=spec,
+                  records={r.name: r for r in records})
+    request = bootstrap_request(fleet)
     extravars = request.extravars
     assert extravars["firewall_ssh"] == "public"
     assert extravars["firewall_public_ports"] == [80, 443, 8443]

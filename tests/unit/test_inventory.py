@@ -26,16 +26,18 @@ from stagecraft.providers.cloud.base import (
     StateFiles,
     write_hosts_file,
 )
-from stagecraft.render.inventory import (
+from stagecraft.hosts.fleet import (
     ConnectionSettings,
-    inventory_graph,
-    inventory_of,
     load_connection_settings,
     load_host_records,
+    state_dir as state_dir_of,
+)
+from stagecraft.render.inventory import (
+    inventory_graph,
+    inventory_of,
     render_inventory,
     role_group,
     ssh_common_args,
-    state_dir_of,
 )
 
 # The example's staging and production use cloud digitalocean and network tailscale,

@@ -65,6 +65,8 @@ class FleetSpec:
     project: str
     environment: str
     hosts: tuple[HostSpec, ...]
+    # GiB per block-storage volume name (stagecraft.yml ``volumes.<name>.size_gb``).
+    volume_sizes: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The config layer validates names for users; this guards every other caller,

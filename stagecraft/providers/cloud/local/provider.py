@@ -137,18 +137,17 @@ class LocalCloud:
     kind = KIND
 
     def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
-                 registry: bool = True, volume_sizes: dict[str, int] | None = None) -> None:
+                 registry: bool = True) -> None:
         """``image``: a host image tag to use instead of building stagecraft/host.
         ``ready_timeout``: seconds to wait for all hosts' sshd after they start.
         ``registry``: run the environment's registry (False: hosts only, for tests
         and fleets that never deploy).
-        ``volume_sizes``: GiB per volume name (stagecraft.yml ``volumes.<name>.size_gb``);
-        a volume not named gets loopdev.DEFAULT_SIZE_GB.
+        Volume sizes come from the spec (``FleetSpec.volume_sizes``); a volume it
+        does not size gets loopdev.DEFAULT_SIZE_GB.
         """
         self.image = image
         self.ready_timeout = ready_timeout
         self.registry = registry
-        self.volume_sizes = dict(volume_sizes or {})
 
     # ----------------------------------------------------------------- public API
 
@@ -530,7 +529,7 @@ class LocalCloud:
         """
         devices = []
         for volume in host.volumes:
-            size = self.volume_sizes.get(volume, loopdev.DEFAULT_SIZE_GB)
+            size = spec.volume_sizes.get(volume, loopdev.DEFAULT_SIZE_GB)
             attached = loopdev.attach(state_dir, host.name, volume, size, log=log)
             devices.append(attached.device_arg)
         if found is not None and devices:
