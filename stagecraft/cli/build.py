@@ -34,20 +34,22 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
     print the pull reference (with digest) of each. Services with `from:` reuse the
     image of the service they name; services with `image:` are not built."""
     from stagecraft.deploy.build import build_images, registry_target, repository
+    from stagecraft.hosts.fleet import cloud_for
     from stagecraft.ledger.release_id import new_release_id
 
     env = app.environment()
     project_dir = app.load().project_dir
     release_id = release or new_release_id(project_dir)
+    cloud = cloud_for(env)
 
     if app.dry_run:
         from stagecraft.deploy.build import select_services, services_to_build
 
         selected = select_services(env, list(services))
-        # A dry run contacts nothing: the local cloud's registry address is not looked up.
+        # A dry run contacts nothing: a cloud's own registry address is not looked up.
         registry = env.project.registry
         server = (registry.server if registry is not None and not no_push
-                  and env.providers.cloud.kind != "local" else None)
+                  and not cloud.capabilities.registry else None)
         plan = {name: f"{repository(server, env.project.name, name)}:{release_id}"
                 for name in services_to_build(env, selected)}
 
@@ -59,13 +61,13 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
                  text_plan)
         return
 
-    target = None if no_push else registry_target(env, project_dir)
+    target = None if no_push else registry_target(env, project_dir, cloud)
 
     def show(service: str, line: str) -> None:
         app.say(f"[{service}] {line}")
 
     images = build_images(env, project_dir, release_id, target, services=list(services),
-                          push=not no_push, on_line=show)
+                          push=not no_push, on_line=show, cloud=cloud)
     data = {"environment": env.name, "release": release_id, "pushed": not no_push,
             "registry": target.to_dict() if target else None,
             "images": {name: image.to_dict() for name, image in images.items()}}

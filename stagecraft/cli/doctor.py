@@ -15,24 +15,25 @@ _MARK = {"ok": "green", "missing": "red", "wrong": "red", "todo": "yellow"}
 
 
 def _clouds(app: AppContext) -> tuple[Path, list]:
-    """The project directory and the cloud providers in use (the local cloud when
-    there is no stagecraft.yml: it is the embedded default)."""
+    """The project directory and the cloud providers in use (the default cloud when
+    there is no stagecraft.yml)."""
     from stagecraft.hosts.fleet import cloud_for
     from stagecraft.providers.cloud import get_cloud_provider
+    from stagecraft.providers.kinds import DEFAULT_CLOUD_KIND
 
     try:
         loaded = app.load()
     except ConfigError:
         if app.config_path or app.env:
             raise
-        return Path.cwd(), [get_cloud_provider("local")]
+        return Path.cwd(), [get_cloud_provider(DEFAULT_CLOUD_KIND)]
     if app.env:
         return loaded.project_dir, [cloud_for(app.environment())]
     clouds: dict[str, object] = {}
     for name in loaded.config.environments:
         env = loaded.environment(name)
         clouds.setdefault(env.providers.cloud.kind, cloud_for(env))
-    return loaded.project_dir, list(clouds.values()) or [get_cloud_provider("local")]
+    return loaded.project_dir, list(clouds.values()) or [get_cloud_provider(DEFAULT_CLOUD_KIND)]
 
 
 def _print(report) -> None:

@@ -80,7 +80,7 @@ def status(app: AppContext) -> None:
 def down(app: AppContext, yes: bool) -> None:
     """Remove the environment's hosts, their volumes and network (idempotent)."""
     env, cloud, spec, state = _context(app)
-    if not yes and env.providers.cloud.kind != "local":
+    if not yes and not cloud.capabilities.disposable_hosts:
         click.confirm(f"Remove every host of environment '{env.name}'?", abort=True)
     if app.dry_run:
         records = cloud.status(spec, state)

@@ -25,6 +25,7 @@ from typing import Any
 from stagecraft import execs, log
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import CommandFailed, ConfigError, ProviderError, UsageError
+from stagecraft.providers.cloud import CloudProvider
 from stagecraft.providers.backend import (
     SOURCE_FROM,
     SOURCE_IMAGE,
@@ -137,13 +138,15 @@ def build_images(
     push: bool = True,
     on_line: OutputSink | None = None,
     backend: BackendProvider | None = None,
+    cloud: CloudProvider | None = None,
 ) -> dict[str, BuiltImage]:
     """Build (and push) the images of ``services`` (all by default) for ``release_id``.
 
     Returns one BuiltImage per selected service plus every service built for them
     (a ``from:`` target), in the config's order. ``target`` may be None with
     ``push=False`` (images are then tagged ``<project>-<service>:<release>``) or
-    when nothing is to be built (only ``image:`` services).
+    when nothing is to be built (only ``image:`` services). ``cloud``: the
+    environment's cloud, which may build the base images the Dockerfiles name.
     Raises UsageError for unknown services, BuildFailed when a build or push fails.
     """
     selected = select_services(env, services)
@@ -159,7 +162,8 @@ def build_images(
     built: dict[str, BuiltImage] = {}
     if to_build:
         backend = backend or backend_for(env)
-        _ensure_local_base_images(env, project_dir, to_build)
+        if cloud is not None:
+            _ensure_base_images(cloud, env, project_dir, to_build)
         _build_frontend_assets(env, project_dir, release_id, on_line)
         for name in to_build:
             request = BuildRequest(
@@ -203,16 +207,14 @@ def build_images(
     return result
 
 
-def _ensure_local_base_images(env: ResolvedEnvironment, project_dir: Path,
-                              services: Sequence[str]) -> None:
-    """The local cloud builds the base images it offers apps (stagecraft/runtime,
-    stagecraft/postgres) instead of pulling them: make those a Dockerfile names exist."""
-    if env.providers.cloud.kind != "local":
+def _ensure_base_images(cloud: CloudProvider, env: ResolvedEnvironment, project_dir: Path,
+                        services: Sequence[str]) -> None:
+    """Some clouds build the base images they offer apps (the local cloud's
+    stagecraft/runtime and stagecraft/postgres) instead of pulling them: make those a
+    Dockerfile names exist."""
+    offered = cloud.capabilities.base_images
+    if not offered:
         return
-    from stagecraft.providers.cloud.local import service_images as images
-
-    offered = {"stagecraft/runtime": images.ensure_runtime_image,
-               "stagecraft/postgres": images.ensure_postgres_image}
     wanted: set[str] = set()
     for name in services:
         build = env.services[name].build
@@ -225,7 +227,7 @@ def _ensure_local_base_images(env: ResolvedEnvironment, project_dir: Path,
             continue  # the backend reports a missing Dockerfile
         wanted.update(repo for repo in offered if repo in text)
     for repo in sorted(wanted):
-        offered[repo]()
+        cloud.ensure_base_image(repo)
 
 
 def _sink(on_line: OutputSink | None, service: str) -> Callable[[str], None]:
@@ -327,10 +329,12 @@ def repo_digest(ref: str) -> str | None:
     return None
 
 
-def registry_target(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarget:
-    """The registry of an environment: the local cloud's own, or project.registry."""
-    if env.providers.cloud.kind == "local":
-        return _local_registry(env, project_dir)
+def registry_target(env: ResolvedEnvironment, project_dir: Path,
+                    cloud: CloudProvider) -> RegistryTarget:
+    """The registry of an environment: its cloud's own (when the cloud runs one),
+    or project.registry."""
+    if cloud.capabilities.registry:
+        return _cloud_registry(env, project_dir, cloud)
     registry = env.project.registry
     if registry is None:
         raise ConfigError(
@@ -352,19 +356,13 @@ def _resolve_password(env: ResolvedEnvironment, project_dir: Path, reference: st
     return resolve_reference(env, project_dir, reference)
 
 
-def _local_registry(env: ResolvedEnvironment, project_dir: Path) -> RegistryTarget:
-    from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
+def _cloud_registry(env: ResolvedEnvironment, project_dir: Path,
+                    cloud: CloudProvider) -> RegistryTarget:
+    from stagecraft.hosts.fleet import fleet_spec, state_dir
 
-    cloud = cloud_for(env)
-    access_of = getattr(cloud, "registry_access", None)
-    if access_of is None:
-        raise ProviderError(
-            f"the {env.providers.cloud.kind} cloud provider does not run a registry",
-            hint="set project.registry in stagecraft.yml, or build with --no-push",
-        )
-    access = access_of(fleet_spec(env), state_dir(project_dir, env.name))
+    access = cloud.registry_access(fleet_spec(env), state_dir(project_dir, env.name))
     if access.password:
         log.add_secrets(access.password)
     return RegistryTarget(push_server=access.push_server, pull_server=access.pull_server,
                           username=access.username, password=access.password,
-                          ca_pem=getattr(access, "ca_pem", None))
+                          ca_pem=access.ca_pem)

@@ -26,7 +26,7 @@ from stagecraft.deploy.engine import (
 )
 from stagecraft.deploy.request import RegistryLogin
 from stagecraft.hosts.fleet import Fleet
-from stagecraft.errors import PlanError
+from stagecraft.errors import PlanError, StagecraftError
 from stagecraft.ledger.model import Release
 from stagecraft.ledger.release_id import new_release_id
 from stagecraft.plan import Plan
@@ -39,19 +39,18 @@ def registry_for(fleet: Fleet) -> tuple[Any, RegistryLogin | None]:
 
     needs_registry = any(s.build is not None for s in fleet.env.services.values())
     has_config = fleet.env.project.registry is not None
-    if not needs_registry and not has_config and fleet.env.providers.cloud.kind != "local":
+    if not needs_registry and not has_config and not fleet.cloud.capabilities.registry:
         return None, None
-    registry = registry_target(fleet.env, fleet.project_dir)
+    registry = registry_target(fleet.env, fleet.project_dir, fleet.cloud)
     login = RegistryLogin(server=registry.pull_server, username=registry.username,
                           password=registry.password)
     return registry, login
 
 
 def traefik_image_for(fleet: Fleet) -> str:
-    """The Traefik image hosts run: the local cloud publishes its own to its registry."""
-    publish = getattr(fleet.cloud, "publish_traefik_image", None)
-    if publish is not None:
-        return publish(fleet.spec, fleet.state_dir)
+    """The Traefik image hosts run: the cloud's own when it publishes one."""
+    if fleet.cloud.capabilities.traefik_image:
+        return fleet.cloud.publish_traefik_image(fleet.spec, fleet.state_dir)
     return DEFAULT_TRAEFIK_IMAGE
 
 
@@ -69,16 +68,13 @@ def plan_deploy(fleet: Fleet, *, force: bool = False) -> tuple[Plan, str]:
 
 def registry_for_plan(fleet: Fleet) -> str | None:
     """The pull server a plan names images with, without contacting any registry."""
-    project_registry = fleet.env.project.registry
-    access = getattr(fleet.cloud, "registry_access", None)
-    if project_registry is not None and fleet.env.providers.cloud.kind != "local":
-        return project_registry.server
-    if access is not None:
+    if fleet.cloud.capabilities.registry:
         try:
-            return access(fleet.spec, fleet.state_dir).pull_server
-        except Exception:  # noqa: BLE001 - a plan still works before the fleet exists
+            return fleet.cloud.registry_access(fleet.spec, fleet.state_dir).pull_server
+        except StagecraftError:  # a plan still works before the fleet exists
             return None
-    return None
+    project_registry = fleet.env.project.registry
+    return project_registry.server if project_registry is not None else None
 
 
 def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None = None,
@@ -111,7 +107,8 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
             hooks.run("pre-build", on_line=say)
             say(f"build: images of {release_id}")
             built = build_images(env, fleet.project_dir, release_id, registry,
-                                 services=services, push=True, on_line=on_line)
+                                 services=services, push=True, on_line=on_line,
+                                 cloud=fleet.cloud)
             images = _images_from_build(env, built)
             run.phase("build", "ok")
         images = keep_same_images(images, deployed)

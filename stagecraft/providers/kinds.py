@@ -17,6 +17,8 @@ from importlib.metadata import entry_points
 CLOUD_GROUP = "stagecraft.providers.cloud"
 #: Cloud providers that ship with stagecraft: kind -> "module:attribute".
 CLOUD_BUILTIN = {"local": "stagecraft.providers.cloud.local:LocalCloud"}
+#: The cloud of a stagecraft.yml that names none, and of `doctor` outside a project.
+DEFAULT_CLOUD_KIND = "local"
 
 NETWORK_GROUP = "stagecraft.providers.network"
 

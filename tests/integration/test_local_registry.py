@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from stagecraft.providers.cloud import FleetSpec, HostSpec, RegistryProvider
+from stagecraft.providers.cloud import FleetSpec, HostSpec
 from stagecraft.providers.cloud.local import LocalCloud, addressing
 from stagecraft.providers.cloud.local.service_images import ensure_runtime_image
 from stagecraft.providers.cloud.local.provider import LABEL_PROJECT
@@ -107,7 +107,7 @@ def test_registry_serves_hosts_over_verified_tls_with_auth_and_goes_with_down(
     bootstrap = stagecraft(project.directory, "bootstrap", "--output", "json")
     assert bootstrap.returncode == 0, bootstrap.stderr + bootstrap.stdout[-3000:]
 
-    assert isinstance(project.cloud, RegistryProvider)
+    assert project.cloud.capabilities.registry
     access = project.cloud.registry_access(project.spec, project.state_dir)
     assert access.push_server.startswith("127.0.0.1:")
     assert access.pull_server.endswith(".128:5000") and access.username == "stagecraft"

@@ -26,6 +26,7 @@ from stagecraft.deploy.build import (
 )
 from stagecraft.cli.main import main
 from stagecraft.config.loader import load_config_text
+from stagecraft.providers.cloud import CloudCapabilities
 from stagecraft.errors import CommandFailed, ConfigError, ExitCode, SecretMissing, UsageError
 from stagecraft.providers.backend import BuildRequest, BuiltImage
 
@@ -239,9 +240,18 @@ def test_push_digest_is_read_from_docker_push_output():
 # ----------------------------------------------------------------- registries
 
 
+class NoRegistryCloud:
+    """A cloud that runs no registry (as DigitalOcean): project.registry is used."""
+
+    capabilities = CloudCapabilities()
+
+
+NO_REGISTRY_CLOUD = NoRegistryCloud()
+
+
 def test_registry_password_from_the_environment(monkeypatch):
     monkeypatch.setenv("SHOP_REGISTRY_PASSWORD", "pw-from-env")
-    target = registry_target(environment(), Path("."))
+    target = registry_target(environment(), Path("."), NO_REGISTRY_CLOUD)
     assert target == RegistryTarget("registry.example.com/acme", "registry.example.com/acme",
                                     "deploy", "pw-from-env")
     assert "pw-from-env" not in repr(target)
@@ -252,7 +262,7 @@ def test_registry_password_from_the_environment(monkeypatch):
 def test_registry_password_variable_missing(monkeypatch):
     monkeypatch.delenv("SHOP_REGISTRY_PASSWORD", raising=False)
     with pytest.raises(SecretMissing) as raised:
-        registry_target(environment(), Path("."))
+        registry_target(environment(), Path("."), NO_REGISTRY_CLOUD)
     assert raised.value.message == ("environment variable SHOP_REGISTRY_PASSWORD is not set "
                                     "(${env:SHOP_REGISTRY_PASSWORD})")
 
@@ -260,10 +270,10 @@ def test_registry_password_variable_missing(monkeypatch):
 def test_secret_references_come_from_the_secrets_provider(tmp_path):
     (tmp_path / ".env.prod").write_text("REGISTRY_PASSWORD=from-envfile-123\n")
     env = environment(password="${secret:REGISTRY_PASSWORD}")
-    target = registry_target(env, tmp_path)
+    target = registry_target(env, tmp_path, NO_REGISTRY_CLOUD)
     assert target.password == "from-envfile-123"
     with pytest.raises(SecretMissing, match="does not exist"):
-        registry_target(env, tmp_path / "elsewhere")
+        registry_target(env, tmp_path / "elsewhere", NO_REGISTRY_CLOUD)
 
 
 def test_the_local_cloud_brings_its_own_registry(monkeypatch, tmp_path):
@@ -275,12 +285,13 @@ def test_the_local_cloud_brings_its_own_registry(monkeypatch, tmp_path):
         username, password, ca_pem = "stagecraft", "generated-pw", "-----BEGIN CERTIFICATE-----"
 
     class Cloud:
+        capabilities = CloudCapabilities(registry=True)
+
         def registry_access(self, spec, state_dir):
             seen.update(project=spec.project, state_dir=state_dir)
             return Access()
 
-    monkeypatch.setattr("stagecraft.hosts.fleet.cloud_for", lambda env: Cloud())
-    target = registry_target(environment(cloud="local"), tmp_path)
+    target = registry_target(environment(cloud="local"), tmp_path, Cloud())
     assert target == RegistryTarget("127.0.0.1:5443", "10.201.7.2:5000", "stagecraft",
                                     "generated-pw", "-----BEGIN CERTIFICATE-----")
     assert seen == {"project": "shop", "state_dir": tmp_path.resolve() / ".stagecraft" / "prod"}

@@ -33,7 +33,7 @@ from stagecraft.providers.cloud import (
     HostRecord,
     HostSpec,
     RegistryAccess,
-    RegistryProvider,
+    CloudCapabilities,
     SshAccess,
     StateFiles,
     get_cloud_provider,
@@ -180,6 +180,7 @@ def test_local_is_built_in_even_without_entry_points(monkeypatch):
 
 class FakeCloud:
     kind = "fake"
+    capabilities = CloudCapabilities()
 
     def __init__(self, region: str = "fra1") -> None:
         self.region = region
@@ -204,6 +205,15 @@ class FakeCloud:
 
     def prepare_controller(self, log):
         return []
+
+    def registry_access(self, spec, state_dir):
+        raise ProviderError("the fake cloud runs no registry")
+
+    def publish_traefik_image(self, spec, state_dir, *, log=None):
+        raise ProviderError("the fake cloud publishes no Traefik image")
+
+    def ensure_base_image(self, name, log=None):
+        raise ProviderError("the fake cloud builds no base image")
 
 
 @pytest.fixture
@@ -273,8 +283,8 @@ def test_local_cloud_tells_hosts_the_registry_and_its_ca_once_up_made_them(tmp_p
 
 
 def test_local_cloud_provides_a_registry_and_the_fake_cloud_does_not():
-    assert isinstance(LocalCloud(), RegistryProvider)
-    assert not isinstance(FakeCloud(), RegistryProvider)
+    assert LocalCloud.capabilities.registry and LocalCloud.capabilities.traefik_image
+    assert not FakeCloud.capabilities.registry and not FakeCloud.capabilities.traefik_image
 
 
 def test_registry_access_names_images_for_both_sides_and_hides_the_password():

@@ -28,7 +28,7 @@ from stagecraft.providers.cloud.base import (
     HostRecord,
     HostSpec,
     RegistryAccess,
-    RegistryProvider,
+    CloudCapabilities,
     SshAccess,
     StateFiles,
     read_hosts_file,
@@ -41,9 +41,10 @@ ENTRY_POINT_GROUP = CLOUD_GROUP
 BUILTIN = CLOUD_BUILTIN
 
 __all__ = [
+    "CloudCapabilities",
     "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
     "UNCHANGED", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
-    "HostRecord", "HostSpec", "RegistryAccess", "RegistryProvider", "SshAccess", "StateFiles",
+    "HostRecord", "HostSpec", "RegistryAccess", "SshAccess", "StateFiles",
     "available_kinds", "get_cloud_provider", "read_hosts_file",
 ]
 

@@ -306,6 +306,25 @@ def read_hosts_file(files: StateFiles) -> dict[str, Any] | None:
     return document
 
 
+@dataclass(frozen=True)
+class CloudCapabilities:
+    """What a cloud offers besides hosts. Callers ask these instead of checking the
+    cloud's kind, so a new cloud is one class: it says what it does here."""
+
+    #: It runs a registry per environment (:meth:`CloudProvider.registry_access`);
+    #: stagecraft.yml's ``project.registry`` is then not used.
+    registry: bool = False
+    #: It publishes the Traefik image hosts run (:meth:`CloudProvider.publish_traefik_image`);
+    #: otherwise hosts pull the public one.
+    traefik_image: bool = False
+    #: Base images it builds on this machine for apps' Dockerfiles to start FROM
+    #: (:meth:`CloudProvider.ensure_base_image`); nothing is pulled for them.
+    base_images: tuple[str, ...] = ()
+    #: Its hosts hold nothing a user could lose by mistake (containers on this
+    #: machine): ``infra down`` removes them without asking.
+    disposable_hosts: bool = False
+
+
 @runtime_checkable
 class CloudProvider(Protocol):
     """What every cloud provider (local, digitalocean, ...) implements.
@@ -318,6 +337,8 @@ class CloudProvider(Protocol):
 
     #: The name users write in ``providers.cloud.kind``.
     kind: str
+    #: What the cloud offers besides hosts.
+    capabilities: CloudCapabilities
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> list[HostRecord]:
         """Make every host of ``spec`` exist and run; write hosts.json and known_hosts.
@@ -358,25 +379,20 @@ class CloudProvider(Protocol):
         cloud builds its images), for `stagecraft doctor --fix`. Returns what it made."""
         ...
 
-
-@runtime_checkable
-class RegistryProvider(Protocol):
-    """A cloud that runs a registry for its environments (the local cloud does).
-
-    Real clouds use the registry configured in stagecraft.yml instead; callers check
-    ``isinstance(cloud, RegistryProvider)``.
-    """
-
     def registry_access(self, spec: FleetSpec, state_dir: Path) -> RegistryAccess:
-        """Servers, credentials and CA of the environment's registry.
-
-        Raises ProviderError when the registry is not running (the fleet is not up).
-        """
+        """Servers, credentials and CA of the environment's registry. Called only when
+        ``capabilities.registry``; raises ProviderError when the registry is not
+        running (the fleet is not up) or the cloud runs none."""
         ...
 
     def publish_traefik_image(self, spec: FleetSpec, state_dir: Path, *,
                               log: Log | None = None) -> str:
         """Build (if needed) and push the Traefik image to the environment's registry;
         return its pull reference ``<pull_server>/stagecraft/traefik:<version>@sha256:...``.
-        Idempotent: pushing what the registry has transfers nothing."""
+        Called only when ``capabilities.traefik_image``. Idempotent."""
+        ...
+
+    def ensure_base_image(self, name: str, log: Log | None = None) -> str:
+        """Build base image ``name`` (one of ``capabilities.base_images``) on this
+        machine if it is not built yet; return its tag."""
         ...

@@ -41,6 +41,7 @@ from stagecraft.providers.cloud.base import (
     STARTED,
     STOPPED,
     UNCHANGED,
+    CloudCapabilities,
     DownResult,
     FleetSpec,
     HostRecord,
@@ -57,9 +58,13 @@ from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.host_image import cache_dir, ensure_host_image
 from stagecraft.providers.cloud.local.service_images import (
+    POSTGRES_REPO,
+    RUNTIME_REPO,
     TRAEFIK_DIR,
     TRAEFIK_REPO,
     context_hash,
+    ensure_postgres_image,
+    ensure_runtime_image,
     ensure_traefik_image,
     traefik_binary,
     traefik_version,
@@ -135,6 +140,11 @@ class LocalCloud:
     """Hosts as containers on this machine's Docker Engine. See spec/providers/cloud-local.md."""
 
     kind = KIND
+    # No registry can be reached from the machines this runs on: the local cloud runs
+    # its own, publishes Traefik there, and builds the base images apps start FROM.
+    capabilities = CloudCapabilities(registry=True, traefik_image=True,
+                                     base_images=(RUNTIME_REPO, POSTGRES_REPO),
+                                     disposable_hosts=True)
 
     def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
                  registry: bool = True) -> None:
@@ -225,6 +235,14 @@ class LocalCloud:
         if key is not None:
             write_atomic(cache, json.dumps({"key": key, "reference": reference}) + "\n")
         return reference
+
+    def ensure_base_image(self, name: str, log: Log | None = None) -> str:
+        """Build stagecraft/runtime or stagecraft/postgres on this machine if needed."""
+        builders = {RUNTIME_REPO: ensure_runtime_image, POSTGRES_REPO: ensure_postgres_image}
+        if name not in builders:
+            raise ProviderError(f"the local cloud builds no base image named {name}",
+                                hint=f"use one of {', '.join(sorted(builders))}")
+        return builders[name](log)
 
     def ssh_access(self, spec: FleetSpec, state_dir: Path) -> SshAccess:
         """The environment's key pair and pinned known_hosts, and the user (root)."""
