@@ -23,7 +23,8 @@ def release_options(func):
 def run_release(app: AppContext, action, **kwargs):
     """Run deploy/rollback with live progress; print the outcome; raise on failure."""
     from stagecraft.config.values import parse_duration
-    from stagecraft.deploy.engine import DeployOptions, Fleet
+    from stagecraft.deploy.engine import DeployOptions
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.errors import UsageError
     from stagecraft.ui.plan import plan_text
     from stagecraft.ui.progress import progress_view

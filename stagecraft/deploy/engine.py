@@ -13,15 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.deploy.hooks import HookContext, Hooks
+from stagecraft.deploy.images import digest_of
+from stagecraft.deploy.migrate import release_migrations
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
-from stagecraft.deploy.request import RegistryLogin, release_request
+from stagecraft.deploy.playbook import run_release_playbook
+from stagecraft.deploy.request import RegistryLogin
 from stagecraft.errors import (
     HookFailed,
     Interrupted,
@@ -30,15 +33,13 @@ from stagecraft.errors import (
     StagecraftError,
     StateError,
 )
-from stagecraft.deploy.hooks import HookContext, Hooks
 from stagecraft.hosts.fleet import Fleet
+from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
 from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
 from stagecraft.ledger.model import utc_now
 from stagecraft.ledger.release_id import git_source, new_release_id
-from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
-from stagecraft.plan import Plan, build_plan
-from stagecraft.hosts.probe import HostFacts
-from stagecraft.render.state import HostRender, HostState, RenderInput, TlsSettings
+from stagecraft.plan import Plan
+from stagecraft.render.state import HostRender
 
 Say = Callable[[str], None]
 OnEvent = Callable[[Any], None]
@@ -85,105 +86,10 @@ class ReleaseOutcome:
         }
 
 
-# --------------------------------------------------------------------- images
-
-
 def config_hash(env: ResolvedEnvironment) -> str:
     """Hash of the resolved environment's configuration, recorded with each release."""
     text = json.dumps(env.model_dump(mode="json", by_alias=True), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _digest_of(ref: str) -> str | None:
-    return ref.rpartition("@")[2] if "@sha256:" in ref else None
-
-
-def keep_same_images(images: Mapping[str, str], deployed: Mapping[str, HostState]) -> dict[str, str]:
-    """Where a new build produced the very image (digest) a host already runs, keep
-    the deployed reference: a tag that differs only by release id is no change."""
-    running: dict[str, str] = {}
-    for state in deployed.values():
-        for name, service in state.services.items():
-            running.setdefault(name, service.image)
-    kept = dict(images)
-    for name, ref in images.items():
-        old = running.get(name)
-        if old and _digest_of(ref) and _digest_of(ref) == _digest_of(old):
-            kept[name] = old
-    return kept
-
-
-def predicted_images(fleet: Fleet, release_id: str, registry_server: str | None) -> dict[str, str]:
-    """Images a deploy would use, without building: for `plan`. A built service whose
-    source commit is the one last deployed (clean tree) is expected to stay the same."""
-    env = fleet.env
-    last = fleet.ledger.last_successful(env.name)
-    source = git_source(fleet.project_dir)
-    same_source = (last is not None and source.sha is not None and not source.dirty
-                   and last.git.sha == source.sha and not last.git.dirty)
-    images: dict[str, str] = {}
-    for name, service in env.services.items():
-        if service.image is not None:
-            images[name] = service.image
-        elif service.build is not None:
-            if same_source and name in last.images:  # type: ignore[union-attr]
-                images[name] = last.images[name].ref  # type: ignore[union-attr]
-            else:
-                server = registry_server or "registry"
-                images[name] = f"{server}/{env.project.name}-{name}:{release_id}"
-    for name, service in env.services.items():
-        if service.from_ is not None:
-            images[name] = images[service.from_]
-    return images
-
-
-# ------------------------------------------------------------------ rendering
-
-
-def tls_settings(fleet: Fleet) -> TlsSettings:
-    """The edge's TLS: ACME, off, or a certificate from the environment's local CA."""
-    env = fleet.env
-    mode = env.tls_mode
-    if mode != "local":
-        return TlsSettings(mode=mode, email=env.tls.email)  # type: ignore[arg-type]
-    names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
-    if not names:  # an edge without routes still serves TLS: a name of its own
-        names = [env.domain or f"{env.project.name}-{env.name}.localhost"]
-    certificate, key = _edge_certificate(fleet.state_dir, names)
-    return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
-
-
-def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
-    """The edge's certificate for ``names`` from the environment's CA, issued once and
-    kept (a new key every deploy would change the Traefik files every deploy)."""
-    from stagecraft.infra import tls
-    from stagecraft.fsutil import write_atomic
-
-    ca = tls.ensure_ca(state_dir)
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    cert_path = tls.ca_directory(state_dir) / f"edge-{digest}.crt"
-    key_path = cert_path.with_suffix(".key")
-    if cert_path.is_file() and key_path.is_file():
-        return cert_path.read_text(), key_path.read_text()
-    certificate, key = tls.issue(ca, names, [])
-    write_atomic(key_path, key, mode=0o600)
-    write_atomic(cert_path, certificate, mode=0o644)
-    return certificate, key
-
-
-def render_release(fleet: Fleet, release_id: str, images: Mapping[str, str],
-                   secrets: Mapping[str, str], traefik_image: str,
-                   tls: TlsSettings) -> dict[str, HostRender]:
-    from stagecraft.render.host import render_fleet
-
-    inp = RenderInput(release_id=release_id, images=dict(images),
-                      private_ips=fleet.private_ips, secrets=dict(secrets), tls=tls,
-                      traefik_image=traefik_image)
-    return render_fleet(fleet.env, inp)
-
-
-def desired_states(renders: Mapping[str, HostRender]) -> dict[str, HostState]:
-    return {name: render.state for name, render in renders.items()}
 
 
 # ---------------------------------------------------------------- the engine
@@ -324,7 +230,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     if options.confirm is not None and not options.confirm(plan) and not options.check:
         raise Interrupted("stopped before any change: the plan was not confirmed",
                           hint="run again and answer yes, or pass --yes")
-    image_records = {name: ImageRecord(ref=ref, digest=_digest_of(ref))
+    image_records = {name: ImageRecord(ref=ref, digest=digest_of(ref))
                      for name, ref in images.items()}
     # What each host reaches: kept stateful services stay as deployed.
     host_records = {name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders}
@@ -352,7 +258,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
                 run.phase("build", "ok")
             hooks.run("pre-deploy", on_line=say)
         failed_phase = "rollout"
-        migrations = _migration_setup(fleet, action, images, options, say)
+        migrations = release_migrations(fleet, action, images, check=options.check, say=say)
         pre = migrations is not None and migrations.phase("pre") is not None
         # Pre-deploy migrations run after every host pulled and before any switches.
         segments: list[tuple[str, ...] | None] = \
@@ -362,12 +268,12 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
                 failed_phase = "migrate-pre"
                 _migrate(fleet, run, migrations, "pre", say)
                 failed_phase = "rollout"
-            result = _run_playbook(fleet, action=action, release_id=release_id,
-                                   renders=renders, registry=registry,
-                                   traefik_image=traefik_image, options=options,
-                                   on_event=on_event, hooks=hooks,
-                                   traefik_current=set(traefik_current), phases=phases,
-                                   start_stateful=pre and index == 0)
+            result = run_release_playbook(
+                fleet, action=action, release_id=release_id, renders=renders,
+                registry=registry, traefik_image=traefik_image, force=options.force,
+                check=options.check, verbosity=options.verbosity, on_event=on_event,
+                hooks=hooks, traefik_current=set(traefik_current), phases=phases,
+                start_stateful=pre and index == 0)
             outcome.run = result
             outcome.executed = True
             for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
@@ -436,24 +342,6 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     return outcome
 
 
-def _migration_setup(fleet: Fleet, action: str, images: Mapping[str, str],
-                     options: DeployOptions, say: Say):
-    """The release's migration setup; None when there is nothing to run (no
-    ``migrations:``, a rollback, or a dry run, which only says what would run)."""
-    from stagecraft.deploy.migrate import migration_setup
-
-    if action != "deploy" or fleet.env.migrations is None:
-        return None
-    setup = migration_setup(fleet.env, fleet.project_dir, images)
-    if setup is not None and options.check:
-        for phase in ("pre", "post"):
-            if setup.phase(phase) is not None:
-                say(f"migrate-{phase}: would apply pending {setup.engine_name} migrations "
-                    f"on {setup.host} (dry run: not run)")
-        return None
-    return setup
-
-
 def _migrate(fleet: Fleet, run: ReleaseRun, setup: Any, phase: str, say: Say) -> None:
     """Run one migration phase, record it in the ledger; MigrationFailed on failure."""
     from stagecraft.deploy.migrate import run_phase
@@ -472,28 +360,6 @@ def _migrate(fleet: Fleet, run: ReleaseRun, setup: Any, phase: str, say: Say) ->
         + (f": {', '.join(applied)}" if applied else " (nothing pending)"))
 
 
-def _run_playbook(fleet: Fleet, *, action: str, release_id: str,
-                  renders: Mapping[str, HostRender], registry: RegistryLogin | None,
-                  traefik_image: str, options: DeployOptions, on_event: OnEvent | None,
-                  hooks: Hooks, traefik_current: set[str],
-                  phases: tuple[str, ...] | None = None, start_stateful: bool = False):
-    from stagecraft.ansible.bundle import prepare
-    from stagecraft.ansible.runner import run as run_bundle
-
-    playbook = "deploy.yml" if action == "deploy" else "rollback.yml"
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    request = release_request(
-        run_id=f"{stamp}-{action}-{fleet.env.name}-{int(time.time() * 1000) % 1000:03d}",
-        playbook=playbook, env=fleet.env, records=fleet.records, access=fleet.access,
-        renders=renders, release_id=release_id, action=action, performer=performer(),
-        registry=registry, traefik_image=traefik_image, force=options.force,
-        upload=action == "deploy", check=options.check, verbosity=options.verbosity,
-        hooks=hooks.batch_hooks(), hook_env=hooks.context.batch_variables(),
-        traefik_current=traefik_current, phases=phases, start_stateful=start_stateful)
-    bundle = prepare(request, fleet.runs_dir)
-    return run_bundle(bundle, on_event=on_event)
-
-
 def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
     events_dir = Path(artifacts_dir) / "job_events"
     events: list[dict[str, Any]] = []
@@ -508,73 +374,3 @@ def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
-def plan_for(fleet: Fleet, renders: Mapping[str, HostRender], release_id: str,
-             action: str = "deploy", force: bool = False,
-             unknown: Iterable[str] = ()) -> Plan:
-    """The plan against the ledger; hosts in ``unknown`` (found to differ from it)
-    are planned as if nothing ran there."""
-    deployed = fleet.ledger.deployed_state(fleet.env.name)
-    unknown = set(unknown)
-    desired = desired_states(renders)
-    before = {h.name: None if h.name in unknown else deployed.get(h.name)
-              for h in fleet.env.hosts}
-    plan = build_plan(desired, before, action=action, release_id=release_id, force=force)
-    hints = migration_hints(fleet.env) if action == "deploy" and plan.has_changes else {}
-    if not hints:
-        return plan
-    return build_plan(desired, before, action=action, release_id=release_id, force=force,
-                      hints=hints)
-
-
-def migration_hints(env: ResolvedEnvironment) -> dict[str, list[str]]:
-    """The plan's lines for the migration phases a deploy of ``env`` runs (which
-    migrations are pending is known once the new image runs: `migrate plan`)."""
-    from stagecraft.deploy.migrate import migration_host, phase_specs
-
-    migrations = env.migrations
-    if migrations is None:
-        return {}
-    hints: dict[str, list[str]] = {}
-    for phase, spec in phase_specs(env).items():
-        where = spec.path or " ".join(spec.command or ())
-        hints[f"migrate-{phase}"] = [
-            f"{migrations.engine} migrations ({where}) from {migrations.from_}'s new image "
-            f"on {migration_host(env)}"]
-    return hints
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the hosts run, next to what the ledger says: from one probe per host."""
-
-    facts: Mapping[str, HostFacts]
-    drift: Mapping[str, list[str]]
-
-    @property
-    def lock_held(self) -> bool:
-        return any(f.lock is not None for f in self.facts.values())
-
-    def traefik_running(self, host: str) -> bool:
-        facts = self.facts.get(host)
-        return facts is not None and facts.reachable and facts.traefik_running
-
-
-def observe(fleet: Fleet) -> Observed:
-    """Probe every host at once (one SSH round trip each) and compare with the ledger."""
-    from stagecraft.deploy.drift import fleet_drift
-    from stagecraft.hosts.probe import probe_hosts
-
-    ledger = fleet.ledger
-    deployed = ledger.deployed_state(fleet.env.name)
-    facts = probe_hosts(fleet)
-    drift = fleet_drift({h.name: deployed.get(h.name) for h in fleet.env.hosts}, facts,
-                        ledger.current_releases(fleet.env.name))
-    return Observed(facts=facts, drift=drift)
-
-
-def traefik_current(plan: Plan, observed: Observed | None) -> set[str]:
-    """Hosts whose Traefik needs nothing: same configuration, and running."""
-    if observed is None:
-        return set()
-    return {name for name in observed.facts
-            if not plan.host(name).traefik.changed and observed.traefik_running(name)}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import MigrationFailed, PlanError, RunFailed
@@ -27,6 +27,9 @@ from stagecraft.migrations.base import (
 )
 
 OnEvent = Callable[[Any], None]
+
+if TYPE_CHECKING:
+    from stagecraft.hosts.fleet import Fleet
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ class PlaybookRunner:
     """A ContainerRunner that runs each command through playbooks/migrate.yml (role
     ``migrations``) on the setup's host: the production path of every migration."""
 
-    def __init__(self, fleet: Any, setup: MigrationSetup, *, label: str,
+    def __init__(self, fleet: Fleet, setup: MigrationSetup, *, label: str,
                  on_event: OnEvent | None = None) -> None:
         self.fleet = fleet
         self.setup = setup
@@ -210,7 +213,7 @@ class PhaseOutcome:
         }
 
 
-def run_phase(fleet: Any, setup: MigrationSetup, phase: Phase, *,
+def run_phase(fleet: Fleet, setup: MigrationSetup, phase: Phase, *,
               on_event: OnEvent | None = None) -> PhaseOutcome:
     """Apply the pending migrations of ``phase``; MigrationFailed is caught into the
     outcome (the caller decides what a failure means for the release)."""
@@ -228,7 +231,7 @@ def run_phase(fleet: Any, setup: MigrationSetup, phase: Phase, *,
     return outcome
 
 
-def pending(fleet: Any, setup: MigrationSetup, phase: Phase, *,
+def pending(fleet: Fleet, setup: MigrationSetup, phase: Phase, *,
             on_event: OnEvent | None = None) -> Report:
     """What ``phase`` would apply now (changes nothing)."""
     spec = setup.phase(phase)
@@ -240,7 +243,7 @@ def pending(fleet: Any, setup: MigrationSetup, phase: Phase, *,
 # ------------------------------------------------------- outside a deploy (CLI)
 
 
-def release_for(fleet: Any, release_id: str | None) -> Any:
+def release_for(fleet: Fleet, release_id: str | None) -> Any:
     """The release whose images migrations run in: ``release_id``, or the newest
     succeeded one (what the hosts run)."""
     ledger = fleet.ledger
@@ -253,7 +256,7 @@ def release_for(fleet: Any, release_id: str | None) -> Any:
     return found
 
 
-def setup_for_release(fleet: Any, release: Any) -> MigrationSetup:
+def setup_for_release(fleet: Fleet, release: Any) -> MigrationSetup:
     """The migration setup with the images of a recorded release."""
     if fleet.env.migrations is None:
         raise PlanError(f"environment {fleet.env.name} has no migrations",
@@ -276,7 +279,7 @@ def wanted_phases(setup: MigrationSetup, phase: str | None) -> list[Phase]:
     return [phase]  # type: ignore[list-item]
 
 
-def plan_migrations(fleet: Any, *, phase: str | None = None,
+def plan_migrations(fleet: Fleet, *, phase: str | None = None,
                     release_id: str | None = None) -> dict[str, Any]:
     """`migrate plan`: per phase, every migration and whether it is applied."""
     release = release_for(fleet, release_id)
@@ -292,7 +295,7 @@ def plan_migrations(fleet: Any, *, phase: str | None = None,
             "phases": phases}
 
 
-def run_migrations(fleet: Any, *, phase: str, release_id: str | None = None,
+def run_migrations(fleet: Fleet, *, phase: str, release_id: str | None = None,
                    message: str = "", lock_wait: float = 0.0,
                    say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """`migrate run`: apply one phase outside a deploy, under the deploy lock, and
@@ -320,3 +323,34 @@ def run_migrations(fleet: Any, *, phase: str, release_id: str | None = None,
     if outcome.error is not None:
         raise outcome.error
     return {"environment": env.name, "release": release.id, **record}
+
+
+def release_migrations(fleet: Fleet, action: str, images: Mapping[str, str], *,
+                       check: bool, say: Callable[[str], None]) -> MigrationSetup | None:
+    """The release's migration setup; None when there is nothing to run (no
+    ``migrations:``, a rollback, or a dry run, which only says what would run)."""
+    if action != "deploy" or fleet.env.migrations is None:
+        return None
+    setup = migration_setup(fleet.env, fleet.project_dir, images)
+    if setup is not None and check:
+        for phase in ("pre", "post"):
+            if setup.phase(phase) is not None:
+                say(f"migrate-{phase}: would apply pending {setup.engine_name} migrations "
+                    f"on {setup.host} (dry run: not run)")
+        return None
+    return setup
+
+
+def migration_hints(env: ResolvedEnvironment) -> dict[str, list[str]]:
+    """The plan's lines for the migration phases a deploy of ``env`` runs (which
+    migrations are pending is known once the new image runs: `migrate plan`)."""
+    migrations = env.migrations
+    if migrations is None:
+        return {}
+    hints: dict[str, list[str]] = {}
+    for phase, spec in phase_specs(env).items():
+        where = spec.path or " ".join(spec.command or ())
+        hints[f"migrate-{phase}"] = [
+            f"{migrations.engine} migrations ({where}) from {migrations.from_}'s new image "
+            f"on {migration_host(env)}"]
+    return hints

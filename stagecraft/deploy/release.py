@@ -4,36 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecraft.deploy.engine import (
     DEFAULT_TRAEFIK_IMAGE,
     DeployOptions,
     ReleaseOutcome,
-    load_hooks,
-    observe,
-    traefik_current,
     Say,
     _quiet,
-    desired_states,
     execute,
-    keep_same_images,
-    plan_for,
-    predicted_images,
-    render_release,
+    load_hooks,
     start_release,
-    tls_settings,
+)
+from stagecraft.deploy.images import (
+    images_from_build,
+    keep_same_images,
+    predicted_images,
+    previous_images,
+)
+from stagecraft.deploy.planning import (
+    desired_states,
+    observe,
+    plan_for,
+    render_release,
+    traefik_current,
 )
 from stagecraft.deploy.request import RegistryLogin
 from stagecraft.hosts.fleet import Fleet
+from stagecraft.infra.tls import edge_tls
 from stagecraft.errors import PlanError, StagecraftError
 from stagecraft.ledger.model import Release
 from stagecraft.ledger.release_id import new_release_id
 from stagecraft.plan import Plan
 from stagecraft.providers.secrets import resolve_secrets
 
+if TYPE_CHECKING:
+    from stagecraft.deploy.build import RegistryTarget
 
-def registry_for(fleet: Fleet) -> tuple[Any, RegistryLogin | None]:
+
+def registry_for(fleet: Fleet) -> tuple[RegistryTarget | None, RegistryLogin | None]:
     """The build's registry fleet and the login hosts use (None: no registry needed)."""
     from stagecraft.deploy.build import registry_target
 
@@ -62,7 +71,7 @@ def plan_deploy(fleet: Fleet, *, force: bool = False) -> tuple[Plan, str]:
     images = keep_same_images(images, deployed)
     secrets = resolve_secrets(fleet.env, fleet.project_dir)
     renders = render_release(fleet, release_id, images, secrets,
-                             traefik_image_for(fleet), tls_settings(fleet))
+                             traefik_image_for(fleet), edge_tls(fleet.env, fleet.state_dir))
     return plan_for(fleet, renders, release_id, force=force), release_id
 
 
@@ -86,6 +95,7 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
     env = fleet.env
     secrets = resolve_secrets(env, fleet.project_dir)
     registry, login = registry_for(fleet)
+    pull_server = registry.pull_server if registry is not None else None
     deployed = fleet.ledger.deployed_state(env.name)
     release_id = new_release_id(fleet.project_dir)
     # A hook that cannot run is a config error: found before anything is recorded.
@@ -98,10 +108,9 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
         hooks = load_hooks(fleet, action="deploy", release_id=release_id, options=options)
     try:
         if options.skip_build:
-            images = _previous_images(fleet, release_id, registry)
+            images = previous_images(fleet, release_id, pull_server)
         elif options.check:  # --dry-run builds nothing: the images a build would give
-            images = predicted_images(fleet, release_id,
-                                      getattr(registry, "pull_server", None))
+            images = predicted_images(fleet, release_id, pull_server)
         else:
             run.phase("build", "running")
             hooks.run("pre-build", on_line=say)
@@ -109,12 +118,12 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
             built = build_images(env, fleet.project_dir, release_id, registry,
                                  services=services, push=True, on_line=on_line,
                                  cloud=fleet.cloud)
-            images = _images_from_build(env, built)
+            images = images_from_build(env, built)
             run.phase("build", "ok")
         images = keep_same_images(images, deployed)
         traefik_image = traefik_image_for(fleet)
         renders = render_release(fleet, release_id, images, secrets, traefik_image,
-                                 tls_settings(fleet))
+                                 edge_tls(fleet.env, fleet.state_dir))
         observed = observe(fleet)
         for host, reasons in observed.drift.items():
             if host in deployed:
@@ -135,38 +144,6 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event, hooks=hooks,
                    traefik_current=traefik_current(plan, observed), run=run)
-
-
-def _images_from_build(env, built: dict[str, Any]) -> dict[str, str]:
-    images = {name: image.pull_ref for name, image in built.items()}
-    for name, service in env.services.items():
-        if service.image is not None:
-            images.setdefault(name, service.image)
-    for name, service in env.services.items():
-        if service.from_ is not None and name not in images:
-            images[name] = images[service.from_]
-    return images
-
-
-def _previous_images(fleet: Fleet, release_id: str, registry: Any) -> dict[str, str]:
-    """--skip-build: the images of the last successful release (config images as given)."""
-    last = fleet.ledger.last_successful(fleet.env.name)
-    images = predicted_images(fleet, release_id, getattr(registry, "pull_server", None))
-    missing = []
-    for name, service in fleet.env.services.items():
-        if service.build is not None:
-            if last is not None and name in last.images:
-                images[name] = last.images[name].ref
-            else:
-                missing.append(name)
-    if missing:
-        raise PlanError(
-            f"--skip-build: no earlier release has an image for {', '.join(missing)}",
-            hint="deploy once without --skip-build")
-    for name, service in fleet.env.services.items():
-        if service.from_ is not None:
-            images[name] = images[service.from_]
-    return images
 
 
 def rollback_target(fleet: Fleet, to: str | None) -> Release:
@@ -201,7 +178,7 @@ def rollback(fleet: Fleet, options: DeployOptions, *, to: str | None = None,
     secrets = resolve_secrets(env, fleet.project_dir)
     _registry, login = registry_for(fleet)
     traefik_image = traefik_image_for(fleet)
-    renders = render_release(fleet, dir_id, images, secrets, traefik_image, tls_settings(fleet))
+    renders = render_release(fleet, dir_id, images, secrets, traefik_image, edge_tls(fleet.env, fleet.state_dir))
     # The hosts run the files of the old release; its recorded state is the desired one.
     renders = {name: replace(render, state=wanted.hosts[name].host_state())
                if name in wanted.hosts else render for name, render in renders.items()}

@@ -14,6 +14,7 @@ registry, Traefik), OpenSSL and curl.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import secrets
 from collections.abc import Iterable
@@ -26,8 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
 from stagecraft.fsutil import exclusive_lock, write_atomic
+from stagecraft.render.state import TlsSettings
 
 #: Where the CA lives inside an environment's state directory.
 CA_DIR = "ca"
@@ -230,3 +233,34 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+
+
+# ------------------------------------------------------------------ the edge
+
+
+def edge_tls(env: ResolvedEnvironment, state_dir: Path) -> TlsSettings:
+    """The edge's TLS: ACME, off, or a certificate from the environment's local CA
+    (kept in ``state_dir``)."""
+    mode = env.tls_mode
+    if mode == "acme" or mode == "off":
+        return TlsSettings(mode=mode, email=env.tls.email)
+    names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})
+    if not names:  # an edge without routes still serves TLS: a name of its own
+        names = [env.domain or f"{env.project.name}-{env.name}.localhost"]
+    certificate, key = _edge_certificate(state_dir, names)
+    return TlsSettings(mode="local", email=env.tls.email, certificate=certificate, key=key)
+
+
+def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
+    """The edge's certificate for ``names`` from the environment's CA, issued once and
+    kept (a new key every deploy would change the Traefik files every deploy)."""
+    ca = ensure_ca(state_dir)
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    cert_path = ca_directory(state_dir) / f"edge-{digest}.crt"
+    key_path = cert_path.with_suffix(".key")
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path.read_text(), key_path.read_text()
+    certificate, key = issue(ca, names, [])
+    write_atomic(key_path, key, mode=0o600)
+    write_atomic(cert_path, certificate, mode=0o644)
+    return certificate, key

@@ -50,6 +50,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
 def releases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """deploy and rollback with a recording action: the engine's confirm step only."""
     from stagecraft.deploy import engine, release
+    from stagecraft.hosts.fleet import Fleet
 
     applied: list[str] = []
 
@@ -62,7 +63,7 @@ def releases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return SimpleNamespace(to_dict=lambda: {"release": None, "executed": False})
         return run
 
-    monkeypatch.setattr(engine.Fleet, "load", staticmethod(lambda env, project_dir: None))
+    monkeypatch.setattr(Fleet, "load", staticmethod(lambda env, project_dir: None))
     monkeypatch.setattr(release, "deploy", action("deploy"))
     monkeypatch.setattr(release, "rollback", action("rollback"))
     monkeypatch.setattr("stagecraft.ui.plan.plan_text", lambda plan: plan)

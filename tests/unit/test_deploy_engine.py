@@ -7,7 +7,7 @@ import os
 import socket
 
 from stagecraft.config.loader import load_config_text
-from stagecraft.deploy.engine import keep_same_images
+from stagecraft.deploy.images import keep_same_images
 from stagecraft.deploy.outcome import fold_outcomes, phase_of, switched_hosts
 from stagecraft.deploy.request import RegistryLogin, file_list, release_request
 from stagecraft.hosts.lock import LockInfo

@@ -34,7 +34,7 @@ def test_migrate_run_needs_a_phase(tmp_path: Path) -> None:
 
 def test_plan_names_the_migration_phases(tmp_path: Path) -> None:
     from stagecraft.config.loader import load_config
-    from stagecraft.deploy.engine import migration_hints
+    from stagecraft.deploy.migrate import migration_hints
 
     env = load_config(shop(tmp_path) / "stagecraft.yml").environments["local"]
     hints = migration_hints(env)
