@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from stagecraft.hosts.fleet import Fleet
 from stagecraft.hosts.probe import HostFacts, probe_hosts
 
 
-def environment_status(fleet) -> dict[str, Any]:
+def environment_status(fleet: Fleet) -> dict[str, Any]:
     """Probe every host (with Traefik's routes); the report as data."""
     env = fleet.env
     facts = probe_hosts(fleet, routes=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stagecraft.errors import StateError, UsageError
+from stagecraft.hosts.fleet import Fleet
 from stagecraft.hosts.probe import ContainerFacts, HostFacts, probe_hosts
 from stagecraft.hosts.remote import RemoteHost
 
@@ -42,7 +43,7 @@ class ServiceOnHost:
     containers: tuple[ContainerFacts, ...]
 
 
-def find_service(fleet, service: str, host: str | None = None, *,
+def find_service(fleet: Fleet, service: str, host: str | None = None, *,
                  running_only: bool = False,
                  warn=None) -> list[ServiceOnHost]:
     """The hosts (``host``, or every host it is placed on) that have containers of
@@ -72,7 +73,7 @@ def find_service(fleet, service: str, host: str | None = None, *,
     return found
 
 
-def release_host(fleet, service: str, host: str | None = None, *, warn=None) -> RemoteHost:
+def release_host(fleet: Fleet, service: str, host: str | None = None, *, warn=None) -> RemoteHost:
     """The host (``host``, or the first the service is placed on) with a current release,
     for a one-off container of ``service``."""
     env = fleet.env

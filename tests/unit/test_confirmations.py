@@ -49,7 +49,7 @@ def terminal(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
 @pytest.fixture
 def releases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """deploy and rollback with a recording action: the engine's confirm step only."""
-    from stagecraft.deploy import engine, release
+    from stagecraft.deploy import release
     from stagecraft.hosts.fleet import Fleet
 
     applied: list[str] = []
