@@ -1,11 +1,13 @@
 # The README's commands. Each does its own set-up and is safe to run again.
 VENV ?= .venv
 PYTEST_ARGS ?=
+# e.g. ROADMAP_ARGS="--features" or "--output json"
+ROADMAP_ARGS ?=
 # Test modules run in parallel workers, each module on one worker (their fleets are
 # module fixtures). PYTEST_WORKERS=0 runs everything in this process.
 PYTEST_WORKERS ?= 3
 
-.PHONY: setup docker doctor test test-unit demo bench clean
+.PHONY: setup docker doctor test test-unit demo bench roadmap clean
 
 setup:
 	@scripts/setup.sh
@@ -32,6 +34,10 @@ demo: doctor
 ## bench: run the benchmarks and rewrite docs/benchmarks.md
 bench: setup
 	$(VENV)/bin/python -m bench
+
+## roadmap: completion of the feature catalog (spec/features.yaml) by phase
+roadmap: setup
+	@$(VENV)/bin/python -m tools.roadmap $(ROADMAP_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis dist build
