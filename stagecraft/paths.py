@@ -14,7 +14,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 
 @cache
 def content_root() -> Path:
-    """The directory that holds playbooks/, roles/, collections/ and spec/."""
+    """The directory that holds playbooks/, roles/ and collections/."""
     bundled = _PACKAGE_DIR / "_bundled"
     if (bundled / "playbooks").is_dir():
         return bundled
@@ -37,7 +37,3 @@ def roles_dir() -> Path:
 def collections_dir() -> Path:
     """The path to put on ANSIBLE_COLLECTIONS_PATH (it contains ansible_collections/)."""
     return content_root() / "collections"
-
-
-def features_file() -> Path:
-    return content_root() / "spec" / "features.yaml"

@@ -36,7 +36,6 @@ pytestmark = pytest.mark.usefixtures("stand_in_providers_module")
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "shop" / "reference" / "stagecraft.yml"
 OVERRIDES = ROOT / "tests" / "data" / "configs" / "valid" / "provider-overrides.yml"
-FEATURES = ROOT / "spec" / "features.yaml"
 STAGECRAFT = Path(sys.executable).with_name("stagecraft")
 
 BAD = "version: 1\nproject:\n  name: shop\n  nmae: x\nservices:\n  web: {image: a, on: [app]}\n" \
@@ -507,75 +506,13 @@ def test_completion_rejects_other_shells() -> None:
 
 @pytest.mark.parametrize(("words", "cword", "expected"), [
     ("stagecraft val", "1", "plain,validate\n"),
-    ("stagecraft status ", "2", "plain,roadmap\n"),
+    ("stagecraft status ", "2", "\n"),  # a plain command: no subcommands to offer
+    ("stagecraft status --ou", "2", "plain,--output\n"),
 ])
 def test_completion_protocol_completes_lazy_commands(words: str, cword: str, expected: str) -> None:
     result = invoke(env={"_STAGECRAFT_COMPLETE": "bash_complete", "COMP_WORDS": words,
                          "COMP_CWORD": cword})
     assert result.stdout == expected
-
-
-# --- status roadmap --------------------------------------------------------------------
-
-
-def _catalog_counts() -> tuple[dict[str, dict], dict]:
-    """Counted straight from spec/features.yaml, independently of stagecraft.roadmap."""
-    catalog = yaml.safe_load(FEATURES.read_text(encoding="utf-8"))
-    phases = {}
-    for key in catalog["phases"]:
-        members = [f for f in catalog["features"] if str(f["phase"]) == key]
-        if members:
-            phases[key] = {"done": sum(f["status"] == "done" for f in members),
-                           "in_progress": sum(f["status"] == "in-progress" for f in members),
-                           "total": len(members)}
-    counted = [f for f in catalog["features"] if f["status"] != "v2"]
-    return phases, {"done": sum(f["status"] == "done" for f in counted), "total": len(counted)}
-
-
-def test_status_roadmap_json_counts_match_the_catalog() -> None:
-    data = json.loads(invoke("status", "roadmap", "--output", "json").stdout)
-    phases, total = _catalog_counts()
-    assert {row["phase"]: {k: row[k] for k in ("done", "in_progress", "total")}
-            for row in data["phases"]} == phases
-    assert {k: data["total"][k] for k in ("done", "total")} == total
-    assert sum(p["total"] for k, p in phases.items() if k != "v2") == total["total"]
-
-
-def test_status_roadmap_text() -> None:
-    lines = invoke("status", "roadmap").stdout.splitlines()
-    phases, total = _catalog_counts()
-    assert lines[0].split() == ["phase", "done", "progress"]
-    assert len(lines) == 1 + len(phases) + 1
-    labels = yaml.safe_load(FEATURES.read_text())["phases"]
-    for line, (key, counts) in zip(lines[1:-1], phases.items()):
-        label = f"{key}. {labels[key]}" if key.isdigit() else labels[key]
-        assert line.startswith(label)
-        assert f"{counts['done']}/{counts['total']}" in line
-        assert line.endswith(f"{counts['in_progress']} in progress")
-    percent = round(100 * total["done"] / total["total"])
-    assert lines[-1].split() == ["all", "(without", "v2)", f"{total['done']}/{total['total']}",
-                                 f"{percent}%"]
-
-
-def test_status_roadmap_features_lists_every_feature() -> None:
-    catalog = yaml.safe_load(FEATURES.read_text())
-    ids = [f["id"] for f in catalog["features"]]
-    text = invoke("status", "roadmap", "--features").stdout
-    listed = [line.split()[1] for line in text.splitlines() if line.startswith("  ")]
-    assert listed == ids
-    data = json.loads(invoke("status", "roadmap", "--features", "--output", "json").stdout)
-    assert [f["id"] for f in data["features"]] == ids
-
-
-def test_status_roadmap_broken_catalog_is_a_state_error(tmp_path: Path, capsys, monkeypatch) -> None:
-    broken = tmp_path / "features.yaml"
-    broken.write_text("version: 1\nphases: {'0': Foundation}\nfeatures:\n"
-                      "  - {id: CORE_CONFIG, title: a, phase: 0, status: planned}\n"
-                      "  - {id: CORE_CONFIG, title: b, phase: 0, status: done}\n")
-    monkeypatch.setattr("stagecraft.paths.features_file", lambda: broken)
-    code, out, err = run_main(capsys, "status", "roadmap")
-    assert (code, out) == (ExitCode.STATE, "")
-    assert err.startswith(f"error: feature ids listed twice in {broken}: CORE_CONFIG\n")
 
 
 # --- help ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-def test_wheel_contains_playbooks_roles_collections_and_catalog(wheel: Path) -> None:
+def test_wheel_contains_playbooks_roles_and_collections(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for tracked in ("playbooks", "roles", "collections"):
         files = [p for p in (REPO / tracked).rglob("*") if p.is_file()
@@ -33,8 +33,14 @@ def test_wheel_contains_playbooks_roles_collections_and_catalog(wheel: Path) -> 
         for path in files:
             inside = f"stagecraft/_bundled/{path.relative_to(REPO)}"
             assert inside in names, f"{inside} missing from the wheel"
-    assert "stagecraft/_bundled/spec/features.yaml" in names
     assert "stagecraft/scaffold/stagecraft.yml.j2" in names
+
+
+def test_wheel_leaves_out_the_projects_own_roadmap(wheel: Path) -> None:
+    # The feature catalog and tools/ are for working on stagecraft, not for its users.
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.startswith("tools/") or "features.yaml" in n
+            or n.endswith("roadmap.py")] == []
 
 
 def test_installed_wheel_finds_its_content_outside_the_repo(wheel: Path, tmp_path: Path) -> None:
@@ -43,12 +49,12 @@ def test_installed_wheel_finds_its_content_outside_the_repo(wheel: Path, tmp_pat
     probe = (
         "from stagecraft import paths;"
         "print(paths.content_root());print(paths.playbooks_dir().is_dir());"
-        "print(paths.features_file().is_file())"
+        "print(paths.roles_dir().is_dir())"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True,
     )
-    root, playbooks_ok, features_ok = result.stdout.split()
+    root, playbooks_ok, roles_ok = result.stdout.split()
     assert Path(root) == site / "stagecraft" / "_bundled"
-    assert playbooks_ok == "True" and features_ok == "True"
+    assert playbooks_ok == "True" and roles_ok == "True"

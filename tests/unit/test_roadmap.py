@@ -1,19 +1,31 @@
-"""The feature catalog (spec/features.yaml) against the design's FEATURES.md, and the
-roadmap arithmetic (spec/gov/status-roadmap.md)."""
+"""The feature catalog (spec/features.yaml) against the design's FEATURES.md, the
+roadmap arithmetic, and `python -m tools.roadmap` (spec/gov/status-roadmap.md)."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from stagecraft import paths
-from stagecraft.errors import StateError
-from stagecraft.roadmap import Catalog, load_catalog, summarize
+from stagecraft.errors import ExitCode, StateError
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ is project tooling, not part of the package
+
+from tools.roadmap import FEATURES_FILE, Catalog, load_catalog, summarize  # noqa: E402
+
 FEATURES_MD = Path("/work/shared/design/FEATURES.md")
+
+
+def roadmap(*args: str) -> subprocess.CompletedProcess:
+    """`python -m tools.roadmap ARGS` from the repository root, as `make roadmap` runs it."""
+    return subprocess.run([sys.executable, "-m", "tools.roadmap", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +41,8 @@ def design_ids() -> list[str]:
     return re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", text)
 
 
-def test_the_real_catalog_is_the_one_stagecraft_reads(catalog: Catalog) -> None:
-    assert paths.features_file().resolve() == ROOT / "spec" / "features.yaml"
+def test_the_real_catalog_is_the_one_the_tool_reads(catalog: Catalog) -> None:
+    assert FEATURES_FILE.resolve() == ROOT / "spec" / "features.yaml"
     assert len(catalog.features) > 0
 
 
@@ -136,3 +148,86 @@ def test_malformed_catalog_is_a_state_error(tmp_path: Path, text: str) -> None:
 def test_missing_catalog_is_a_state_error(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="cannot read the feature catalog"):
         load_catalog(tmp_path / "absent.yaml")
+
+
+def test_the_package_does_not_import_the_tool() -> None:
+    importers = [str(p.relative_to(ROOT)) for p in (ROOT / "stagecraft").rglob("*.py")
+                 if re.search(r"^\s*(from|import) tools\b", p.read_text(encoding="utf-8"), re.M)]
+    assert importers == []
+
+
+# --- python -m tools.roadmap -----------------------------------------------------------
+
+
+def _catalog_counts() -> tuple[dict[str, dict], dict]:
+    """Counted straight from spec/features.yaml, independently of tools.roadmap."""
+    catalog = yaml.safe_load((ROOT / "spec" / "features.yaml").read_text(encoding="utf-8"))
+    phases = {}
+    for key in catalog["phases"]:
+        members = [f for f in catalog["features"] if str(f["phase"]) == key]
+        if members:
+            phases[key] = {"done": sum(f["status"] == "done" for f in members),
+                           "in_progress": sum(f["status"] == "in-progress" for f in members),
+                           "total": len(members)}
+    counted = [f for f in catalog["features"] if f["status"] != "v2"]
+    return phases, {"done": sum(f["status"] == "done" for f in counted), "total": len(counted)}
+
+
+def test_roadmap_json_counts_match_the_catalog() -> None:
+    result = roadmap("--output", "json")
+    assert (result.returncode, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    phases, total = _catalog_counts()
+    assert {row["phase"]: {k: row[k] for k in ("done", "in_progress", "total")}
+            for row in data["phases"]} == phases
+    assert {k: data["total"][k] for k in ("done", "total")} == total
+    assert sum(p["total"] for k, p in phases.items() if k != "v2") == total["total"]
+
+
+def test_roadmap_text() -> None:
+    result = roadmap()
+    assert (result.returncode, result.stderr) == (0, "")
+    lines = result.stdout.splitlines()
+    phases, total = _catalog_counts()
+    assert lines[0].split() == ["phase", "done", "progress"]
+    assert len(lines) == 1 + len(phases) + 1
+    labels = yaml.safe_load((ROOT / "spec" / "features.yaml").read_text())["phases"]
+    for line, (key, counts) in zip(lines[1:-1], phases.items()):
+        label = f"{key}. {labels[key]}" if key.isdigit() else labels[key]
+        assert line.startswith(label)
+        assert f"{counts['done']}/{counts['total']}" in line
+        assert line.endswith(f"{counts['in_progress']} in progress")
+    percent = round(100 * total["done"] / total["total"])
+    assert lines[-1].split() == ["all", "(without", "v2)", f"{total['done']}/{total['total']}",
+                                 f"{percent}%"]
+
+
+def test_roadmap_features_lists_every_feature() -> None:
+    catalog = yaml.safe_load((ROOT / "spec" / "features.yaml").read_text())
+    ids = [f["id"] for f in catalog["features"]]
+    text = roadmap("--features").stdout
+    listed = [line.split()[1] for line in text.splitlines() if line.startswith("  ")]
+    assert listed == ids
+    data = json.loads(roadmap("--features", "--output", "json").stdout)
+    assert [f["id"] for f in data["features"]] == ids
+
+
+def test_roadmap_broken_catalog_is_a_state_error(tmp_path: Path) -> None:
+    broken = tmp_path / "features.yaml"
+    broken.write_text("version: 1\nphases: {'0': Foundation}\nfeatures:\n"
+                      "  - {id: CORE_CONFIG, title: a, phase: 0, status: planned}\n"
+                      "  - {id: CORE_CONFIG, title: b, phase: 0, status: done}\n")
+    result = roadmap("--catalog", str(broken))
+    assert (result.returncode, result.stdout) == (ExitCode.STATE, "")
+    assert result.stderr == f"error: feature ids listed twice in {broken}: CORE_CONFIG\n"
+
+
+def test_roadmap_unreadable_catalog_names_the_file_without_a_traceback(tmp_path: Path) -> None:
+    broken = tmp_path / "features.yaml"
+    broken.write_text("features: [\n")
+    result = roadmap("--catalog", str(broken), "--output", "json")
+    assert result.returncode == ExitCode.STATE
+    assert result.stderr.startswith(f"error: cannot read the feature catalog {broken}: ")
+    assert result.stderr.endswith("hint: restore spec/features.yaml from git\n")
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["error"] == "StateError"
