@@ -48,9 +48,6 @@ code=$?
 set -e
 echo "(exit code $code: config errors exit 3)"
 
-step "stagecraft status roadmap"
-"$STAGECRAFT" status roadmap
-
 step "the example app: examples/shop (a web service and a worker) in $APP, as a git repository"
 mkdir -p "$APP"
 cp -r "$REPO/examples/shop/." "$APP/"
