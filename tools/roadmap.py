@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,9 +29,9 @@ class Feature(BaseModel):
 
     id: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$", description="Feature id, e.g. CORE_CONFIG.")
     title: str = Field(description="What the feature is.")
-    phase: Union[int, str] = Field(description="Roadmap phase (number), 'governance' or 'v2'.")
+    phase: int | str = Field(description="Roadmap phase (number), 'governance' or 'v2'.")
     status: Status = Field(description="planned, in-progress, done, or v2.")
-    spec: Optional[str] = Field(None, description="Path of the feature's spec under spec/.")
+    spec: str | None = Field(None, description="Path of the feature's spec under spec/.")
     tests: list[str] = Field(default_factory=list, description="Test files that prove it.")
 
 

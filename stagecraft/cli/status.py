@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from stagecraft.cli.context import AppContext, command as subcommand
+from stagecraft.cli.context import AppContext
+from stagecraft.cli.context import command as subcommand
 
 
 @subcommand("status", short_help="Show what the hosts run: releases, containers, Traefik, lock.")
