@@ -23,13 +23,12 @@ group; the other groups only list members.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stagecraft.hosts import fleet
+from stagecraft.hosts import fleet, ssh
 from stagecraft.config.loader import LoadedConfig
 from stagecraft.config.schema import (
     CloudDigitalOcean,
@@ -169,14 +168,7 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
 
 def ssh_common_args(connection: ConnectionSettings) -> str:
     """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked."""
-    options: list[str] = []
-    if connection.known_hosts is not None:
-        options += [f"UserKnownHostsFile={connection.known_hosts}",
-                    "GlobalKnownHostsFile=/dev/null"]
-    options.append("StrictHostKeyChecking=yes")
-    if connection.private_key is not None:
-        options.append("IdentitiesOnly=yes")
-    return " ".join(f"-o {shlex.quote(option)}" for option in options)
+    return ssh.ansible_common_args(connection.private_key, connection.known_hosts)
 
 
 # ------------------------------------------------------------------ state files
