@@ -102,6 +102,10 @@ def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str 
 
 def ansible_env(private_key: Path | str | None, known_hosts: Path | str | None) -> dict[str, str]:
     """The ANSIBLE_* settings that make Ansible's ssh connections match :func:`ssh_argv`.
+
+    The control socket is the same file: Ansible's ``control_path`` is
+    %-formatted with ``directory`` before it reaches ssh, so ``%%C`` becomes
+    the ``%C`` that ssh expands.
     """
     ssh_args = ["ControlMaster=auto", f"ControlPersist={CONTROL_PERSIST}",
                 *host_key_options(known_hosts)]
@@ -110,6 +114,7 @@ def ansible_env(private_key: Path | str | None, known_hosts: Path | str | None) 
     settings = {
         "ANSIBLE_SSH_ARGS": shlex.join(as_args(ssh_args)),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(CONTROL_PATH_DIR),
+        "ANSIBLE_SSH_CONTROL_PATH": "%(directory)s/%%C",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_TIMEOUT": str(CONNECT_TIMEOUT),
     }

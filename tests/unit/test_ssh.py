@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from stagecraft.errors import EnvironmentMissing
 from stagecraft.hosts import ssh
 from stagecraft.hosts.remote import RemoteHost
 from stagecraft.providers.cloud.base import SshAccess
+from stagecraft.render.inventory import ConnectionSettings, ssh_common_args
 
 KEY, KNOWN_HOSTS = Path("/state/id_ed25519"), Path("/state/known_hosts")
 HOST = RemoteHost("h1", "127.0.0.1", 2201, "root", SshAccess("root", KEY, KNOWN_HOSTS))
@@ -58,6 +61,11 @@ def test_ansible_gets_the_same_key_host_keys_and_socket_directory() -> None:
     assert env["ANSIBLE_PRIVATE_KEY_FILE"] == str(KEY)
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert env["ANSIBLE_TIMEOUT"] == str(ssh.CONNECT_TIMEOUT)
+    # Ansible fills in %(directory)s with Python's % operator: the result is
+    # exactly the ControlPath of our own argv.
+    control_path = env["ANSIBLE_SSH_CONTROL_PATH"] % {
+        "directory": env["ANSIBLE_SSH_CONTROL_PATH_DIR"]}
+    assert f"ControlPath={control_path}" in options_of(HOST.ssh_argv("true"))
 
 
 def test_without_a_key_or_known_hosts_ansible_still_checks_host_keys() -> None:
@@ -71,6 +79,35 @@ def test_without_a_key_or_known_hosts_ansible_still_checks_host_keys() -> None:
 def test_socket_paths_fit_the_unix_socket_limit() -> None:
     # dir + "/" + %C (40 hex digits) + the temporary suffix ssh adds (".XXXXXXXXXXXXXXXX")
     assert len(str(ssh.CONTROL_PATH_DIR)) + 1 + 40 + 17 < 104
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+def test_ansibles_ssh_plugin_and_our_argv_name_the_same_socket(monkeypatch) -> None:
+    """Ansible's own ssh connection plugin builds its command from our settings and
+    the host's inventory variables; `ssh -G` (which connects nowhere) says where
+    each command would put its control socket: the same file."""
+    from ansible.playbook.play_context import PlayContext
+    from ansible.plugins.loader import connection_loader
+
+    for name, value in ssh.ansible_env(KEY, KNOWN_HOSTS).items():
+        monkeypatch.setenv(name, value)
+    connection = connection_loader.get("ssh", PlayContext(), None)
+    connection.set_options(var_options={
+        "ansible_host": HOST.address, "ansible_port": HOST.port, "ansible_user": HOST.user,
+        "ansible_ssh_private_key_file": str(KEY),
+        "ansible_ssh_common_args": ssh_common_args(ConnectionSettings(KEY, KNOWN_HOSTS)),
+    })
+    ansible_argv = [a.decode() for a in connection._build_command("ssh", "ssh", HOST.address)]
+
+    def control_path(argv: list[str]) -> str:
+        shown = subprocess.run(["ssh", "-G", *argv[1:]], capture_output=True, text=True,
+                               check=True, stdin=subprocess.DEVNULL).stdout
+        return next(line.split(" ", 1)[1] for line in shown.splitlines()
+                    if line.startswith("controlpath "))
+
+    ours = control_path(HOST.ssh_argv(None))
+    assert ours.startswith(f"{ssh.CONTROL_PATH_DIR}/") and "%" not in ours
+    assert control_path(ansible_argv) == ours
 
 
 def test_control_dir_is_made_private(tmp_path, monkeypatch) -> None:
