@@ -82,6 +82,7 @@ def test_socket_paths_fit_the_unix_socket_limit() -> None:
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+@pytest.mark.filterwarnings("ignore:DSA is deprecated")  # ansible imports it; not ours
 def test_ansibles_ssh_plugin_and_our_argv_name_the_same_socket(monkeypatch) -> None:
     """Ansible's own ssh connection plugin builds its command from our settings and
     the host's inventory variables; `ssh -G` (which connects nowhere) says where
