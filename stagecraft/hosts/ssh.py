@@ -47,10 +47,14 @@ def key_options(private_key: Path | str | None) -> list[str]:
     return [f"IdentityFile={private_key}", "IdentitiesOnly=yes"]
 
 
+def sharing_options() -> list[str]:
+    """Open one connection per host and keep it for the next command."""
+    return ["ControlMaster=auto", f"ControlPersist={CONTROL_PERSIST}"]
+
+
 def control_options() -> list[str]:
-    """Open one connection per host and share it, through a socket named by ``%C``."""
-    return ["ControlMaster=auto", f"ControlPersist={CONTROL_PERSIST}",
-            f"ControlPath={CONTROL_PATH_DIR}/%C"]
+    """Share connections through one socket per host, named by ``%C``."""
+    return [*sharing_options(), f"ControlPath={CONTROL_PATH_DIR}/%C"]
 
 
 def as_args(options: Iterable[str]) -> list[str]:
@@ -94,10 +98,16 @@ def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str 
 
     The key file itself reaches Ansible as ``ansible_ssh_private_key_file``.
     """
+    return shlex.join(as_args(ansible_key_options(private_key, known_hosts)))
+
+
+def ansible_key_options(private_key: Path | str | None,
+                        known_hosts: Path | str | None) -> list[str]:
+    """:func:`host_key_options` and ``IdentitiesOnly``; Ansible passes the key file itself."""
     options = host_key_options(known_hosts)
     if private_key is not None:
         options.append("IdentitiesOnly=yes")
-    return shlex.join(as_args(options))
+    return options
 
 
 def ansible_env(private_key: Path | str | None, known_hosts: Path | str | None) -> dict[str, str]:
@@ -107,10 +117,8 @@ def ansible_env(private_key: Path | str | None, known_hosts: Path | str | None) 
     %-formatted with ``directory`` before it reaches ssh, so ``%%C`` becomes
     the ``%C`` that ssh expands.
     """
-    ssh_args = ["ControlMaster=auto", f"ControlPersist={CONTROL_PERSIST}",
-                *host_key_options(known_hosts)]
-    if private_key is not None:
-        ssh_args.append("IdentitiesOnly=yes")
+    # Seeing ControlPersist, Ansible adds the ControlPath of ANSIBLE_SSH_CONTROL_PATH.
+    ssh_args = [*sharing_options(), *ansible_key_options(private_key, known_hosts)]
     settings = {
         "ANSIBLE_SSH_ARGS": shlex.join(as_args(ssh_args)),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(CONTROL_PATH_DIR),
