@@ -30,7 +30,6 @@ import math
 import os
 import shlex
 import shutil
-import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from stagecraft import paths
 from stagecraft.ansible.request import _RUN_ID, RunRequest, secret_strings
 from stagecraft.errors import EnvironmentMissing, StateError
 from stagecraft.fsutil import write_atomic
+from stagecraft.hosts import ssh
 from stagecraft.redact import Redactor
 
 DEFAULT_KEEP_RUNS = 20
@@ -53,10 +53,6 @@ STOP_FILE = "stop"
 
 # Our callback plugin (stagecraft_stop) that stops a run between tasks.
 CALLBACK_PLUGINS_DIR = Path(__file__).resolve().parent / "callback_plugins"
-
-# A short, fixed directory for SSH control sockets: a socket path must fit in
-# ~104 bytes, and ansible's default (~/.ansible/cp) can be too long.
-CONTROL_PATH_DIR = Path(f"/tmp/stagecraft-cp-{os.getuid()}")
 
 
 class RunLock:
@@ -169,43 +165,8 @@ def _resolve_playbook(playbook: str | Path) -> Path:
     return candidate
 
 
-def _ensure_control_path_dir() -> None:
-    """Create the SSH control socket directory, refusing one we do not own."""
-    try:
-        CONTROL_PATH_DIR.mkdir(mode=0o700, exist_ok=True)
-        info = CONTROL_PATH_DIR.lstat()
-    except OSError as exc:
-        raise EnvironmentMissing(f"cannot create {CONTROL_PATH_DIR}: {exc}") from None
-    if (
-        not stat.S_ISDIR(info.st_mode)
-        or info.st_uid != os.getuid()
-        or info.st_mode & 0o077
-    ):
-        raise EnvironmentMissing(
-            f"{CONTROL_PATH_DIR} is not a private directory owned by you",
-            hint=f"remove it (it only holds SSH control sockets): rm -rf {CONTROL_PATH_DIR}",
-        )
-
-
 def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
     """The ANSIBLE_* environment that makes a run fast, safe and readable."""
-    ssh_args = [
-        # One SSH connection per host, reused by every task of the run and
-        # for a minute after (measured: 34 s -> 8 s for ten tasks).
-        "-o", "ControlMaster=auto",
-        "-o", "ControlPersist=60s",
-        # Host keys are checked, always; an unknown host is an error.
-        "-o", "StrictHostKeyChecking=yes",
-    ]
-    if request.ssh.known_hosts_file is not None:
-        # Only the given file vouches for hosts; not the system-wide one.
-        ssh_args += [
-            "-o", f"UserKnownHostsFile={request.ssh.known_hosts_file}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-        ]
-    if request.ssh.private_key_file is not None:
-        ssh_args += ["-o", "IdentitiesOnly=yes"]
-
     try:
         roles, collections = paths.roles_dir(), paths.collections_dir()
     except FileNotFoundError as exc:
@@ -218,9 +179,9 @@ def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
         # must not change what a deploy does.
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_SSH_ARGS": shlex.join(ssh_args),
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(CONTROL_PATH_DIR),
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        # Key, pinned host keys and control sockets as for every other ssh call,
+        # so a playbook reuses the connection the probe opened.
+        **ssh.ansible_env(request.ssh.private_key_file, request.ssh.known_hosts_file),
         "ANSIBLE_ROLES_PATH": str(roles),
         # The ansible package's own collections (community.docker, ...) are
         # still found on sys.path; ~/.ansible/collections is not consulted.
@@ -238,8 +199,6 @@ def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
         "ANSIBLE_CALLBACKS_ENABLED": "stagecraft_stop",
         "STAGECRAFT_STOP_FILE": str(root / STOP_FILE),
     }
-    if request.ssh.private_key_file is not None:
-        settings["ANSIBLE_PRIVATE_KEY_FILE"] = str(request.ssh.private_key_file)
     if request.ssh.user is not None:
         settings["ANSIBLE_REMOTE_USER"] = request.ssh.user
     return settings
@@ -294,7 +253,7 @@ def prepare(
     lock = RunLock(staging / LOCK_FILE)
     try:
         lock.acquire()
-        _ensure_control_path_dir()
+        ssh.make_control_dir()
         final_root = final  # paths written into files name the final location
         secrets_file = final_root / SECRETS_FILE if request.secret_extravars else None
         managed = ansible_settings(request, final_root)

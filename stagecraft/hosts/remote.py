@@ -9,15 +9,15 @@ made here is reused by the playbook that follows.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from stagecraft.ansible.bundle import CONTROL_PATH_DIR, _ensure_control_path_dir
 from stagecraft.errors import CommandFailed, StateError
 from stagecraft.execs import Completed, run
+from stagecraft.hosts import ssh
 from stagecraft.providers.cloud.base import HostRecord, SshAccess
 
 T = TypeVar("T")
@@ -33,20 +33,17 @@ class RemoteHost:
     user: str
     access: SshAccess
 
-    def ssh_argv(self, command: str) -> list[str]:
-        """``ssh`` argv that runs ``command`` (a shell string) on the host."""
-        return [
-            "ssh", *self.access.ssh_options(),
-            "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
-            "-o", f"ControlPath={CONTROL_PATH_DIR}/%C",
-            "-o", "ConnectTimeout=10",
-            "-p", str(self.port), "-l", self.user, self.address, command,
-        ]
+    def ssh_argv(self, command: str | None, *, flags: Sequence[str] = ()) -> list[str]:
+        """``ssh`` argv that runs ``command`` (a shell string; None: a login shell) on
+        the host; ``flags`` go right after ``ssh``."""
+        return ssh.ssh_argv(private_key=self.access.private_key,
+                            known_hosts=self.access.known_hosts, address=self.address,
+                            port=self.port, user=self.user, command=command, flags=flags)
 
     def run(self, command: str, *, input: str | None = None, timeout: float = 60,
             check: bool = True, what: str | None = None) -> Completed:
         """Run ``command`` on the host; CommandFailed names the host when it fails."""
-        _ensure_control_path_dir()
+        ssh.make_control_dir()
         try:
             return run(self.ssh_argv(command), input=input, timeout=timeout, check=check,
                        hint=f"check that host {self.name} is up: stagecraft infra status")

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from stagecraft.hosts import ssh
 from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
 
 # `docker logs --timestamps`: RFC 3339 with nanoseconds, then one space.
@@ -110,17 +111,15 @@ def follow_argv(host: RemoteHost, container: str, *, lines: int | None,
     """ssh argv streaming one container's log. ``-tt``: a terminal on the host, so
     `docker logs --follow` gets a hangup and ends when we close the connection;
     LogLevel=ERROR: no "Shared connection closed" line in the log, errors still shown."""
-    argv = host.ssh_argv(docker_logs_command(container, lines=lines, since=since, follow=True,
-                                             timestamps=timestamps))
-    return [argv[0], "-tt", "-o", "LogLevel=ERROR", *argv[1:]]
+    return host.ssh_argv(docker_logs_command(container, lines=lines, since=since, follow=True,
+                                             timestamps=timestamps),
+                         flags=["-tt", "-o", "LogLevel=ERROR"])
 
 
 def follow(streams: list[tuple[RemoteHost, str]], *, lines: int | None, since: str | None,
            timestamps: bool, write: Callable[[str], None] | None = None) -> int:
     """Stream every (host, container) log until they all end (exit 0) or Ctrl-C (130)."""
-    from stagecraft.ansible.bundle import _ensure_control_path_dir
-
-    _ensure_control_path_dir()
+    ssh.make_control_dir()
     out = write or _write_stdout
     width = max(len(f"{h.name} {c}") for h, c in streams)
     printing = threading.Lock()

@@ -1,7 +1,8 @@
 """`stagecraft ssh` and `stagecraft exec`: argv for an SSH session on a host.
 
 The ssh options are the ones Ansible uses (this environment's key, its pinned
-known_hosts, StrictHostKeyChecking=yes) and the same control sockets.
+known_hosts, StrictHostKeyChecking=yes) and the same control sockets, from
+stagecraft.hosts.ssh.
 """
 
 from __future__ import annotations
@@ -10,18 +11,14 @@ import os
 import shlex
 import sys
 
+from stagecraft.hosts import ssh
 from stagecraft.hosts.lock import base_dir
 from stagecraft.hosts.remote import RemoteHost
 
 
 def ssh_session_argv(host: RemoteHost, command: str | None, *, tty: bool) -> list[str]:
     """ssh argv: a login shell (command None) or ``command``; ``-t`` asks for a terminal."""
-    argv = host.ssh_argv("")[:-1]  # the options and the address, no command
-    if tty:
-        argv.insert(1, "-t")
-    if command:
-        argv.append(command)
-    return argv
+    return host.ssh_argv(command or None, flags=["-t"] if tty else [])
 
 
 def remote_command(words: list[str]) -> str:
@@ -53,9 +50,7 @@ def is_interactive() -> bool:
 
 def exec_ssh(argv: list[str]) -> None:
     """Replace this process with ssh: its exit code becomes ours."""
-    from stagecraft.ansible.bundle import _ensure_control_path_dir
-
-    _ensure_control_path_dir()
+    ssh.make_control_dir()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], argv)

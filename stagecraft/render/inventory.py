@@ -23,13 +23,13 @@ group; the other groups only list members.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from stagecraft.config.loader import LoadedConfig
 from stagecraft.config.schema import Host, ResolvedEnvironment
 from stagecraft.errors import ConfigError
+from stagecraft.hosts import ssh
 from stagecraft.hosts.fleet import (
     ConnectionSettings,
     fleet_records,
@@ -152,14 +152,7 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
 
 def ssh_common_args(connection: ConnectionSettings) -> str:
     """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked."""
-    options: list[str] = []
-    if connection.known_hosts is not None:
-        options += [f"UserKnownHostsFile={connection.known_hosts}",
-                    "GlobalKnownHostsFile=/dev/null"]
-    options.append("StrictHostKeyChecking=yes")
-    if connection.private_key is not None:
-        options.append("IdentitiesOnly=yes")
-    return " ".join(f"-o {shlex.quote(option)}" for option in options)
+    return ssh.ansible_common_args(connection.private_key, connection.known_hosts)
 
 
 # ------------------------------------------------------------------ state files

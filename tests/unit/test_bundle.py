@@ -13,7 +13,6 @@ import pytest
 
 from stagecraft import paths
 from stagecraft.ansible.bundle import (
-    CONTROL_PATH_DIR,
     SECRETS_FILE,
     RunLock,
     prepare,
@@ -21,6 +20,7 @@ from stagecraft.ansible.bundle import (
 )
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.errors import EnvironmentMissing, StateError
+from stagecraft.hosts.ssh import CONTROL_PATH_DIR
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "fixtures" / "playbooks"
 PLAYBOOK = PLAYBOOKS / "events_mixed.yml"

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 from stagecraft.doctor.model import Check
 from stagecraft.errors import ConfigError, StateError
 from stagecraft.fsutil import write_atomic
+from stagecraft.hosts.ssh import connection_options
 
 #: Version of the hosts.json layout; bump it when a field changes meaning.
 HOSTS_FILE_VERSION = 1
@@ -179,15 +180,9 @@ class SshAccess:
     known_hosts: Path
 
     def ssh_options(self) -> list[str]:
-        """``-o`` options for ssh/ansible: this key only, these host keys only, checked."""
-        return [
-            "-o", f"IdentityFile={self.private_key}",
-            "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes",
-        ]
+        """``-o`` options for ssh: this key only, these host keys only, checked
+        (stagecraft.hosts.ssh decides them)."""
+        return connection_options(self.private_key, self.known_hosts)
 
 
 @dataclass(frozen=True)
