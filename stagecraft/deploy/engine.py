@@ -33,7 +33,7 @@ from stagecraft.errors import (
 from stagecraft.deploy.hooks import HookContext, Hooks
 from stagecraft.hosts.fleet import cloud_for, fleet_spec, state_dir
 from stagecraft.ledger import Ledger
-from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
+from stagecraft.ledger.model import ErrorRecord, ImageRecord, Release, ReleaseHost as LedgerHost
 from stagecraft.ledger.model import utc_now
 from stagecraft.ledger.release_id import git_source, new_release_id
 from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
