@@ -93,8 +93,8 @@ def test_start_marks_releases_of_gone_processes_interrupted(ledger: Ledger) -> N
     said: list[str] = []
     start(ledger, said=said)
     assert ledger.get(EARLIER).result == ReleaseResult.INTERRUPTED
-    assert said == [f"release {EARLIER} was left running by a process that is gone: "
-                    "recorded as interrupted"]
+    assert said == [(f"release {EARLIER} was left running by a process that is gone: "
+                     "recorded as interrupted")]
 
 
 def test_a_dry_run_records_nothing(ledger: Ledger) -> None:
