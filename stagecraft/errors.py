@@ -10,6 +10,7 @@ else that escapes is a bug (exit 1, traceback with --debug).
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Literal
 
 
 class ExitCode(IntEnum):
@@ -35,6 +36,10 @@ class StagecraftError(Exception):
 
     exit_code: ExitCode = ExitCode.INTERNAL
     default_hint: str | None = None
+    # How the ledger records a release this error ends (the values of
+    # stagecraft.ledger.model.ReleaseResult): failed, unless the code that raises it
+    # knows every host had already switched (a post-deploy migration that failed).
+    release_result: Literal["failed", "failed-after-switch"] = "failed"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

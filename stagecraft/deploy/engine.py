@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.deploy.hooks import HookContext, Hooks
 from stagecraft.deploy.images import digest_of
-from stagecraft.deploy.migrate import release_migrations
+from stagecraft.deploy.migrate import MigrationSetup, release_migrations
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
 from stagecraft.deploy.playbook import run_release_playbook
 from stagecraft.deploy.request import RegistryLogin
@@ -35,10 +34,11 @@ from stagecraft.errors import (
 )
 from stagecraft.hosts.fleet import Fleet
 from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
-from stagecraft.ledger.model import ErrorRecord, HostRecord as LedgerHost, ImageRecord, Release
-from stagecraft.ledger.model import utc_now
-from stagecraft.ledger.release_id import git_source, new_release_id
+from stagecraft.ledger.model import ImageRecord, PhaseStatus, Release, ReleaseAction, ReleaseHost
+from stagecraft.ledger.model import ReleaseResult
+from stagecraft.ledger.recorder import ReleaseRecorder
 from stagecraft.plan import Plan
+from stagecraft.plan.phases import PhaseName
 from stagecraft.render.state import HostRender
 
 Say = Callable[[str], None]
@@ -95,111 +95,6 @@ def config_hash(env: ResolvedEnvironment) -> str:
 # ---------------------------------------------------------------- the engine
 
 
-class ReleaseRun:
-    """One deploy or rollback in progress: keeps the ledger record current."""
-
-    def __init__(self, fleet: Fleet, release: Release | None) -> None:
-        self.fleet = fleet
-        self.release = release  # None in check mode: nothing is recorded
-
-    def _update(self, change: Callable[[Release], None]) -> None:
-        if self.release is None:
-            return
-        self.release = self.fleet.ledger.update(self.release.id, change,
-                                                 environment=self.fleet.env.name)
-
-    def phase(self, name: str, status: str, detail: str = "") -> None:
-        def change(release: Release) -> None:
-            phase = release.phase(name)  # type: ignore[arg-type]
-            phase.status = status  # type: ignore[assignment]
-            now = utc_now()
-            if status == "running":
-                phase.started = now
-            elif status in ("ok", "failed", "skipped"):
-                phase.started = phase.started or now
-                phase.finished = now
-        self._update(change)
-
-    def record_hosts(self, phases: Mapping[str, Mapping[str, HostOutcome]],
-                     switched: set[str]) -> None:
-        def change(release: Release) -> None:
-            for phase_name, hosts in phases.items():
-                try:
-                    phase = release.phase(phase_name)  # type: ignore[arg-type]
-                except ValueError:
-                    continue
-                failed = any(o.status in ("failed", "unreachable") for o in hosts.values())
-                phase.status = "failed" if failed else "ok"
-                phase.finished = phase.finished or utc_now()
-                phase.started = phase.started or phase.finished
-                for host, outcome in hosts.items():
-                    phase.hosts[host] = {  # type: ignore[assignment]
-                        "status": "failed" if outcome.status in ("failed", "unreachable")
-                        else "ok" if outcome.status == "ok" else "skipped",
-                        "seconds": round(outcome.seconds, 2), "changed": outcome.changed,
-                        "detail": outcome.detail[:500]}
-            rollout = phases.get("rollout", {})
-            for host, record in release.hosts.items():
-                outcome = rollout.get(host)
-                record.switched = host in switched
-                if host in switched:
-                    record.status = "ok"  # type: ignore[assignment]
-                elif outcome is not None and outcome.status in ("failed", "unreachable"):
-                    record.status = "failed"  # type: ignore[assignment]
-                if outcome is not None and outcome.services:
-                    record.result = {"services": outcome.services, "current": outcome.current}
-        self._update(change)
-
-    def record_migration(self, record: Mapping[str, Any]) -> None:
-        def change(release: Release) -> None:
-            release.migrations.append(record)  # type: ignore[arg-type]
-        self._update(change)
-
-    def fail(self, exc: BaseException, phase: str | None = None) -> None:
-        """Record how an exception ended the release: interrupted (Ctrl-C) or failed."""
-        if isinstance(exc, (Interrupted, KeyboardInterrupt)):
-            error = exc if isinstance(exc, Interrupted) else Interrupted("stopped by Ctrl-C")
-            self.finish("interrupted", error, phase=phase)
-        elif isinstance(exc, StagecraftError):
-            self.finish("failed", exc, phase=phase)
-        else:
-            self.finish("failed", StateError(f"{type(exc).__name__}: {exc}"), phase=phase)
-
-    def finish(self, result: str, error: StagecraftError | None = None,
-               phase: str | None = None, host: str | None = None) -> None:
-        def change(release: Release) -> None:
-            release.result = result  # type: ignore[assignment]
-            release.finished = utc_now()
-            for record in release.phases:
-                if record.status == "running":
-                    record.status = "failed" if result != "succeeded" else "ok"  # type: ignore[assignment]
-                    record.finished = release.finished
-            if error is not None:
-                release.error = ErrorRecord(message=error.message[:2000], hint=error.hint,
-                                            phase=phase, host=host)  # type: ignore[arg-type]
-        self._update(change)
-
-
-def start_release(fleet: Fleet, *, action: str, release_id: str, options: DeployOptions,
-                  rollback_of: str | None = None, say: Say = _quiet) -> ReleaseRun:
-    """Record a new ``running`` release before anything happens (a kill at any later
-    point leaves a record that the next run marks interrupted). A deploy's record
-    takes ``release_id`` (the next free second if another run took it); a rollback's
-    record gets an id of its own. Nothing is recorded in a dry run."""
-    if options.check:
-        return ReleaseRun(fleet, None)
-    for killed in fleet.ledger.mark_abandoned(fleet.env.name):
-        say(f"release {killed} was left running by a process that is gone: "
-            "recorded as interrupted")
-    source = git_source(fleet.project_dir)
-    record_id = release_id if action == "deploy" else new_release_id(fleet.project_dir)
-    release = Release(
-        id=record_id, environment=fleet.env.name, action=action,  # type: ignore[arg-type]
-        rollback_of=rollback_of, git={"sha": source.sha, "dirty": source.dirty},
-        config_hash=config_hash(fleet.env), message=options.message, pid=os.getpid())
-    return ReleaseRun(fleet, fleet.ledger.record_new(release))
-
-
 def load_hooks(fleet: Fleet, *, action: str, release_id: str,
                options: DeployOptions) -> Hooks:
     """The project's hooks for this release (none in a dry run or with --skip-hooks)."""
@@ -216,7 +111,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
             on_event: OnEvent | None = None, rollback_of: str | None = None,
             built: bool = False, hooks: Hooks | None = None,
             traefik_current: Iterable[str] = (),
-            run: ReleaseRun | None = None) -> ReleaseOutcome:
+            recorder: ReleaseRecorder | None = None) -> ReleaseOutcome:
     """Run the host phases of ``plan`` under the deploy lock and record the release.
 
     ``release_id`` names the release dir on hosts (for a rollback: the release
@@ -233,29 +128,27 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     image_records = {name: ImageRecord(ref=ref, digest=digest_of(ref))
                      for name, ref in images.items()}
     # What each host reaches: kept stateful services stay as deployed.
-    host_records = {name: LedgerHost(state=plan.host(name).after.to_dict()) for name in renders}
-    if run is None:
-        run = start_release(fleet, action=action, release_id=release_id, options=options,
-                            rollback_of=rollback_of, say=say)
-    if run.release is not None:
-        def settle(release: Release) -> None:
-            release.images = image_records
-            release.hosts = host_records
-        run._update(settle)
-    record_id = run.release.id if run.release is not None else release_id
+    host_records = {name: ReleaseHost(state=plan.host(name).after.to_dict()) for name in renders}
+    if recorder is None:
+        recorder = ReleaseRecorder.start(
+            fleet.ledger, env.name, fleet.project_dir, action=ReleaseAction(action),
+            release_id=release_id, config_hash=config_hash(env), message=options.message,
+            rollback_of=rollback_of, dry_run=options.check, say=say)
+    recorder.settle(image_records, host_records)
+    record_id = recorder.release_id or release_id
     lock_info = LockInfo.new(record_id, options.message, command=action)
     primary = fleet.primary
     locked = False
     failed_phase: str | None = "lock"
     try:
         if not options.check:
-            run.phase("lock", "running")
+            recorder.phase_started("lock")
             acquire(primary, env.project.name, env.name, lock_info, wait=options.lock_wait,
                     on_wait=lambda holder: say(f"waiting for the deploy lock: {holder.describe()}"))
             locked = True
-            run.phase("lock", "ok")
+            recorder.phase_finished("lock")
             if built:
-                run.phase("build", "ok")
+                recorder.phase_finished("build")
             hooks.run("pre-deploy", on_line=say)
         failed_phase = "rollout"
         migrations = release_migrations(fleet, action, images, check=options.check, say=say)
@@ -266,7 +159,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
         for index, phases in enumerate(segments):
             if index == 1:
                 failed_phase = "migrate-pre"
-                _migrate(fleet, run, migrations, "pre", say)
+                _migrate(fleet, recorder, migrations, "pre", say)
                 failed_phase = "rollout"
             result = run_release_playbook(
                 fleet, action=action, release_id=release_id, renders=renders,
@@ -279,25 +172,25 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
             for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
                 outcome.phases.setdefault(phase_name, {}).update(hosts)
             switched = switched_hosts(outcome.phases, release_id)
-            run.record_hosts(outcome.phases, switched)
+            recorder.record_hosts(outcome.phases, switched)
             result.raise_for_status()
         if migrations is not None and migrations.phase("post") is not None:
             failed_phase = "migrate-post"
             try:
-                _migrate(fleet, run, migrations, "post", say)
+                _migrate(fleet, recorder, migrations, "post", say)
             except MigrationFailed as exc:
                 exc.message = (f"every host switched to {release_id}, but its post-deploy "
                                f"migrations failed (nothing was rolled back): {exc.message}")
                 exc.hint = ("fix the migration and run `stagecraft migrate run --phase post`, "
                             "or deploy a fix")
-                exc.release_result = "failed-after-switch"  # type: ignore[attr-defined]
+                exc.release_result = "failed-after-switch"
                 raise
         failed_phase = "finalize"
         if not options.check:
-            run.phase("finalize", "ok")
-            run.finish("succeeded")
+            recorder.phase_finished("finalize")
+            recorder.finish(ReleaseResult.SUCCEEDED)
     except Interrupted as exc:
-        run.finish("interrupted", exc, phase=failed_phase)
+        recorder.finish(ReleaseResult.INTERRUPTED, exc, phase=failed_phase)
         raise
     except RunFailed as exc:
         failure_host = None
@@ -308,31 +201,31 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
                     failure_host, failed_phase_name = host, phase_name
                     if o.diagnostics:
                         exc.message += "\n" + o.diagnostics
-        switched = [h for h, r in (run.release.hosts.items() if run.release else [])
-                    if r.switched]
+        switched = recorder.switched_hosts()
         if switched:
             exc.message += f"\nalready switched to {release_id}: {', '.join(sorted(switched))}"
         else:
             exc.message += "\nno host was switched"
-        run.finish("failed", exc, phase=failed_phase_name, host=failure_host)
+        recorder.finish(ReleaseResult.FAILED, exc, phase=failed_phase_name, host=failure_host)
         raise
     except StagecraftError as exc:
         if failed_phase == "migrate-pre":
             exc.message += "\nno host was switched"
-        run.finish(getattr(exc, "release_result", "failed"), exc, phase=failed_phase)
+        recorder.fail(exc, phase=failed_phase)
         raise
     except BaseException as exc:
-        run.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                   StateError(f"{type(exc).__name__}: {exc}"), phase=failed_phase)
+        recorder.finish(ReleaseResult.INTERRUPTED if isinstance(exc, KeyboardInterrupt)
+                        else ReleaseResult.FAILED,
+                        StateError(f"{type(exc).__name__}: {exc}"), phase=failed_phase)
         raise
     finally:
         if locked:
             try:
                 release_lock(primary, env.project.name, env.name, lock_info)
-                run.phase("unlock", "ok")
+                recorder.phase_finished("unlock")
             except StagecraftError as exc:
                 say(f"warning: could not release the deploy lock: {exc.message}")
-    outcome.release = run.release
+    outcome.release = recorder.release
     if not options.check:
         try:  # after the lock is released: the release itself is done and recorded
             hooks.run("post-deploy", on_line=say)
@@ -342,19 +235,20 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     return outcome
 
 
-def _migrate(fleet: Fleet, run: ReleaseRun, setup: Any, phase: str, say: Say) -> None:
+def _migrate(fleet: Fleet, recorder: ReleaseRecorder, setup: MigrationSetup, phase: str,
+             say: Say) -> None:
     """Run one migration phase, record it in the ledger; MigrationFailed on failure."""
     from stagecraft.deploy.migrate import run_phase
 
-    name = f"migrate-{phase}"
-    run.phase(name, "running")
+    name: PhaseName = "migrate-pre" if phase == "pre" else "migrate-post"
+    recorder.phase_started(name)
     say(f"{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")
     outcome = run_phase(fleet, setup, phase)
-    run.record_migration(outcome.to_record())
+    recorder.record_migration(outcome.to_record())
     if outcome.error is not None:
-        run.phase(name, "failed")
+        recorder.phase_finished(name, PhaseStatus.FAILED)
         raise outcome.error
-    run.phase(name, "ok")
+    recorder.phase_finished(name)
     applied = list(outcome.report.applied_now) if outcome.report else []
     say(f"{name}: applied {len(applied)} in {outcome.seconds:.1f}s"
         + (f": {', '.join(applied)}" if applied else " (nothing pending)"))

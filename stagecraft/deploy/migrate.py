@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import MigrationFailed, PlanError, RunFailed
+from stagecraft.ledger.model import MigrationRecord, PhaseStatus
 from stagecraft.migrations.base import (
     DATABASE_URL_VAR,
     Completed,
@@ -201,16 +202,15 @@ class PhaseOutcome:
     error: MigrationFailed | None = None
     seconds: float = 0.0
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> MigrationRecord:
         output = self.report.output if self.report is not None else \
             (self.error.output if self.error is not None else "")
-        return {
-            "phase": self.phase, "engine": self.engine, "host": self.host,
-            "status": "ok" if self.error is None else "failed",
-            "applied": list(self.report.applied_now) if self.report else [],
-            "pending_after": list(self.report.pending) if self.report else [],
-            "output": output[-4000:], "seconds": round(self.seconds, 2),
-        }
+        return MigrationRecord(
+            phase=self.phase, engine=self.engine, host=self.host,
+            status=PhaseStatus.OK if self.error is None else PhaseStatus.FAILED,
+            applied=list(self.report.applied_now) if self.report else [],
+            pending_after=list(self.report.pending) if self.report else [],
+            output=output[-4000:], seconds=round(self.seconds, 2))
 
 
 def run_phase(fleet: Fleet, setup: MigrationSetup, phase: Phase, *,
@@ -301,6 +301,7 @@ def run_migrations(fleet: Fleet, *, phase: str, release_id: str | None = None,
     """`migrate run`: apply one phase outside a deploy, under the deploy lock, and
     add its record to the release it ran with."""
     from stagecraft.hosts.lock import LockInfo, acquire, release as release_lock
+    from stagecraft.ledger.recorder import ReleaseRecorder
 
     env = fleet.env
     release = release_for(fleet, release_id)
@@ -314,15 +315,12 @@ def run_migrations(fleet: Fleet, *, phase: str, release_id: str | None = None,
         say(f"migrate-{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")
         outcome = run_phase(fleet, setup, name)
         record = outcome.to_record()
-
-        def change(found: Any) -> None:
-            found.migrations.append(record)
-        fleet.ledger.update(release.id, change, environment=env.name)
+        ReleaseRecorder(fleet.ledger, env.name, release).record_migration(record)
     finally:
         release_lock(primary, env.project.name, env.name, info)
     if outcome.error is not None:
         raise outcome.error
-    return {"environment": env.name, "release": release.id, **record}
+    return {"environment": env.name, "release": release.id, **record.model_dump(mode="json")}
 
 
 def release_migrations(fleet: Fleet, action: str, images: Mapping[str, str], *,

@@ -12,9 +12,9 @@ from stagecraft.deploy.engine import (
     ReleaseOutcome,
     Say,
     _quiet,
+    config_hash,
     execute,
     load_hooks,
-    start_release,
 )
 from stagecraft.deploy.images import (
     images_from_build,
@@ -30,10 +30,11 @@ from stagecraft.deploy.planning import (
     traefik_current,
 )
 from stagecraft.deploy.request import RegistryLogin
+from stagecraft.errors import PlanError, StagecraftError
 from stagecraft.hosts.fleet import Fleet
 from stagecraft.infra.tls import edge_tls
-from stagecraft.errors import PlanError, StagecraftError
-from stagecraft.ledger.model import Release
+from stagecraft.ledger.model import Release, ReleaseAction
+from stagecraft.ledger.recorder import ReleaseRecorder
 from stagecraft.ledger.release_id import new_release_id
 from stagecraft.plan import Plan
 from stagecraft.providers.secrets import resolve_secrets
@@ -101,10 +102,12 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
     # A hook that cannot run is a config error: found before anything is recorded.
     hooks = load_hooks(fleet, action="deploy", release_id=release_id, options=options)
     # Recorded next, so a failure or a kill in the build still leaves its record.
-    run = start_release(fleet, action="deploy", release_id=release_id, options=options,
-                        say=say)
-    if run.release is not None and run.release.id != release_id:
-        release_id = run.release.id  # another run took this second
+    recorder = ReleaseRecorder.start(
+        fleet.ledger, env.name, fleet.project_dir, action=ReleaseAction.DEPLOY,
+        release_id=release_id, config_hash=config_hash(env), message=options.message,
+        dry_run=options.check, say=say)
+    if recorder.release_id is not None and recorder.release_id != release_id:
+        release_id = recorder.release_id  # another run took this second
         hooks = load_hooks(fleet, action="deploy", release_id=release_id, options=options)
     try:
         if options.skip_build:
@@ -112,14 +115,14 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
         elif options.check:  # --dry-run builds nothing: the images a build would give
             images = predicted_images(fleet, release_id, pull_server)
         else:
-            run.phase("build", "running")
+            recorder.phase_started("build")
             hooks.run("pre-build", on_line=say)
             say(f"build: images of {release_id}")
             built = build_images(env, fleet.project_dir, release_id, registry,
                                  services=services, push=True, on_line=on_line,
                                  cloud=fleet.cloud)
             images = images_from_build(env, built)
-            run.phase("build", "ok")
+            recorder.phase_finished("build")
         images = keep_same_images(images, deployed)
         traefik_image = traefik_image_for(fleet)
         renders = render_release(fleet, release_id, images, secrets, traefik_image,
@@ -132,18 +135,17 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
         plan = plan_for(fleet, renders, release_id, force=options.force,
                         unknown=observed.drift)
     except BaseException as exc:
-        run.fail(exc, phase="build")
+        recorder.fail(exc, phase="build")
         raise
     if not plan.has_changes and not observed.lock_held:
         # Every host runs what this release would give it: nothing to lock or run,
         # and no release to keep in the history.
-        if run.release is not None:
-            fleet.ledger.discard(run.release.id, env.name)
+        recorder.discard()
         return ReleaseOutcome(release=None, plan=plan, drift=observed.drift)
     return execute(fleet, action="deploy", release_id=release_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event, hooks=hooks,
-                   traefik_current=traefik_current(plan, observed), run=run)
+                   traefik_current=traefik_current(plan, observed), recorder=recorder)
 
 
 def rollback_target(fleet: Fleet, to: str | None) -> Release:

@@ -5,13 +5,18 @@ from stagecraft.ledger.model import (
     SCHEMA_VERSION,
     ErrorRecord,
     GitRecord,
-    HostRecord,
+    HostStatus,
     ImageRecord,
     LedgerData,
     MigrationRecord,
     PhaseHostRecord,
     PhaseRecord,
+    PhaseStatus,
     Release,
+    ReleaseAction,
+    ReleaseHost,
+    ReleaseResult,
+    RolloutResult,
     current_performer,
     utc_now,
 )
@@ -28,9 +33,10 @@ from stagecraft.ledger.release_id import (
 from stagecraft.ledger.store import LEDGER_FILE, Ledger, ReleaseNotFound, ledger_path
 
 __all__ = [
-    "LEDGER_FILE", "SCHEMA_VERSION", "ErrorRecord", "GitRecord", "GitSource", "HostRecord",
+    "LEDGER_FILE", "SCHEMA_VERSION", "ErrorRecord", "GitRecord", "GitSource", "HostStatus",
     "ImageRecord", "Ledger", "LedgerData",
-    "MigrationRecord", "PhaseHostRecord", "PhaseRecord", "Release",
-    "ReleaseId", "ReleaseIdError", "ReleaseNotFound", "current_performer", "format_release_id",
+    "MigrationRecord", "PhaseHostRecord", "PhaseRecord", "PhaseStatus", "Release",
+    "ReleaseAction", "ReleaseHost", "ReleaseId", "ReleaseIdError", "ReleaseNotFound",
+    "ReleaseResult", "RolloutResult", "current_performer", "format_release_id",
     "git_source", "is_release_id", "ledger_path", "new_release_id", "parse_release_id", "utc_now",
 ]

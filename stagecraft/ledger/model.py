@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import socket
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,7 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -30,10 +33,47 @@ from stagecraft.render.state import HostState
 
 SCHEMA_VERSION = 1
 
-Action = Literal["deploy", "rollback"]
-ReleaseResult = Literal["running", "succeeded", "failed", "failed-after-switch", "interrupted"]
-PhaseStatus = Literal["pending", "running", "ok", "failed", "skipped"]
-HostStatus = Literal["pending", "running", "ok", "failed", "unreachable", "skipped"]
+# The enums are strings: the file holds their values, and a value compares equal
+# to its text (release.result == "succeeded").
+
+
+class ReleaseAction(StrEnum):
+    """What a release does."""
+
+    DEPLOY = "deploy"
+    ROLLBACK = "rollback"
+
+
+class ReleaseResult(StrEnum):
+    """How a release ended, or ``running`` while it runs."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    FAILED_AFTER_SWITCH = "failed-after-switch"  # every host switched, then a step failed
+    INTERRUPTED = "interrupted"
+
+
+class PhaseStatus(StrEnum):
+    """Where a phase stands, for the release or on one host."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class HostStatus(StrEnum):
+    """How the release went on one host."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+    SKIPPED = "skipped"
+
 
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -93,7 +133,7 @@ class ImageRecord(_Model):
 class PhaseHostRecord(_Model):
     """What one phase did on one host."""
 
-    status: PhaseStatus = Field("pending", description="Where the phase stands on this host.")
+    status: PhaseStatus = Field(PhaseStatus.PENDING, description="Where the phase stands on this host.")
     seconds: float | None = Field(None, ge=0, description="How long it took on this host.")
     changed: bool = Field(False, description="True when it changed something on the host.")
     detail: str = Field("", description="One line: what it did, or why it failed.")
@@ -103,22 +143,44 @@ class PhaseRecord(_Model):
     """One phase of the release (see stagecraft.plan.phases)."""
 
     name: PhaseName = Field(description="The phase name, one of PHASES.")
-    status: PhaseStatus = Field("pending", description="Where the phase stands.")
+    status: PhaseStatus = Field(PhaseStatus.PENDING, description="Where the phase stands.")
     started: UtcTime | None = Field(None, description="When it started (UTC).")
     finished: UtcTime | None = Field(None, description="When it ended (UTC).")
     hosts: dict[str, PhaseHostRecord] = Field(
         default_factory=dict, description="Per host results, for phases that run on hosts.")
 
 
-class HostRecord(_Model):
+class RolloutResult(BaseModel):
+    """The rollout module's result for one host (spec/deploy/contracts.md)."""
+
+    # The module's other keys (changed, pruned, and on failure msg, health, logs)
+    # are kept as they came: the record holds the module's result, not a digest of it.
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    services: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per service: what the rollout did (action, containers, seconds).")
+    current: str | None = Field(
+        None, description="The release the host's `current` points at afterwards.")
+
+    @model_serializer(mode="wrap")
+    def _only_given_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A key the result was never given is not written, so a record reads back,
+        # and is written again, with the keys it had.
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if key in self.model_fields_set}
+
+
+class ReleaseHost(_Model):
     """One host in the release: what it should run and whether it got there."""
 
     state: dict[str, Any] = Field(
         description="The host's desired state for this release (HostState.to_dict()).")
     switched: bool = Field(
         False, description="True once the host's `current` points at this release.")
-    status: HostStatus = Field("pending", description="How the release went on this host.")
-    result: dict[str, Any] | None = Field(
+    status: HostStatus = Field(HostStatus.PENDING,
+                               description="How the release went on this host.")
+    result: RolloutResult | None = Field(
         None, description="The rollout module's result for this host (spec/deploy/contracts.md).")
 
     @field_validator("state")
@@ -139,7 +201,7 @@ class MigrationRecord(_Model):
     phase: Literal["pre", "post"] = Field(description="pre: before any switch; post: after.")
     engine: str = Field(description="The engine that ran (raw, drizzle, prisma, command).")
     host: str | None = Field(None, description="The host whose Docker ran the container.")
-    status: PhaseStatus = Field("pending", description="How the phase went.")
+    status: PhaseStatus = Field(PhaseStatus.PENDING, description="How the phase went.")
     applied: list[str] = Field(default_factory=list,
                                description="Migrations applied by this run, in order.")
     pending_after: list[str] = Field(default_factory=list,
@@ -162,7 +224,8 @@ class Release(_Model):
 
     id: ReleaseIdText = Field(description="The release id (YYYYMMDDTHHMMSSZ-<sha>[-dirty]).")
     environment: str = Field(min_length=1, description="The environment it targets.")
-    action: Action = Field("deploy", description="deploy, or rollback to an earlier release.")
+    action: ReleaseAction = Field(ReleaseAction.DEPLOY,
+                                  description="deploy, or rollback to an earlier release.")
     rollback_of: ReleaseIdText | None = Field(
         None, description="For a rollback: the id of the release it brings back.")
     git: GitRecord = Field(default_factory=GitRecord, description="The source commit.")
@@ -175,19 +238,19 @@ class Release(_Model):
         "was killed can be told from one still running.")
     created: UtcTime = Field(default_factory=utc_now, description="When it started (UTC).")
     finished: UtcTime | None = Field(None, description="When it ended (UTC).")
-    result: ReleaseResult = Field("running", description="How it ended, or running.")
+    result: ReleaseResult = Field(ReleaseResult.RUNNING, description="How it ended, or running.")
     message: str = Field("", description="The message given with --message.")
     phases: list[PhaseRecord] = Field(default_factory=list, description="Its phases, in order.")
-    hosts: dict[str, HostRecord] = Field(default_factory=dict, description="Per host record.")
+    hosts: dict[str, ReleaseHost] = Field(default_factory=dict, description="Per host record.")
     migrations: list[MigrationRecord] = Field(
         default_factory=list, description="Its migration phases, in the order they ran.")
     error: ErrorRecord | None = Field(None, description="Why it failed, when it did.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Release:
-        if self.action == "rollback" and self.rollback_of is None:
+        if self.action == ReleaseAction.ROLLBACK and self.rollback_of is None:
             raise ValueError("a rollback names the release it brings back (rollback_of)")
-        if self.action == "deploy" and self.rollback_of is not None:
+        if self.action == ReleaseAction.DEPLOY and self.rollback_of is not None:
             raise ValueError("rollback_of is only for action rollback")
         names = [phase.name for phase in self.phases]
         if len(names) != len(set(names)):

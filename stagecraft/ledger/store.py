@@ -22,7 +22,15 @@ from pydantic import ValidationError
 
 from stagecraft.errors import StateError, UsageError
 from stagecraft.fsutil import exclusive_lock, write_atomic
-from stagecraft.ledger.model import SCHEMA_VERSION, ErrorRecord, LedgerData, Release, utc_now
+from stagecraft.ledger.model import (
+    SCHEMA_VERSION,
+    ErrorRecord,
+    LedgerData,
+    PhaseStatus,
+    Release,
+    ReleaseResult,
+    utc_now,
+)
 from stagecraft.ledger.release_id import ReleaseIdError, parse_release_id
 from stagecraft.log import get_logger, redactor
 from stagecraft.render.state import HostState
@@ -261,13 +269,13 @@ def _process_gone(performer: str, pid: int) -> bool:
 
 def _interrupted(release: Release) -> Release:
     release = release.model_copy(deep=True)
-    release.result = "interrupted"
+    release.result = ReleaseResult.INTERRUPTED
     release.finished = utc_now()
     for phase in release.phases:
-        if phase.status == "running":
-            phase.status = "failed"
+        if phase.status == PhaseStatus.RUNNING:
+            phase.status = PhaseStatus.FAILED
             phase.finished = release.finished
-    running = next((p.name for p in release.phases if p.status == "failed"), None)
+    running = next((p.name for p in release.phases if p.status == PhaseStatus.FAILED), None)
     if release.error is None:
         release.error = ErrorRecord(
             message=f"the stagecraft process {release.pid} ended before the release finished "

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from stagecraft import log
 from stagecraft.errors import ExitCode, StateError
 from stagecraft.ledger import (
-    HostRecord,
     ImageRecord,
     Ledger,
     LedgerData,
     PhaseHostRecord,
     Release,
+    ReleaseHost,
     ReleaseNotFound,
     ledger_path,
 )
@@ -40,8 +40,8 @@ def state(image: str, traefik: str = "t1") -> HostState:
 
 def release(minute: int, *, env: str = "production", result: str = "succeeded",
             switched: dict[str, bool] | None = None, **fields) -> Release:
-    hosts = {host: HostRecord(state=state(f"reg/shop-web:{minute}").to_dict(), switched=done,
-                              status="ok" if done else "failed")
+    hosts = {host: ReleaseHost(state=state(f"reg/shop-web:{minute}").to_dict(), switched=done,
+                               status="ok" if done else "failed")
              for host, done in (switched or {}).items()}
     return Release(id=rid(minute), environment=env, created=T0 + timedelta(minutes=minute),
                    result=result, hosts=hosts, performer="ann@laptop", **fields)
@@ -231,7 +231,7 @@ def test_a_bad_update_leaves_the_file_as_it_was(ledger: Ledger) -> None:
         r.result = "exploded"
 
     def bad_nested(r: Release) -> None:
-        r.hosts["app-9"] = HostRecord.model_construct(state={"services": "nope"})
+        r.hosts["app-9"] = ReleaseHost.model_construct(state={"services": "nope"})
 
     def new_id(r: Release) -> Release:
         return r.model_copy(update={"id": rid(2)})
