@@ -421,7 +421,7 @@ def execute(target: Target, *, action: str, release_id: str, renders: Mapping[st
                                    start_stateful=pre and index == 0)
             outcome.run = result
             outcome.executed = True
-            for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
+            for phase_name, hosts in fold_outcomes(result.events).items():
                 outcome.phases.setdefault(phase_name, {}).update(hosts)
             switched = switched_hosts(outcome.phases, release_id)
             run.record_hosts(outcome.phases, switched)
@@ -543,20 +543,6 @@ def _run_playbook(target: Target, *, action: str, release_id: str,
         traefik_current=traefik_current, phases=phases, start_stateful=start_stateful)
     bundle = prepare(request, target.runs_dir)
     return run_bundle(bundle, on_event=on_event)
-
-
-def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
-    events_dir = Path(artifacts_dir) / "job_events"
-    events: list[dict[str, Any]] = []
-    if not events_dir.is_dir():
-        return events
-    for path in events_dir.glob("*.json"):
-        try:
-            events.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-    events.sort(key=lambda e: e.get("counter", 0))
-    return events
 
 
 def plan_for(target: Target, renders: Mapping[str, HostRender], release_id: str,

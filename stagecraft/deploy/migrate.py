@@ -7,9 +7,8 @@ spec/migrations/README.md has the contract.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +160,7 @@ class PlaybookRunner:
         bundle = prepare(request, target.runs_dir)
         result = run_bundle(bundle, on_event=self.on_event)
         self.runs.append(Path(result.artifacts_dir))
-        found = _migration_result(Path(result.artifacts_dir))
+        found = _migration_result(result.events)
         if found is None:
             result.raise_for_status()  # unreachable host, bad inventory: the run's error
             raise RunFailed(f"the migration run on {setup.host} recorded no outcome",
@@ -169,18 +168,10 @@ class PlaybookRunner:
         return completed_from_result(found)
 
 
-def _migration_result(artifacts_dir: Path) -> Mapping[str, Any] | None:
-    """The ``migrations_result`` fact the role set, from the run's job events."""
-    events_dir = artifacts_dir / "job_events"
+def _migration_result(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The ``migrations_result`` fact the role set, from the run's events (the last one)."""
     found: Mapping[str, Any] | None = None
-    if not events_dir.is_dir():
-        return None
-    for path in sorted(events_dir.glob("*.json"),
-                       key=lambda p: int(p.name.split("-", 1)[0]) if p.name[0].isdigit() else 0):
-        try:
-            event = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    for event in events:
         res = (event.get("event_data") or {}).get("res")
         if isinstance(res, Mapping):
             facts = res.get("ansible_facts")
