@@ -41,7 +41,7 @@ from stagecraft.ansible.bundle import Bundle
 from stagecraft.ansible.events import (
     STOP_REQUESTED,
     Failure,
-    HostState,
+    HostProgress,
     RunState,
     reduce,
     summary,
@@ -79,7 +79,7 @@ class RunResult:
     """successful, failed, canceled (stopped on request) or timeout."""
     rc: int
     """ansible-playbook's exit code (ansible-runner reports 254 when it killed it)."""
-    hosts: tuple[HostState, ...]
+    hosts: tuple[HostProgress, ...]
     failures: tuple[Failure, ...]
     errors: tuple[str, ...]
     """Run-level errors Ansible printed (bad syntax, missing role, ...)."""
