@@ -12,7 +12,6 @@ from stagecraft.ledger.model import (
     PhaseHostRecord,
     PhaseRecord,
     Release,
-    current_performer,
     utc_now,
 )
 from stagecraft.ledger.release_id import (
@@ -31,6 +30,6 @@ __all__ = [
     "LEDGER_FILE", "SCHEMA_VERSION", "ErrorRecord", "GitRecord", "GitSource", "HostRecord",
     "ImageRecord", "Ledger", "LedgerData",
     "MigrationRecord", "PhaseHostRecord", "PhaseRecord", "Release",
-    "ReleaseId", "ReleaseIdError", "ReleaseNotFound", "current_performer", "format_release_id",
+    "ReleaseId", "ReleaseIdError", "ReleaseNotFound", "format_release_id",
     "git_source", "is_release_id", "ledger_path", "new_release_id", "parse_release_id", "utc_now",
 ]
