@@ -19,19 +19,18 @@ import yaml
 
 from bench.fleet import Fleet
 
-HOST_ROOT = "/opt/stagecraft/{project}/{env}"
-
 
 class Floor:
     def __init__(self, fleet: Fleet, env_name: str = "local") -> None:
         from stagecraft.config.loader import load_config
         from stagecraft.deploy.engine import Target
+        from stagecraft.hosts.lock import base_dir
         from stagecraft.hosts.remote import remote_hosts
 
         env = load_config(fleet.dir / "stagecraft.yml").environment(env_name)
         target = Target.load(env, fleet.dir)
         self.hosts = list(remote_hosts(target.records, target.access).values())
-        self.root = HOST_ROOT.format(project=env.project.name, env=env.name)
+        self.root = base_dir(env.project.name, env.name)
         self.project = f"{env.project.name}-{env.name}-floor"
         self.prepared: set[str] = set()
 

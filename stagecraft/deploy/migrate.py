@@ -136,6 +136,7 @@ class PlaybookRunner:
         from stagecraft.ansible.request import RunRequest, SshSettings
         from stagecraft.ansible.runner import run as run_bundle
         from stagecraft.migrations.runner import completed_from_result, role_vars
+        from stagecraft.paths import host_root_extravars
         from stagecraft.render.inventory import ConnectionSettings, render_inventory
 
         target, setup = self.target, self.setup
@@ -152,7 +153,7 @@ class PlaybookRunner:
                    f"{int(time.time() * 1000) % 1000:03d}",
             playbook="migrate.yml",
             inventory=render_inventory(target.env, dict(target.records), connection),
-            extravars={"migrations_host": setup.host, **variables},
+            extravars={**host_root_extravars(), "migrations_host": setup.host, **variables},
             secret_extravars={"migrations_secret_env": dict(setup.secret_env)},
             ssh=SshSettings(private_key_file=access.private_key,
                             known_hosts_file=access.known_hosts, user=access.user),

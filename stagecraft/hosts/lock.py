@@ -20,12 +20,14 @@ from typing import Any
 from stagecraft.errors import LockHeld, StateError
 from stagecraft.hosts.remote import RemoteHost, quote
 from stagecraft.identity import performer, process_gone
+from stagecraft.paths import HOST_ROOT
 
 POLL_SECONDS = 2.0
 
 
 def base_dir(project: str, environment: str) -> str:
-    return f"/opt/stagecraft/{project}/{environment}"
+    """The environment's directory on a host."""
+    return f"{HOST_ROOT}/{project}/{environment}"
 
 
 def lock_dir(project: str, environment: str) -> str:

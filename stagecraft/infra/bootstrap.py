@@ -21,6 +21,7 @@ from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.ansible.runner import RunResult, run
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
+from stagecraft.paths import host_root_extravars
 from stagecraft.providers.cloud import CloudProvider, FleetSpec, StateFiles
 from stagecraft.render.compose import services_on
 from stagecraft.render.inventory import ConnectionSettings, load_host_records, render_inventory
@@ -50,6 +51,7 @@ def bootstrap_request(env: ResolvedEnvironment, cloud: CloudProvider, spec: Flee
     cloud_vars = cloud.bootstrap_vars(spec, state_dir)
     private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
     extravars: dict[str, Any] = {
+        **host_root_extravars(),
         "bootstrap_project": env.project.name,
         "bootstrap_environment": env.name,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
