@@ -19,17 +19,16 @@ import yaml
 
 from bench.fleet import Fleet
 
-HOST_ROOT = "/opt/stagecraft/{project}/{env}"
-
 
 class Floor:
     def __init__(self, fleet: Fleet, env_name: str = "local") -> None:
         from stagecraft.config.loader import load_config
         from stagecraft.hosts.fleet import Fleet as EnvironmentFleet
+        from stagecraft.hosts.lock import base_dir
 
         env = load_config(fleet.dir / "stagecraft.yml").environment(env_name)
         self.hosts = list(EnvironmentFleet.load(env, fleet.dir).remotes().values())
-        self.root = HOST_ROOT.format(project=env.project.name, env=env.name)
+        self.root = base_dir(env.project.name, env.name)
         self.project = f"{env.project.name}-{env.name}-floor"
         self.prepared: set[str] = set()
 

@@ -3,10 +3,11 @@ ansible-runner's job_events under .stagecraft/runs/<id>/artifacts/*/job_events."
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+
+from stagecraft.ansible.runner import recorded_events
 
 
 def newest_run(project: Path, kind: str = "deploy") -> Path | None:
@@ -16,13 +17,11 @@ def newest_run(project: Path, kind: str = "deploy") -> Path | None:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    events = []
-    for path in run_dir.glob("artifacts/*/job_events/*.json"):
-        try:
-            events.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return sorted(events, key=lambda e: e.get("counter", 0))
+    # The run's process is gone: its events are the ones it left on disk.
+    events: list[dict] = []
+    for artifacts in sorted(run_dir.glob("artifacts/*")):
+        events.extend(recorded_events(artifacts))
+    return events
 
 
 def _time(stamp: str) -> float:

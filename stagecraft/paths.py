@@ -1,4 +1,4 @@
-"""Where the bundled Ansible content lives, from a repo checkout or an installed wheel.
+"""Where things live: the bundled Ansible content here, and stagecraft's root on a host.
 
 In a checkout (or an editable install) playbooks/, roles/ and collections/ sit
 next to the package; a wheel carries them under ``stagecraft/_bundled/``.
@@ -10,6 +10,19 @@ from functools import cache
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+
+# stagecraft's directory on every host: <HOST_ROOT>/<project>/<environment>/ holds
+# releases/, current, shared/, the lock, audit.log and traefik/. Every playbook
+# gets it as the extra variable HOST_ROOT_VAR; the Ansible side repeats it only as
+# defaults (playbooks/group_vars/all.yml, role defaults), which
+# tests/unit/test_host_root.py keeps equal to this.
+HOST_ROOT = "/opt/stagecraft"
+HOST_ROOT_VAR = "stagecraft_root"
+
+
+def host_root_extravars() -> dict[str, str]:
+    """The extra variable every playbook run gets, so no playbook relies on its default."""
+    return {HOST_ROOT_VAR: HOST_ROOT}
 
 
 @cache

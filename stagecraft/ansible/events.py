@@ -44,7 +44,7 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class HostState:
+class HostProgress:
     """What one host is doing and has done in this run."""
 
     name: str
@@ -102,7 +102,7 @@ class Update:
 class RunState:
     """Everything the events of one run have told us so far."""
 
-    hosts: tuple[HostState, ...] = ()
+    hosts: tuple[HostProgress, ...] = ()
     play: str | None = None
     task: str | None = None
     failures: tuple[Failure, ...] = ()
@@ -118,9 +118,9 @@ class RunState:
     @classmethod
     def start(cls, hosts: Iterable[str] = ()) -> RunState:
         """A state that already lists ``hosts`` (as pending), in that order."""
-        return cls(hosts=tuple(HostState(name=h) for h in dict.fromkeys(hosts)))
+        return cls(hosts=tuple(HostProgress(name=h) for h in dict.fromkeys(hosts)))
 
-    def host(self, name: str) -> HostState | None:
+    def host(self, name: str) -> HostProgress | None:
         for host in self.hosts:
             if host.name == name:
                 return host
@@ -139,7 +139,7 @@ def _with_host(state: RunState, name: str, **changes: Any) -> RunState:
         if host.name == name:
             hosts[index] = replace(host, **changes)
             return replace(state, hosts=tuple(hosts))
-    hosts.append(replace(HostState(name=name), **changes))
+    hosts.append(replace(HostProgress(name=name), **changes))
     return replace(state, hosts=tuple(hosts))
 
 
@@ -186,7 +186,7 @@ def _result(state: RunState, data: Mapping[str, Any], status: Status) -> RunStat
     if not host:
         return state
     task = _task_name(data)
-    current = state.host(host) or HostState(name=host)
+    current = state.host(host) or HostProgress(name=host)
     raw_res = data.get("res")
     res: Mapping[str, Any] = raw_res if isinstance(raw_res, Mapping) else {}
     changes: dict[str, Any] = {"task": task, "running": False}

@@ -6,7 +6,9 @@ Threads: ansible-runner runs in a worker thread. Its event handler masks
 secrets in the event *in place* (ansible-runner writes that same dict to
 job_events/ right after) and puts it on a queue; nothing else. The calling
 thread drains the queue, folds events with the pure reducer, writes the
-redacted stdout file and calls ``on_event(state)`` for the UI.
+redacted stdout file, calls ``on_event(state)`` for the UI and keeps every
+event for ``RunResult.events``: consumers read the run's events there, not
+from job_events/ on disk.
 
 Stopping: the first Ctrl-C / SIGTERM (or ``cancel.set()``) asks for a stop
 after the current task: the driver creates the bundle's stop file, and our
@@ -26,8 +28,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from stagecraft.ansible.bundle import Bundle
 from stagecraft.ansible.events import (
     STOP_REQUESTED,
     Failure,
-    HostState,
+    HostProgress,
     RunState,
     reduce,
     summary,
@@ -77,7 +79,7 @@ class RunResult:
     """successful, failed, canceled (stopped on request) or timeout."""
     rc: int
     """ansible-playbook's exit code (ansible-runner reports 254 when it killed it)."""
-    hosts: tuple[HostState, ...]
+    hosts: tuple[HostProgress, ...]
     failures: tuple[Failure, ...]
     errors: tuple[str, ...]
     """Run-level errors Ansible printed (bad syntax, missing role, ...)."""
@@ -86,6 +88,8 @@ class RunResult:
     artifacts_dir: Path
     check: bool = False
     state: RunState | None = None
+    events: tuple[Mapping[str, Any], ...] = field(default=(), repr=False)
+    """Every job event of the run, masked, in counter order (see :func:`in_order`)."""
 
     @property
     def ok(self) -> bool:
@@ -141,6 +145,35 @@ class _Control:
     def should_cancel(self) -> bool:
         """ansible-runner's cancel_callback: True makes it kill the process group."""
         return self.kill_now
+
+
+def _counter(event: Mapping[str, Any]) -> int:
+    counter = event.get("counter")
+    return counter if isinstance(counter, int) else 0
+
+
+def in_order(events: Iterable[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    """``events`` in the order Ansible emitted them: by their ``counter``.
+
+    The one ordering rule for a run's events; the queue delivers them in about
+    that order, but nothing promises it.
+    """
+    return tuple(sorted(events, key=_counter))
+
+
+def recorded_events(artifacts_dir: Path) -> tuple[Mapping[str, Any], ...]:
+    """The job events a finished run left in ``artifacts_dir``, in counter order.
+
+    For tools that read a run after the process that ran it has gone (bench/);
+    the process that runs a playbook uses ``RunResult.events``.
+    """
+    events: list[Mapping[str, Any]] = []
+    for path in (Path(artifacts_dir) / "job_events").glob("*.json"):
+        try:
+            events.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # a file being written, or a killed run's leftover
+    return in_order(events)
 
 
 def _environment(bundle: Bundle, runner_env: Mapping[str, str]) -> dict[str, str]:
@@ -236,6 +269,7 @@ def run(
     bundle.stop_file.unlink(missing_ok=True)
     control = _Control()
     events: queue.Queue[Any] = queue.Queue()
+    received: list[Mapping[str, Any]] = []  # kept for RunResult.events
     redactor = bundle.redactor
 
     def handle_event(event: dict[str, Any]) -> bool:
@@ -311,6 +345,7 @@ def run(
                     continue
                 if event is _DONE:
                     break
+                received.append(event)
                 text = event.get("stdout")
                 if text:
                     stdout_file.write(text.replace("\r\n", "\n") + "\n")
@@ -352,6 +387,7 @@ def run(
         artifacts_dir=bundle.artifacts_dir,
         check=bundle.check,
         state=state,
+        events=in_order(received),
     )
     _write_result(result)
     return result

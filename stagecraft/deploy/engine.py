@@ -14,7 +14,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stagecraft.config.schema import ResolvedEnvironment
@@ -33,7 +32,8 @@ from stagecraft.errors import (
     StateError,
 )
 from stagecraft.hosts.fleet import Fleet
-from stagecraft.hosts.lock import LockInfo, acquire, performer, release as release_lock
+from stagecraft.hosts.lock import LockInfo, acquire, release as release_lock
+from stagecraft.identity import performer
 from stagecraft.ledger.model import ImageRecord, PhaseStatus, Release, ReleaseAction, ReleaseHost
 from stagecraft.ledger.model import ReleaseResult
 from stagecraft.ledger.recorder import ReleaseRecorder
@@ -169,7 +169,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
                 start_stateful=pre and index == 0)
             outcome.run = result
             outcome.executed = True
-            for phase_name, hosts in fold_outcomes(_job_events(result.artifacts_dir)).items():
+            for phase_name, hosts in fold_outcomes(result.events).items():
                 outcome.phases.setdefault(phase_name, {}).update(hosts)
             switched = switched_hosts(outcome.phases, release_id)
             recorder.record_hosts(outcome.phases, switched)
@@ -252,19 +252,5 @@ def _migrate(fleet: Fleet, recorder: ReleaseRecorder, setup: MigrationSetup, pha
     applied = list(outcome.report.applied_now) if outcome.report else []
     say(f"{name}: applied {len(applied)} in {outcome.seconds:.1f}s"
         + (f": {', '.join(applied)}" if applied else " (nothing pending)"))
-
-
-def _job_events(artifacts_dir: Path) -> list[dict[str, Any]]:
-    events_dir = Path(artifacts_dir) / "job_events"
-    events: list[dict[str, Any]] = []
-    if not events_dir.is_dir():
-        return events
-    for path in events_dir.glob("*.json"):
-        try:
-            events.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-    events.sort(key=lambda e: e.get("counter", 0))
-    return events
 
 

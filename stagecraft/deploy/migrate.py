@@ -7,9 +7,8 @@ spec/migrations/README.md has the contract.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +140,7 @@ class PlaybookRunner:
         from stagecraft.ansible.request import RunRequest, SshSettings
         from stagecraft.ansible.runner import run as run_bundle
         from stagecraft.migrations.runner import completed_from_result, role_vars
+        from stagecraft.paths import host_root_extravars
         from stagecraft.render.inventory import render_inventory
 
         fleet, setup = self.fleet, self.setup
@@ -155,7 +155,7 @@ class PlaybookRunner:
                    f"{int(time.time() * 1000) % 1000:03d}",
             playbook="migrate.yml",
             inventory=render_inventory(fleet.env, dict(fleet.records), fleet.connection),
-            extravars={"migrations_host": setup.host, **variables},
+            extravars={**host_root_extravars(), "migrations_host": setup.host, **variables},
             secret_extravars={"migrations_secret_env": dict(setup.secret_env)},
             ssh=SshSettings(private_key_file=access.private_key,
                             known_hosts_file=access.known_hosts, user=access.user),
@@ -163,7 +163,7 @@ class PlaybookRunner:
         bundle = prepare(request, fleet.runs_dir)
         result = run_bundle(bundle, on_event=self.on_event)
         self.runs.append(Path(result.artifacts_dir))
-        found = _migration_result(Path(result.artifacts_dir))
+        found = _migration_result(result.events)
         if found is None:
             result.raise_for_status()  # unreachable host, bad inventory: the run's error
             raise RunFailed(f"the migration run on {setup.host} recorded no outcome",
@@ -171,18 +171,10 @@ class PlaybookRunner:
         return completed_from_result(found)
 
 
-def _migration_result(artifacts_dir: Path) -> Mapping[str, Any] | None:
-    """The ``migrations_result`` fact the role set, from the run's job events."""
-    events_dir = artifacts_dir / "job_events"
+def _migration_result(events: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The ``migrations_result`` fact the role set, from the run's events (the last one)."""
     found: Mapping[str, Any] | None = None
-    if not events_dir.is_dir():
-        return None
-    for path in sorted(events_dir.glob("*.json"),
-                       key=lambda p: int(p.name.split("-", 1)[0]) if p.name[0].isdigit() else 0):
-        try:
-            event = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+    for event in events:
         res = (event.get("event_data") or {}).get("res")
         if isinstance(res, Mapping):
             facts = res.get("ansible_facts")

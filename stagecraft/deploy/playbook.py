@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from stagecraft.deploy.hooks import Hooks
 from stagecraft.deploy.request import RegistryLogin, release_request
 from stagecraft.hosts.fleet import Fleet
-from stagecraft.hosts.lock import performer
+from stagecraft.identity import performer
 from stagecraft.render.state import HostRender
 
 if TYPE_CHECKING:

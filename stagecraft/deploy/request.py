@@ -16,6 +16,7 @@ from typing import Any
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.config.values import parse_duration
+from stagecraft.paths import host_root_extravars
 from stagecraft.providers.cloud.base import HostRecord, SshAccess
 from stagecraft.hosts.fleet import ConnectionSettings
 from stagecraft.render.inventory import render_inventory
@@ -94,6 +95,7 @@ def release_request(
         # Same Traefik configuration and running: the rollout play skips the role.
         hosts[name]["stagecraft_traefik_changed"] = name not in current
     extravars: dict[str, Any] = {
+        **host_root_extravars(),
         "stagecraft_project": env.project.name,
         "stagecraft_environment": env.name,
         "stagecraft_release_id": release_id,

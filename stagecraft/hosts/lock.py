@@ -9,10 +9,8 @@ directly. See spec/deploy/contracts.md.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,25 +19,19 @@ from typing import Any
 
 from stagecraft.errors import LockHeld, StateError
 from stagecraft.hosts.remote import RemoteHost, quote
+from stagecraft.identity import performer, process_gone
+from stagecraft.paths import HOST_ROOT
 
 POLL_SECONDS = 2.0
 
 
 def base_dir(project: str, environment: str) -> str:
-    return f"/opt/stagecraft/{project}/{environment}"
+    """The environment's directory on a host."""
+    return f"{HOST_ROOT}/{project}/{environment}"
 
 
 def lock_dir(project: str, environment: str) -> str:
     return f"{base_dir(project, environment)}/lock"
-
-
-def performer() -> str:
-    """``user@machine``: who is deploying, as written in the lock, ledger and audit log."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -81,16 +73,7 @@ class LockInfo:
     @property
     def stale(self) -> bool:
         """Held by a process of this machine that no longer exists."""
-        machine = self.holder.rpartition("@")[2]
-        if machine != socket.gethostname() or self.pid <= 0:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return process_gone(self.holder, self.pid)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -22,6 +22,7 @@ from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
 from stagecraft.hosts.fleet import Fleet
 from stagecraft.infra import firewall
+from stagecraft.paths import host_root_extravars
 from stagecraft.providers.cloud import StateFiles
 from stagecraft.render.compose import services_on
 from stagecraft.render.inventory import render_inventory
@@ -47,6 +48,7 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
     cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
     private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
     extravars: dict[str, Any] = {
+        **host_root_extravars(),
         "bootstrap_project": env.project.name,
         "bootstrap_environment": env.name,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]

@@ -17,7 +17,6 @@ from stagecraft.ledger.model import (
     ReleaseHost,
     ReleaseResult,
     RolloutResult,
-    current_performer,
     utc_now,
 )
 from stagecraft.ledger.release_id import (
@@ -37,6 +36,6 @@ __all__ = [
     "ImageRecord", "Ledger", "LedgerData",
     "MigrationRecord", "PhaseHostRecord", "PhaseRecord", "PhaseStatus", "Release",
     "ReleaseAction", "ReleaseHost", "ReleaseId", "ReleaseIdError", "ReleaseNotFound",
-    "ReleaseResult", "RolloutResult", "current_performer", "format_release_id",
+    "ReleaseResult", "RolloutResult", "format_release_id",
     "git_source", "is_release_id", "ledger_path", "new_release_id", "parse_release_id", "utc_now",
 ]

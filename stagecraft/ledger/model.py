@@ -8,8 +8,6 @@ store masks every registered secret value before it writes.
 
 from __future__ import annotations
 
-import getpass
-import socket
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -27,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from stagecraft import identity
 from stagecraft.ledger.release_id import parse_release_id
 from stagecraft.plan.phases import PHASE_NAMES, PhaseName
 from stagecraft.render.state import HostState
@@ -93,15 +92,6 @@ UtcTime = Annotated[
 
 def utc_now() -> datetime:
     return _whole_utc_seconds(datetime.now(UTC))
-
-
-def current_performer() -> str:
-    """``user@host`` of whoever runs this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry and no USER variable (some containers)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def _release_id(value: str) -> str:
@@ -232,7 +222,7 @@ class Release(_Model):
     images: dict[str, ImageRecord] = Field(
         default_factory=dict, description="Per service: the image hosts pull.")
     config_hash: str = Field("", description="Hash of the resolved environment configuration.")
-    performer: str = Field(default_factory=current_performer, description="user@host.")
+    performer: str = Field(default_factory=identity.performer, description="user@host.")
     pid: int | None = Field(
         None, description="Process id of the stagecraft run that wrote it, so a run that "
         "was killed can be told from one still running.")

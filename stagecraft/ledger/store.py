@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -22,6 +20,7 @@ from pydantic import ValidationError
 
 from stagecraft.errors import StateError, UsageError
 from stagecraft.fsutil import exclusive_lock, write_atomic
+from stagecraft.identity import process_gone
 from stagecraft.ledger.model import (
     SCHEMA_VERSION,
     ErrorRecord,
@@ -211,7 +210,7 @@ class Ledger:
         def abandoned(release: Release) -> bool:
             return (release.result == "running" and release.pid is not None
                     and (environment is None or release.environment == environment)
-                    and _process_gone(release.performer, release.pid))
+                    and process_gone(release.performer, release.pid))
 
         if not any(abandoned(r) for r in self.load().releases):
             return []
@@ -251,20 +250,6 @@ class Ledger:
                 stale.unlink()
             except OSError:
                 pass
-
-
-def _process_gone(performer: str, pid: int) -> bool:
-    """Whether ``pid`` of ``performer`` (user@machine) is known to be gone; a process
-    on another machine cannot be checked, so it is never called gone."""
-    if performer.rpartition("@")[2] != socket.gethostname() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _interrupted(release: Release) -> Release:

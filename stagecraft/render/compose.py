@@ -324,7 +324,7 @@ def env_file_of(env: ResolvedEnvironment, name: str, secrets: Mapping[str, str])
     return "\n".join(lines) + "\n"
 
 
-def config_hash(definition: Mapping[str, Any], env_file: str | None,
+def service_config_hash(definition: Mapping[str, Any], env_file: str | None,
                 volumes: Mapping[str, Any]) -> str:
     """Hash of a service as rendered: definition (without the hash label), env file,
     and the top-level declarations of the volumes it mounts."""
@@ -394,7 +394,7 @@ def service_definition(env: ResolvedEnvironment, host: Host, name: str, inp: Ren
             f"traefik.http.services.{router}.loadbalancer.server.port": str(service.port),
         })
     definition["labels"] = {key: _compose_text(value) for key, value in labels.items()}
-    labels[CONFIG_HASH_LABEL] = config_hash(definition, env_file, volumes)
+    labels[CONFIG_HASH_LABEL] = service_config_hash(definition, env_file, volumes)
     definition["labels"] = {key: _compose_text(value) for key, value in sorted(labels.items())}
     return definition, env_file, volumes
 

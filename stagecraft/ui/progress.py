@@ -28,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from stagecraft.ansible.events import HostState, RunState, Update
+from stagecraft.ansible.events import HostProgress, RunState, Update
 
 OutputMode = Literal["text", "json"]
 
@@ -52,7 +52,7 @@ def _one_line(message: str) -> str:
     return " / ".join(parts)
 
 
-def _counts(host: HostState) -> str:
+def _counts(host: HostProgress) -> str:
     return (
         f"ok={host.ok} changed={host.changed} failed={host.failed} skipped={host.skipped} "
         f"unreachable={host.unreachable} ignored={host.ignored} rescued={host.rescued}"

@@ -18,7 +18,7 @@ import pytest
 from stagecraft.ansible.bundle import RunLock, prepare
 from stagecraft.ansible.events import RunState
 from stagecraft.ansible.request import RunRequest
-from stagecraft.ansible.runner import RunResult, run
+from stagecraft.ansible.runner import recorded_events, run
 from stagecraft.errors import ExitCode, Interrupted, RunFailed, StateError
 from stagecraft.redact import MASK
 
@@ -44,14 +44,6 @@ def make_request(playbook: str, run_id: str = "run-1", **changes) -> RunRequest:
     values = {"run_id": run_id, "playbook": PLAYBOOKS / playbook, "inventory": INVENTORY}
     values.update(changes)
     return RunRequest(**values)
-
-
-def job_events(result: RunResult) -> list[dict]:
-    files = sorted(
-        (result.artifacts_dir / "job_events").glob("*.json"),
-        key=lambda p: int(p.name.split("-", 1)[0]),
-    )
-    return [json.loads(p.read_text()) for p in files]
 
 
 def test_success_reports_changes_and_streams_events(
@@ -91,12 +83,16 @@ def test_success_reports_changes_and_streams_events(
     assert (artifacts / "status").read_text() == "successful"
     assert json.loads((artifacts / "result.json").read_text())["hosts"]["beta"]["changed"] == 1
     assert "TASK [Write a file per host]" in (artifacts / "stdout").read_text()
-    assert len(job_events(result)) >= 10
+    assert len(result.events) >= 10
+    # The result carries the events ansible-runner wrote, in the same order.
+    on_disk = recorded_events(artifacts)
+    assert [e["uuid"] for e in result.events] == [e["uuid"] for e in on_disk]
+    assert [e["counter"] for e in result.events] == sorted(e["counter"] for e in result.events)
 
     # Only allowlisted variables reach Ansible.
     (shown,) = {
         e["event_data"]["res"]["msg"]
-        for e in job_events(result)
+        for e in result.events
         if e["event"] == "runner_on_ok" and e["event_data"]["task"] == "Show the environment Ansible got"
     }
     assert shown == "listed=yes unlisted="
@@ -142,7 +138,7 @@ def test_a_secret_never_reaches_artifacts_events_or_results(runs_dir: Path, out_
     assert (out_dir / "alpha.secret").read_text() == SECRET + "\n"
     # ... and the task that echoed it shows the mask instead.
     echoed = [
-        e for e in job_events(result)
+        e for e in result.events
         if e["event"] == "runner_on_ok" and e["event_data"]["task"] == "Echo the secret by mistake"
     ]
     assert len(echoed) == 2
@@ -159,6 +155,7 @@ def test_a_secret_never_reaches_artifacts_events_or_results(runs_dir: Path, out_
     assert not list((result.artifacts_dir / "job_events").glob("*-partial.json"))
     # Nor in anything handed to the UI or the caller.
     assert SECRET not in repr(seen) and SECRET not in json.dumps(result.to_dict())
+    assert SECRET not in json.dumps(list(result.events))
 
 
 def test_check_mode_changes_nothing(runs_dir: Path, out_dir: Path) -> None:

@@ -17,6 +17,7 @@ from stagecraft.infra import firewall
 from stagecraft.infra.bootstrap import bootstrap_request
 from stagecraft.config import load_config_text
 from stagecraft.hosts.fleet import Fleet, fleet_spec
+from stagecraft.paths import HOST_ROOT
 from stagecraft.providers.cloud import HostRecord, SshAccess, StateFiles
 from stagecraft.providers.cloud.base import write_hosts_file
 
@@ -190,3 +191,5 @@ def test_bootstrap_passes_the_firewall_section_and_the_private_side(tmp_path, ci
     assert extravars["firewall_private_cidrs"] == expected
     # Per host, from the inventory's roles: an extra variable would outrank the playbook's.
     assert "firewall_edge" not in extravars
+    # stagecraft's root on the hosts, for the layout the bootstrap role makes.
+    assert extravars["stagecraft_root"] == HOST_ROOT

@@ -36,7 +36,7 @@ options:
     type: str
     required: true
   base_dir:
-    description: The environment's directory on the host (C(/opt/stagecraft/<project>/<environment>)).
+    description: The environment's directory on the host (C(<stagecraft_root>/<project>/<environment>)).
     type: path
     required: true
   release_id:

@@ -26,7 +26,7 @@ author:
   - stagecraft maintainers
 options:
   base_dir:
-    description: The environment's directory (C(/opt/stagecraft/<project>/<environment>)); it must exist.
+    description: The environment's directory (C(<stagecraft_root>/<project>/<environment>)); it must exist.
     type: path
     required: true
   state:

@@ -24,7 +24,7 @@ author:
 options:
   base_dir:
     description:
-      - The environment's directory (C(/opt/stagecraft/<project>/<environment>)); it must
+      - The environment's directory (C(<stagecraft_root>/<project>/<environment>)); it must
         exist (the bootstrap role makes it). C(releases/) is created inside when missing.
     type: path
     required: true
