@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stagecraft.providers.cloud.base import SshAccess
 
 # Environment variables every run gets from os.environ: without them
 # ansible-playbook cannot start (PATH), find ~/.ansible (HOME) or decode text.
@@ -78,6 +81,12 @@ class SshSettings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser().absolute())
+
+    @classmethod
+    def of(cls, access: SshAccess) -> SshSettings:
+        """The settings for hosts a cloud gives ``access`` to."""
+        return cls(private_key_file=access.private_key, known_hosts_file=access.known_hosts,
+                   user=access.user)
 
 
 def _frozen_json(value: Mapping[str, Any], what: str) -> Mapping[str, Any]:

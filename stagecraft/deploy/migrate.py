@@ -157,8 +157,7 @@ class PlaybookRunner:
             inventory=render_inventory(fleet.env, dict(fleet.records), fleet.connection),
             extravars={**host_root_extravars(), "migrations_host": setup.host, **variables},
             secret_extravars={"migrations_secret_env": dict(setup.secret_env)},
-            ssh=SshSettings(private_key_file=access.private_key,
-                            known_hosts_file=access.known_hosts, user=access.user),
+            ssh=SshSettings.of(access),
         )
         bundle = prepare(request, fleet.runs_dir)
         result = run_bundle(bundle, on_event=self.on_event)

@@ -139,6 +139,5 @@ def release_request(
         check=check,
         verbosity=max(0, verbosity - 1),
         limit=limit,
-        ssh=SshSettings(private_key_file=access.private_key,
-                        known_hosts_file=access.known_hosts, user=access.user),
+        ssh=SshSettings.of(access),
     )

@@ -37,18 +37,22 @@ LOAD_REQUESTS = 2000
 
 
 class LoadLoop(threading.Thread):
-    """A bounded load loop: ``count`` requests, then it stops by itself."""
+    """A load loop that runs until it is stopped and has sent at least ``count``
+    requests: it covers the whole command it runs beside, however slow the machine."""
 
-    def __init__(self, edge: Edge, count: int = LOAD_REQUESTS, max_seconds: float = 600) -> None:
+    def __init__(self, edge: Edge, count: int = LOAD_REQUESTS, max_seconds: float = 1800) -> None:
         super().__init__(daemon=True)
         self.edge, self.count, self.max_seconds = edge, count, max_seconds
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
         self.sent = 0
+        self.stopped = threading.Event()
 
     def run(self) -> None:
+        # The deadline only keeps a broken edge from hanging the suite.
         deadline = time.monotonic() + self.max_seconds
-        while self.sent < self.count and time.monotonic() < deadline:
+        while (self.sent < self.count or not self.stopped.is_set()) \
+                and time.monotonic() < deadline:
             self.sent += 1
             try:
                 status, body = self.edge.get("/version")
@@ -62,11 +66,13 @@ class LoadLoop(threading.Thread):
 
 
 def run_under_load(edge: Edge, *args: str, project: Path) -> tuple[subprocess.CompletedProcess, LoadLoop]:
-    """Run a stagecraft command while a load loop runs; the loop finishes its count."""
+    """Run a stagecraft command while a load loop runs; the loop goes on until the
+    command is done and it has sent its count."""
     loop = LoadLoop(edge)
     loop.start()
     result = stagecraft(project, *args)
-    loop.join(timeout=900)
+    loop.stopped.set()
+    loop.join(timeout=loop.max_seconds)
     assert not loop.is_alive(), "the load loop did not stop"
     return result, loop
 
