@@ -6,6 +6,8 @@ becomes the JSON Schema that editors show, and the reference docs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
@@ -439,6 +441,11 @@ class ResolvedEnvironment(Model):
     domain: Optional[str] = Field(None, description="Base domain.")
     tls: Tls = Field(default_factory=Tls, description="Certificates on edge hosts.")
     hosts: list[Host] = Field(description="The hosts.")
+
+    def config_hash(self) -> str:
+        """A short hash of this resolved configuration, recorded with each release."""
+        text = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def tls_mode(self) -> str:

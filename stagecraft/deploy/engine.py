@@ -10,16 +10,13 @@ killed at any point leaves a record the next run can read.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.deploy.hooks import HookContext, Hooks
 from stagecraft.deploy.images import digest_of
-from stagecraft.deploy.migrate import MigrationSetup, release_migrations
+from stagecraft.deploy.migrate import MigrationSetup, release_migrations, run_phase
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
 from stagecraft.deploy.playbook import run_release_playbook
 from stagecraft.deploy.request import RegistryLogin
@@ -37,6 +34,7 @@ from stagecraft.identity import performer
 from stagecraft.ledger.model import ImageRecord, PhaseStatus, Release, ReleaseAction, ReleaseHost
 from stagecraft.ledger.model import ReleaseResult
 from stagecraft.ledger.recorder import ReleaseRecorder
+from stagecraft.migrations.base import Phase
 from stagecraft.plan import Plan
 from stagecraft.plan.phases import PhaseName
 from stagecraft.render.state import HostRender
@@ -86,12 +84,6 @@ class ReleaseOutcome:
         }
 
 
-def config_hash(env: ResolvedEnvironment) -> str:
-    """Hash of the resolved environment's configuration, recorded with each release."""
-    text = json.dumps(env.model_dump(mode="json", by_alias=True), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 # ---------------------------------------------------------------- the engine
 
 
@@ -132,7 +124,7 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     if recorder is None:
         recorder = ReleaseRecorder.start(
             fleet.ledger, env.name, fleet.project_dir, action=ReleaseAction(action),
-            release_id=release_id, config_hash=config_hash(env), message=options.message,
+            release_id=release_id, config_hash=env.config_hash(), message=options.message,
             rollback_of=rollback_of, dry_run=options.check, say=say)
     recorder.settle(image_records, host_records)
     record_id = recorder.release_id or release_id
@@ -235,11 +227,9 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     return outcome
 
 
-def _migrate(fleet: Fleet, recorder: ReleaseRecorder, setup: MigrationSetup, phase: str,
+def _migrate(fleet: Fleet, recorder: ReleaseRecorder, setup: MigrationSetup, phase: Phase,
              say: Say) -> None:
     """Run one migration phase, record it in the ledger; MigrationFailed on failure."""
-    from stagecraft.deploy.migrate import run_phase
-
     name: PhaseName = "migrate-pre" if phase == "pre" else "migrate-post"
     recorder.phase_started(name)
     say(f"{name}: {setup.engine_name} migrations on {setup.host} ({setup.image})")

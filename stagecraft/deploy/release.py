@@ -12,7 +12,6 @@ from stagecraft.deploy.engine import (
     ReleaseOutcome,
     Say,
     _quiet,
-    config_hash,
     execute,
     load_hooks,
 )
@@ -104,7 +103,7 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
     # Recorded next, so a failure or a kill in the build still leaves its record.
     recorder = ReleaseRecorder.start(
         fleet.ledger, env.name, fleet.project_dir, action=ReleaseAction.DEPLOY,
-        release_id=release_id, config_hash=config_hash(env), message=options.message,
+        release_id=release_id, config_hash=env.config_hash(), message=options.message,
         dry_run=options.check, say=say)
     if recorder.release_id is not None and recorder.release_id != release_id:
         release_id = recorder.release_id  # another run took this second
