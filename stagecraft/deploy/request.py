@@ -80,8 +80,7 @@ def release_request(
     start_stateful: bool = False,
 ) -> RunRequest:
     """The run of ``playbook`` (deploy.yml or rollback.yml) for ``renders``' hosts."""
-    connection = ConnectionSettings(private_key=access.private_key,
-                                    known_hosts=access.known_hosts, user=access.user)
+    connection = ConnectionSettings.of(access)
     inventory = copy.deepcopy(render_inventory(env, dict(records), connection))
     hosts = _host_entries(inventory)
     current = set(traefik_current)

@@ -47,6 +47,12 @@ class ConnectionSettings:
     known_hosts: Path | None = None
     user: str | None = None
 
+    @classmethod
+    def of(cls, access: SshAccess) -> ConnectionSettings:
+        """The settings for hosts a cloud gives ``access`` to."""
+        return cls(private_key=access.private_key, known_hosts=access.known_hosts,
+                   user=access.user)
+
 
 def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
     """The hosts an environment asks for, in the cloud interface's terms."""
@@ -162,9 +168,7 @@ class Fleet:
     @property
     def connection(self) -> ConnectionSettings:
         """How Ansible reaches the hosts: the cloud's key, known_hosts and user."""
-        access = self.access
-        return ConnectionSettings(private_key=access.private_key,
-                                  known_hosts=access.known_hosts, user=access.user)
+        return ConnectionSettings.of(self.access)
 
     @property
     def ledger(self) -> Ledger:
