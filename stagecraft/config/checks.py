@@ -182,15 +182,41 @@ def _check_migrations(env: ResolvedEnvironment) -> Iterator[Issue]:
                         f"engine '{migrations.engine}' needs path: (the migrations directory)")
 
 
+#: Host fields that say how to reach a server that already exists (cloud `ssh`).
+CONNECTION_FIELDS = ("address", "port", "user", "ssh_key", "proxy_jump")
+
+
 def _check_cloud(env: ResolvedEnvironment) -> Iterator[Issue]:
     kind = env.providers.cloud.kind
+    names = {host.name: host for host in env.hosts}
     for index, host in enumerate(env.hosts):
         if kind == "ssh" and not host.address:
             yield Issue(("hosts", index), f"host '{host.name}' needs an address: cloud 'ssh' "
                                           "connects to hosts that already exist")
-        if kind != "ssh" and host.address:
-            yield Issue(("hosts", index, "address"),
-                        f"address is only for cloud 'ssh'; cloud '{kind}' assigns addresses")
+        if kind != "ssh":
+            for name in CONNECTION_FIELDS:
+                if getattr(host, name) is not None:
+                    yield Issue(("hosts", index, name),
+                                f"{name} is only for cloud 'ssh'; cloud '{kind}' makes its "
+                                "hosts and knows how to reach them")
+            continue
+        for name in host.volumes:
+            volume = env.volumes.get(name)
+            if volume is not None and volume.device is None:
+                yield Issue(("volumes", name, "device"),
+                            f"volume '{name}' on host '{host.name}' needs a device: cloud "
+                            "'ssh' attaches nothing, so name the disk the server already "
+                            "has (a stable path such as /dev/disk/by-id/...)")
+        jump = host.proxy_jump
+        if jump is None:
+            continue
+        if jump == host.name:
+            yield Issue(("hosts", index, "proxy_jump"),
+                        f"host '{host.name}' cannot be its own bastion")
+        elif jump in names and names[jump].proxy_jump is not None:
+            yield Issue(("hosts", index, "proxy_jump"),
+                        f"bastion '{jump}' is itself reached through a bastion; stagecraft "
+                        "takes one hop: point proxy_jump at a host reached directly")
 
 
 def _check_provider_kinds(env: ResolvedEnvironment,

@@ -52,6 +52,7 @@ DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+SshUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
 TailnetTag = Annotated[str, StringConstraints(pattern=r"^tag:[a-z0-9-]+$")]
 EnvValue = Union[str, int, float, bool]
 
@@ -167,9 +168,14 @@ class CloudLocal(Model):
 
 
 class CloudSSH(Model):
-    """Hosts exist already and are reached by SSH at their `address`."""
+    """Hosts exist already (servers you rent or own) and are reached by SSH at their `address`."""
 
     kind: Literal["ssh"] = Field(description="Provider kind.")
+    user: SshUser = Field("root", description="User that adopts and bootstraps hosts that "
+                          "name none: root, or one with passwordless sudo.")
+    ssh_key: Optional[str] = Field(
+        None, description="Private key file for hosts that name none (default: your ssh "
+        "agent and ~/.ssh). `~` is expanded.")
 
 
 class SecretsEnvfile(Model):
@@ -359,9 +365,19 @@ class Host(Model):
     size: Optional[str] = Field(None, description="Cloud size slug.")
     region: Optional[str] = Field(None, description="Cloud region, if not the provider's.")
     volumes: list[str] = Field(default_factory=list, description="Volumes attached to this host.")
-    address: Optional[str] = Field(None, description="Address to reach the host at (cloud `ssh`).")
-    ssh_user: Optional[str] = Field(None, description="User to connect as (default: the deploy user).")
-    ssh_port: Optional[Port] = Field(None, description="SSH port (default 22).")
+    address: Optional[str] = Field(
+        None, description="IP address or DNS name the controller reaches the host at (cloud `ssh`).")
+    port: Optional[Port] = Field(None, description="SSH port (cloud `ssh`; default 22).")
+    user: Optional[SshUser] = Field(
+        None, description="User that adopts and bootstraps the host: root, or one with "
+        "passwordless sudo (cloud `ssh`; default: the cloud's `user`). After bootstrap "
+        "stagecraft connects as the deploy user.")
+    ssh_key: Optional[str] = Field(
+        None, description="Private key file for this host (cloud `ssh`; default: the cloud's "
+        "`ssh_key`, else your ssh agent and ~/.ssh). `~` is expanded.")
+    proxy_jump: Optional[str] = Field(
+        None, description="Bastion to reach the host through (cloud `ssh`): the name of "
+        "another host of the environment, or [user@]address[:port].")
 
 
 def _partial(model: type[Model], name: str) -> type[Model]:

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stagecraft.config.schema import ResolvedEnvironment
+from stagecraft.config.schema import CloudSSH, Host, ResolvedEnvironment
 from stagecraft.errors import StateError
 from stagecraft.ledger import Ledger
 from stagecraft.providers.cloud import (
@@ -59,9 +59,19 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
     return FleetSpec(
         project=env.project.name,
         environment=env.name,
-        hosts=tuple(HostSpec(h.name, tuple(h.roles), h.size, tuple(h.volumes)) for h in env.hosts),
+        hosts=tuple(_host_spec(env, h) for h in env.hosts),
         volume_sizes={name: volume.size_gb for name, volume in env.volumes.items()},
     )
+
+
+def _host_spec(env: ResolvedEnvironment, host: Host) -> HostSpec:
+    cloud = env.providers.cloud
+    user = host.user or (cloud.user if isinstance(cloud, CloudSSH) else None)
+    key = host.ssh_key or (cloud.ssh_key if isinstance(cloud, CloudSSH) else None)
+    return HostSpec(host.name, tuple(host.roles), host.size, tuple(host.volumes),
+                    address=host.address, port=host.port, user=user,
+                    ssh_key=str(Path(key).expanduser()) if key else None,
+                    proxy_jump=host.proxy_jump)
 
 
 def cloud_for(env: ResolvedEnvironment) -> CloudProvider:

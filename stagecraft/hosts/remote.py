@@ -32,13 +32,21 @@ class RemoteHost:
     port: int
     user: str
     access: SshAccess
+    private_key: Path | None = None  # this host's own key; None: the access's
+    proxy: str | None = None  # the bastion, user@address:port
+
+    @property
+    def key(self) -> Path | None:
+        """The private key this host is reached with (None: ssh's defaults and agent)."""
+        return self.private_key or self.access.private_key
 
     def ssh_argv(self, command: str | None, *, flags: Sequence[str] = ()) -> list[str]:
         """``ssh`` argv that runs ``command`` (a shell string; None: a login shell) on
         the host; ``flags`` go right after ``ssh``."""
-        return ssh.ssh_argv(private_key=self.access.private_key,
+        return ssh.ssh_argv(private_key=self.key,
                             known_hosts=self.access.known_hosts, address=self.address,
-                            port=self.port, user=self.user, command=command, flags=flags)
+                            port=self.port, user=self.user, command=command, flags=flags,
+                            proxy=self.proxy)
 
     def run(self, command: str, *, input: str | None = None, timeout: float = 60,
             check: bool = True, what: str | None = None) -> Completed:
@@ -64,8 +72,10 @@ def remote_hosts(records: Mapping[str, HostRecord], access: SshAccess,
             raise StateError(f"host {name} has no address in the host list",
                              hint="create the hosts first: stagecraft infra up")
         hosts[name] = RemoteHost(name=name, address=record.ssh_host,
-                                 port=record.ssh_port or 22, user=access.user or record.ssh_user,
-                                 access=access)
+                                 port=record.ssh_port or 22, user=record.ssh_user or access.user,
+                                 access=access,
+                                 private_key=Path(record.ssh_key) if record.ssh_key else None,
+                                 proxy=record.ssh_proxy)
     return hosts
 
 

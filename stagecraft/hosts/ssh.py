@@ -22,9 +22,11 @@ from pathlib import Path
 
 from stagecraft.errors import EnvironmentMissing
 
-# Short and fixed: a socket path must fit in ~104 bytes (%C is 40 characters,
-# and ssh adds a 17-character temporary suffix while it sets the socket up).
-CONTROL_PATH_DIR = Path(f"/tmp/stagecraft-cp-{os.getuid()}")
+# Ansible's own default directory, so plain ansible-playbook runs with this
+# repository's ansible.cfg (control_path = %(directory)s/%%C) share the sockets too.
+# Short enough: a socket path must fit in ~104 bytes (%C is 40 characters, and ssh
+# adds a 17-character temporary suffix while it sets the socket up).
+CONTROL_PATH_DIR = Path.home() / ".ansible" / "cp"
 # How long an idle connection stays open for the next command (measured: a
 # playbook of ten tasks takes 8 s instead of 34 s when it reuses one).
 CONTROL_PERSIST = "60s"
@@ -72,18 +74,49 @@ def connection_options(private_key: Path | str | None,
                     "BatchMode=yes"])
 
 
+def split_destination(destination: str, default_user: str) -> tuple[str, str, int]:
+    """``[user@]address[:port]`` -> (user, address, port); ``[v6]:port`` works too."""
+    user, _, rest = destination.rpartition("@")
+    address, port = rest, 22
+    if rest.startswith("["):
+        address, _, tail = rest[1:].partition("]")
+        port = int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else 22
+    elif rest.count(":") == 1:
+        head, _, tail = rest.partition(":")
+        if tail.isdigit():
+            address, port = head, int(tail)
+    return user or default_user, address, port
+
+
+def proxy_options(proxy: str | None, private_key: Path | str | None,
+                  known_hosts: Path | str | None) -> list[str]:
+    """``ProxyCommand`` through the bastion ``proxy`` (``user@address:port``), checked
+    like every other connection: the same key and the same pinned host keys.
+
+    Not ``ProxyJump``: the ssh it starts for the bastion would not get these options.
+    """
+    if proxy is None:
+        return []
+    user, address, port = split_destination(proxy, "root")
+    inner = ["ssh", *connection_options(private_key, known_hosts),
+             "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+             "-W", "%h:%p", "-p", str(port), "-l", user, address]
+    return [f"ProxyCommand={shlex.join(inner)}"]
+
+
 def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
              address: str, port: int, user: str, command: str | None = None,
-             flags: Sequence[str] = ()) -> list[str]:
+             flags: Sequence[str] = (), proxy: str | None = None) -> list[str]:
     """``ssh`` argv to ``user@address:port``, running ``command`` (a shell string) there.
 
     ``command`` None leaves it out (a login shell). ``flags`` come right after
-    ``ssh`` (``-t``, more ``-o`` options). Call :func:`make_control_dir` before
-    running it.
+    ``ssh`` (``-t``, more ``-o`` options). ``proxy``: the bastion to go through
+    (``user@address:port``). Call :func:`make_control_dir` before running it.
     """
     argv = [
         "ssh", *flags,
         *connection_options(private_key, known_hosts),
+        *as_args(proxy_options(proxy, private_key, known_hosts)),
         *as_args(control_options()),
         "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
         "-p", str(port), "-l", user, address,
@@ -93,12 +126,15 @@ def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
     return argv
 
 
-def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None) -> str:
-    """The ``ansible_ssh_common_args`` of a host: pinned host keys, checked, one key.
+def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None,
+                        proxy: str | None = None) -> str:
+    """The ``ansible_ssh_common_args`` of a host: pinned host keys, checked, one key,
+    and the bastion's ProxyCommand when it has one.
 
     The key file itself reaches Ansible as ``ansible_ssh_private_key_file``.
     """
-    return shlex.join(as_args(ansible_key_options(private_key, known_hosts)))
+    return shlex.join(as_args([*ansible_key_options(private_key, known_hosts),
+                               *proxy_options(proxy, private_key, known_hosts)]))
 
 
 def ansible_key_options(private_key: Path | str | None,
@@ -134,7 +170,7 @@ def ansible_env(private_key: Path | str | None, known_hosts: Path | str | None) 
 def make_control_dir() -> Path:
     """Create the control socket directory (0700), refusing one we do not own."""
     try:
-        CONTROL_PATH_DIR.mkdir(mode=0o700, exist_ok=True)
+        CONTROL_PATH_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = CONTROL_PATH_DIR.lstat()
     except OSError as exc:
         raise EnvironmentMissing(f"cannot create {CONTROL_PATH_DIR}: {exc}") from None

@@ -24,6 +24,7 @@ group; the other groups only list members.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from stagecraft.config.loader import LoadedConfig
@@ -138,21 +139,26 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
     if not address:
         return facts
     facts["ansible_host"] = address
-    port = (record.ssh_port if record is not None else None) or host.ssh_port
+    port = (record.ssh_port if record is not None else None) or host.port
     if port:
         facts["ansible_port"] = port
-    user = host.ssh_user or (record.ssh_user if record is not None else None) or connection.user
+    user = (record.ssh_user if record is not None else None) or host.user or connection.user
     if user:
         facts["ansible_user"] = user
-    if connection.private_key is not None:
-        facts["ansible_ssh_private_key_file"] = str(connection.private_key)
-    facts["ansible_ssh_common_args"] = ssh_common_args(connection)
+    key = (record.ssh_key if record is not None else None) or connection.private_key
+    if key is not None:
+        facts["ansible_ssh_private_key_file"] = str(key)
+    proxy = record.ssh_proxy if record is not None else None
+    facts["ansible_ssh_common_args"] = ssh_common_args(connection, key, proxy)
     return facts
 
 
-def ssh_common_args(connection: ConnectionSettings) -> str:
-    """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked."""
-    return ssh.ansible_common_args(connection.private_key, connection.known_hosts)
+def ssh_common_args(connection: ConnectionSettings, key: Path | str | None = None,
+                    proxy: str | None = None) -> str:
+    """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked,
+    and the way through the bastion ``proxy``."""
+    return ssh.ansible_common_args(key or connection.private_key, connection.known_hosts,
+                                   proxy)
 
 
 # ------------------------------------------------------------------ state files

@@ -227,8 +227,8 @@ def test_a_recorded_host_is_reached_at_its_recorded_address_with_pinned_keys():
 
 
 def test_an_ssh_host_is_reached_at_the_address_and_user_of_the_config():
-    env = minimal("      - { name: web-1, roles: [app], address: 192.0.2.7, ssh_user: deploy, "
-                  "ssh_port: 2222 }", cloud="ssh")
+    env = minimal("      - { name: web-1, roles: [app], address: 192.0.2.7, user: deploy, "
+                  "port: 2222 }", cloud="ssh")
     web = host_vars(env, None, ConnectionSettings(user="root"))["web-1"]
     assert (web["ansible_host"], web["ansible_port"], web["ansible_user"]) == (
         "192.0.2.7", 2222, "deploy")
@@ -237,12 +237,14 @@ def test_an_ssh_host_is_reached_at_the_address_and_user_of_the_config():
     assert web["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=yes"
 
 
-def test_user_comes_from_the_config_then_the_record_then_the_connection():
-    env = minimal("      - { name: a, roles: [app], address: 192.0.2.1, ssh_user: deploy }\n"
+def test_user_comes_from_the_record_then_the_config_then_the_connection():
+    env = minimal("      - { name: a, roles: [app], address: 192.0.2.1, user: deploy }\n"
                   "      - { name: b, roles: [app], address: 192.0.2.2 }\n"
                   "      - { name: c, roles: [app], address: 192.0.2.3 }", cloud="ssh")
+    # The record says whom the provider connects as now (after bootstrap: the deploy
+    # user), so it outranks the config's adoption user.
     records = {name: record(name, None, None, None, user="admin", provider="ssh")
-               for name in ("a", "b")}
+               for name in ("b",)}
     hosts = host_vars(env, records, ConnectionSettings(user="fallback"))
     assert [hosts[n]["ansible_user"] for n in ("a", "b", "c")] == ["deploy", "admin", "fallback"]
     # A record without an address leaves the config's in place.

@@ -57,6 +57,12 @@ class HostSpec:
     roles: tuple[str, ...] = ()
     size: str | None = None  # provider size slug (s-2vcpu-4gb); the local cloud ignores it
     volumes: tuple[str, ...] = ()  # names of block-storage volumes attached to this host
+    # How to reach a server that exists already (cloud `ssh`); other clouds ignore them.
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    ssh_key: str | None = None  # private key file, `~` expanded; None: agent and ~/.ssh
+    proxy_jump: str | None = None  # another host's name, or [user@]address[:port]
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,14 @@ class HostRecord:
     # publishes them on 127.0.0.1); None when not published (real clouds: public_ip).
     http_port: int | None = None
     https_port: int | None = None
+    # The private key for this host when it is not the environment's (cloud `ssh`:
+    # the host's `ssh_key`); None: SshAccess.private_key.
+    ssh_key: str | None = None
+    # The bastion to reach this host through, ``user@address:port`` (cloud `ssh`).
+    ssh_proxy: str | None = None
+    # What the provider found on the host: "debian 13", "x86_64" (cloud `ssh`).
+    os: str | None = None
+    arch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data (tuples become lists)."""
@@ -176,7 +190,7 @@ class SshAccess:
     """How the controller reaches an environment's hosts: key, pinned host keys, user."""
 
     user: str
-    private_key: Path
+    private_key: Path | None  # None: ssh's own defaults and agent
     known_hosts: Path
 
     def ssh_options(self) -> list[str]:
@@ -257,7 +271,8 @@ def write_hosts_file(
         "environment": spec.environment,
         "ssh": {
             "user": ssh.user,
-            "private_key": os.path.relpath(ssh.private_key, files.state_dir),
+            "private_key": (os.path.relpath(ssh.private_key, files.state_dir)
+                            if ssh.private_key is not None else None),
             "known_hosts": os.path.relpath(ssh.known_hosts, files.state_dir),
         },
         **dict(extra or {}),
