@@ -20,6 +20,11 @@ HOST_ROOT = "/opt/stagecraft"
 HOST_ROOT_VAR = "stagecraft_root"
 
 
+# The user bootstrap creates on every host; deploys connect as it on clouds whose
+# hosts stop taking root logins (cloud `ssh`). The role's bootstrap_deploy_user.
+DEPLOY_USER = "deploy"
+
+
 def host_root_extravars() -> dict[str, str]:
     """The extra variable every playbook run gets, so no playbook relies on its default."""
     return {HOST_ROOT_VAR: HOST_ROOT}

@@ -10,6 +10,7 @@ from stagecraft.cli.context import AppContext, command
 
 if TYPE_CHECKING:
     from stagecraft.ansible.runner import RunResult
+    from stagecraft.hosts.fleet import Fleet
 
 
 def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
@@ -25,8 +26,35 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
     with progress_view(app.output, -1 if app.quiet else app.verbose,
                        run_id=request.run_id) as view:
         result = run_bootstrap(request, runs_dir, on_event=view.update)
+    if not app.dry_run and fleet.cloud.capabilities.deploy_user_logins:
+        # Also after a failed run: a host whose sshd already stopped taking root
+        # must be reached as the deploy user next time.
+        switch_to_deploy_user(fleet)
     result.raise_for_status()
     return result
+
+
+def switch_to_deploy_user(fleet: Fleet) -> list[str]:
+    """Record the deploy user as the SSH user of every host where it can log in now.
+    Returns the hosts switched."""
+    from dataclasses import replace
+
+    from stagecraft.hosts.remote import RemoteHost, in_parallel
+    from stagecraft.paths import DEPLOY_USER
+
+    pending = [host for host in fleet.remotes().values() if host.user != DEPLOY_USER]
+    if not pending:
+        return []
+
+    def can_log_in(host: RemoteHost) -> bool:
+        as_deploy = replace(host, user=DEPLOY_USER)
+        return as_deploy.run("true", check=False, timeout=30).returncode == 0
+
+    answers = in_parallel(pending, can_log_in)
+    names = [name for name, ok in answers.items() if ok]
+    if names:
+        fleet.cloud.bootstrapped(fleet.spec, fleet.state_dir, names, DEPLOY_USER)
+    return names
 
 
 @command("bootstrap", short_help="Prepare the hosts of an environment for deploys.")

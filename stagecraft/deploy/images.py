@@ -4,7 +4,7 @@ same image. The one place image references are resolved."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from stagecraft.config.schema import ResolvedEnvironment
@@ -22,17 +22,27 @@ def digest_of(ref: str) -> str | None:
     return ref.rpartition("@")[2] if "@sha256:" in ref else None
 
 
-def keep_same_images(images: Mapping[str, str], deployed: Mapping[str, HostState]) -> dict[str, str]:
-    """Where a new build produced the very image (digest) a host already runs, keep
-    the deployed reference: a tag that differs only by release id is no change."""
+def keep_same_images(images: Mapping[str, str], deployed: Mapping[str, HostState], *,
+                     same_ids: Callable[[Iterable[str]], Mapping[str, str]] | None = None
+                     ) -> dict[str, str]:
+    """Where a new build produced the very image a host already runs, keep the
+    deployed reference: a tag that differs only by release id is no change.
+
+    Pushed images compare by digest. ``same_ids`` (ref -> local image id, for images
+    that never reach a registry) compares them by image id instead."""
     running: dict[str, str] = {}
     for state in deployed.values():
         for name, service in state.services.items():
             running.setdefault(name, service.image)
+    ids = same_ids([*images.values(), *running.values()]) if same_ids else {}
     kept = dict(images)
     for name, ref in images.items():
         old = running.get(name)
-        if old and digest_of(ref) and digest_of(ref) == digest_of(old):
+        if not old:
+            continue
+        if digest_of(ref) and digest_of(ref) == digest_of(old):
+            kept[name] = old
+        elif ids.get(ref) and ids.get(ref) == ids.get(old):
             kept[name] = old
     return kept
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from stagecraft.deploy.engine import (
     execute,
     load_hooks,
 )
+from stagecraft.deploy.delivery import local_image_ids
 from stagecraft.deploy.images import (
     images_from_build,
     keep_same_images,
@@ -36,6 +37,7 @@ from stagecraft.ledger.model import Release, ReleaseAction
 from stagecraft.ledger.recorder import ReleaseRecorder
 from stagecraft.ledger.release_id import new_release_id
 from stagecraft.plan import Plan
+from stagecraft.render.state import HostRender
 from stagecraft.providers.secrets import resolve_secrets
 
 if TYPE_CHECKING:
@@ -46,14 +48,25 @@ def registry_for(fleet: Fleet) -> tuple[RegistryTarget | None, RegistryLogin | N
     """The build's registry fleet and the login hosts use (None: no registry needed)."""
     from stagecraft.deploy.build import registry_target
 
-    needs_registry = any(s.build is not None for s in fleet.env.services.values())
-    has_config = fleet.env.project.registry is not None
-    if not needs_registry and not has_config and not fleet.cloud.capabilities.registry:
+    if fleet.env.project.registry is None and not fleet.cloud.capabilities.registry:
+        # No registry at all: built images travel to the hosts directly (deploy/delivery.py).
         return None, None
     registry = registry_target(fleet.env, fleet.project_dir, fleet.cloud)
     login = RegistryLogin(server=registry.pull_server, username=registry.username,
                           password=registry.password)
     return registry, login
+
+
+def deliver_images(fleet: Fleet, renders: Mapping[str, HostRender], say: Say) -> None:
+    """Without a registry: load into each host the images built here that it runs
+    and lacks (a host that has them gets nothing)."""
+    from stagecraft.deploy.delivery import deliver, needs_by_host
+
+
+    by_host = {name: [s.image for s in render.state.services.values()]
+               for name, render in renders.items()}
+    local = local_image_ids(ref for refs in by_host.values() for ref in refs)
+    deliver(fleet, needs_by_host(by_host, local), say)
 
 
 def traefik_image_for(fleet: Fleet) -> str:
@@ -118,11 +131,12 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
             hooks.run("pre-build", on_line=say)
             say(f"build: images of {release_id}")
             built = build_images(env, fleet.project_dir, release_id, registry,
-                                 services=services, push=True, on_line=on_line,
-                                 cloud=fleet.cloud)
+                                 services=services, push=registry is not None,
+                                 on_line=on_line, cloud=fleet.cloud)
             images = images_from_build(env, built)
             recorder.phase_finished("build")
-        images = keep_same_images(images, deployed)
+        images = keep_same_images(images, deployed,
+                                  same_ids=local_image_ids if registry is None else None)
         traefik_image = traefik_image_for(fleet)
         renders = render_release(fleet, release_id, images, secrets, traefik_image,
                                  edge_tls(fleet.env, fleet.state_dir))
@@ -133,6 +147,8 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
                     "planned as a new host")
         plan = plan_for(fleet, renders, release_id, force=options.force,
                         unknown=observed.drift)
+        if registry is None and plan.has_changes and not options.check:
+            deliver_images(fleet, renders, say)
     except BaseException as exc:
         recorder.fail(exc, phase="build")
         raise
@@ -187,6 +203,8 @@ def rollback(fleet: Fleet, options: DeployOptions, *, to: str | None = None,
     plan = plan_for(fleet, renders, dir_id, action="rollback", force=options.force,
                     unknown=observed.drift)
     say(f"rollback of {env.name} to {dir_id}")
+    if login is None and plan.has_changes and not options.check:
+        deliver_images(fleet, renders, say)
     return execute(fleet, action="rollback", release_id=dir_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event, rollback_of=dir_id,

@@ -24,7 +24,6 @@ group; the other groups only list members.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from stagecraft.config.loader import LoadedConfig
@@ -145,15 +144,16 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
     user = (record.ssh_user if record is not None else None) or host.user or connection.user
     if user:
         facts["ansible_user"] = user
-    key = (record.ssh_key if record is not None else None) or connection.private_key
+    key = (record.ssh_key if record is not None else None) or (
+        str(connection.private_key) if connection.private_key is not None else None)
     if key is not None:
-        facts["ansible_ssh_private_key_file"] = str(key)
+        facts["ansible_ssh_private_key_file"] = key
     proxy = record.ssh_proxy if record is not None else None
     facts["ansible_ssh_common_args"] = ssh_common_args(connection, key, proxy)
     return facts
 
 
-def ssh_common_args(connection: ConnectionSettings, key: Path | str | None = None,
+def ssh_common_args(connection: ConnectionSettings, key: str | None = None,
                     proxy: str | None = None) -> str:
     """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked,
     and the way through the bastion ``proxy``."""

@@ -619,8 +619,35 @@ def test_cloud_ssh_hosts_need_an_address_and_others_must_not_have_one() -> None:
     ]
     assert problems(BASE.replace("roles: [edge, app] }", "roles: [edge, app], address: 10.0.0.1 }")) == [
         "14:50: environments.prod.hosts[0].address: address is only for cloud 'ssh'; "
-        "cloud 'local' assigns addresses",
+        "cloud 'local' makes its hosts and knows how to reach them",
     ]
+
+
+@pytest.mark.usefixtures("stand_in_providers")
+def test_a_bastion_is_another_host_reached_directly() -> None:
+    hosts = ("      - { name: h1, roles: [edge, app], address: 10.0.0.1 }\n"
+             "      - { name: h2, roles: [app], address: 10.0.0.2, proxy_jump: h1 }\n"
+             "      - { name: h3, roles: [app], address: 10.0.0.3, proxy_jump: h2 }\n"
+             "      - { name: h4, roles: [app], address: 10.0.0.4, proxy_jump: h4 }\n")
+    text = BASE.replace("      - { name: h1, roles: [edge, app] }\n", hosts)
+    text += "providers:\n  cloud: { kind: ssh }\n"
+    assert [p.split(": ", 1)[1] for p in problems(text)] == [
+        "environments.prod.hosts[2].proxy_jump: bastion 'h2' is itself reached through a "
+        "bastion; stagecraft takes one hop: point proxy_jump at a host reached directly",
+        "environments.prod.hosts[3].proxy_jump: host 'h4' cannot be its own bastion",
+    ]
+
+
+@pytest.mark.usefixtures("stand_in_providers")
+def test_volumes_on_ssh_hosts_name_their_device() -> None:
+    text = BASE.replace("roles: [edge, app] }", "roles: [edge, app], address: 10.0.0.1, "
+                        "volumes: [data] }")
+    text += "volumes:\n  data: { size_gb: 1 }\nproviders:\n  cloud: { kind: ssh }\n"
+    assert [p.split(": ", 1)[1] for p in problems(text)] == [
+        "volumes.data.device: volume 'data' on host 'h1' needs a device: cloud 'ssh' attaches "
+        "nothing, so name the disk the server already has (a stable path such as "
+        "/dev/disk/by-id/...)"]
+    load(text.replace("{ size_gb: 1 }", "{ size_gb: 1, device: /dev/vdb }"))
 
 
 # --- environments and overrides --------------------------------------------------------

@@ -333,6 +333,10 @@ class CloudCapabilities:
     #: Its hosts hold nothing a user could lose by mistake (containers on this
     #: machine): ``infra down`` removes them without asking.
     disposable_hosts: bool = False
+    #: After bootstrap it reaches hosts as the deploy user, not as the user that
+    #: adopted them (:meth:`CloudProvider.bootstrapped` records the switch); root
+    #: logins can then be turned off.
+    deploy_user_logins: bool = False
 
 
 @runtime_checkable
