@@ -73,10 +73,13 @@ def command(app: AppContext, services: tuple[str, ...], no_push: bool,
             "images": {name: image.to_dict() for name, image in images.items()}}
 
     def text(_: dict) -> None:
-        width = max((len(name) for name in images), default=0)
+        from stagecraft.ui.table import print_table
+
+        rows = []
         for name, image in images.items():
-            note = {"image": "  (image: not built)",
-                    "from": f"  (from {image.from_service})"}.get(image.source, "")
-            click.echo(f"{name.ljust(width)}  {image.pull_ref}{note}")
+            note = {"image": "(image: not built)",
+                    "from": f"(from {image.from_service})"}.get(image.source, "")
+            rows.append([name, image.pull_ref, note])
+        print_table(["service", "image", "note"], rows, header=False)
 
     app.emit(data, text)

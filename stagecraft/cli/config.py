@@ -32,10 +32,15 @@ def show(app: AppContext, sources: bool) -> None:
                 "settings": [{"path": r.path, "value": r.value, "source": r.source} for r in rows]}
 
         def text(d: dict) -> None:
-            width = max(len(r.path) for r in rows)
+            from stagecraft.ui.table import print_table
+
+            table_rows = []
             for row in rows:
                 value = json.dumps(row.value) if not isinstance(row.value, str) else row.value
-                click.echo(f"{row.path:<{width}}  {value}  [{row.source}]")
+                # The source follows its value, not a column of its own: values vary
+                # too much in length for a column to help.
+                table_rows.append([row.path, f"{value}  [{row.source}]"])
+            print_table(["path", "value"], table_rows, header=False)
 
         app.emit(data, text)
         return

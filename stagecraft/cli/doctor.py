@@ -37,14 +37,18 @@ def _clouds(app: AppContext) -> tuple[Path, list]:
 
 
 def _print(report) -> None:
-    width = max((len(c.scope) for c in report.checks), default=0)
-    name_width = max((len(c.name) for c in report.checks), default=0)
+    from rich.text import Text
+
+    from stagecraft.ui.table import print_table
+
+    rows = []
     for check in report.checks:
-        status = click.style(f"{check.status:<7}", fg=_MARK[str(check.status)])
-        click.echo(f"{status}  {check.scope:<{width}}  {check.name:<{name_width}}  "
-                   f"{check.detail}")
+        status = Text(str(check.status), style=_MARK[str(check.status)])
+        rows.append([status, check.scope, check.name, check.detail])
         if check.fix:
-            click.echo(f"{'':7}  {'':<{width}}  {'':<{name_width}}  -> {check.fix}")
+            # The fix goes under the detail, on a line of its own.
+            rows.append(["", "", "", f"-> {check.fix}"])
+    print_table(["status", "scope", "check", "detail"], rows, header=False)
     counts = report.to_dict()["counts"]
     click.echo("doctor: " + ", ".join(f"{n} {s}" for s, n in counts.items()), err=True)
 

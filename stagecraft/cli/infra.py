@@ -21,17 +21,17 @@ def _context(app: AppContext):
 
 
 def _print_hosts(records: list, *, show_change: bool) -> None:
-    header = ["host", "roles", "state", "ssh", "private ip"] + (["change"] if show_change else [])
-    rows = [header]
+    from stagecraft.ui.table import print_table
+
+    columns = ["host", "roles", "state", "ssh", "private ip"] + (["change"] if show_change else [])
+    rows = []
     for r in records:
         ssh = f"{r.ssh_user}@{r.ssh_host}:{r.ssh_port}" if r.ssh_host else "-"
         row = [r.name, ",".join(r.roles) or "-", r.state, ssh, r.private_ip or "-"]
         if show_change:
             row.append(r.change or "-")
         rows.append(row)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
-    for row in rows:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print_table(columns, rows)
 
 
 @subcommand("up")

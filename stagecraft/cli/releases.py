@@ -25,6 +25,8 @@ def _ledger(app: AppContext):
 @click.option("-n", "limit", default=20, show_default=True, help="Show at most this many.")
 def list_(app: AppContext, limit: int) -> None:
     """Newest first: id, action, result, who, when, hosts switched."""
+    from stagecraft.ui.table import print_table
+
     env = app.environment()
     releases = _ledger(app).releases(env.name)[:limit]
 
@@ -32,15 +34,13 @@ def list_(app: AppContext, limit: int) -> None:
         if not releases:
             click.echo(f"no releases of {env.name} yet")
             return
-        rows = [("release", "action", "result", "hosts", "by", "created")]
+        rows = []
         for r in releases:
             switched = sum(1 for h in r.hosts.values() if h.switched)
             action = r.action + (f" to {r.rollback_of}" if r.rollback_of else "")
             rows.append((r.id, action, r.result, f"{switched}/{len(r.hosts)}", r.performer,
                          r.created.strftime("%Y-%m-%d %H:%M:%S")))
-        widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        print_table(("release", "action", "result", "hosts", "by", "created"), rows)
 
     app.emit([r.model_dump(mode="json") for r in releases], text)
 

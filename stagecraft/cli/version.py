@@ -27,8 +27,11 @@ def command(app: AppContext) -> None:
             **{tool: _installed(tool) for tool in _TOOLS}}
 
     def text(d: dict) -> None:
+        from stagecraft.ui.table import table_lines
+
         click.echo(f"stagecraft {d['stagecraft']}")
-        for key in ("python", *_TOOLS):
-            click.echo(f"  {key:<15} {d[key] or 'not installed'}")
+        rows = [[key, d[key] or "not installed"] for key in ("python", *_TOOLS)]
+        for line in table_lines(["tool", "version"], rows, header=False):
+            click.echo(f"  {line}")
 
     app.emit(data, text)

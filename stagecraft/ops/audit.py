@@ -14,6 +14,7 @@ from typing import Any
 from stagecraft.errors import StagecraftError
 from stagecraft.hosts.lock import base_dir
 from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
+from stagecraft.ui.table import table_lines
 
 
 def tail_command(project: str, environment: str, count: int) -> str:
@@ -69,20 +70,23 @@ def read_audit(hosts: list[RemoteHost], project: str, environment: str, count: i
 
 
 def audit_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per record: time, host, action, release, result, performer, then what
+    each service did and the error. A line that was not JSON is shown as is."""
     if not records:
         return ["no audit records yet"]
-    lines = []
+    rows = []
     for r in records:
         if "unparsed" in r:
-            lines.append(f"{'?':<20}  {r['audit_host']:<12} {r['unparsed']}")
+            # In the last column, so that a long line does not widen the others.
+            rows.append(["?", r["audit_host"], "", "", "", "", r["unparsed"]])
             continue
         services = ", ".join(f"{name} {action}" for name, action
                              in sorted((r.get("services") or {}).items()))
-        text = (f"{r.get('time', '?'):<20}  {r['audit_host']:<12} {r.get('action', '?'):<8} "
-                f"{r.get('release', '?')}  {r.get('result', '?'):<6} by {r.get('performer', '?')}")
-        if services:
-            text += f"  [{services}]"
+        details = [f"[{services}]"] if services else []
         if r.get("error"):
-            text += f"  error: {r['error']}"
-        lines.append(text)
-    return lines
+            details.append(f"error: {r['error']}")
+        rows.append([r.get("time", "?"), r["audit_host"], r.get("action", "?"),
+                     r.get("release", "?"), r.get("result", "?"),
+                     f"by {r.get('performer', '?')}", "  ".join(details)])
+    columns = ["time", "host", "action", "release", "result", "performer", "details"]
+    return table_lines(columns, rows, header=False)

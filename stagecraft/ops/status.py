@@ -6,6 +6,7 @@ from typing import Any
 
 from stagecraft.hosts.fleet import Fleet
 from stagecraft.hosts.probe import HostFacts, probe_hosts
+from stagecraft.ui.table import table_lines
 
 
 def environment_status(fleet: Fleet) -> dict[str, Any]:
@@ -46,30 +47,16 @@ def status_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"{head}: UNREACHABLE - {host['error']}")
             continue
         traefik = "running" if host["traefik_running"] else "NOT RUNNING"
-        routes = host["routes"]
-        shown = [r for r in routes if r.get("provider") != "internal"]
+        # Traefik's own routes (API, ping, dashboard) are not the project's.
+        shown = [r for r in host["routes"] if r.get("provider") != "internal"]
         lines.append(f"{head}: release {host['current_release'] or '(none)'}, "
                      f"traefik {traefik}, {len(shown)} routes")
         if host["error"]:
             lines.append(f"  problem: {host['error']}")
-        by_service: dict[str, list[dict]] = {}
-        for container in host["containers"]:
-            by_service.setdefault(container["service"], []).append(container)
-        for service in sorted(set(host["services"]) | set(by_service)):
-            containers = by_service.get(service, [])
-            if not containers:
-                lines.append(f"  {service:<12} NO CONTAINERS")
-                continue
-            if service not in host["services"]:
-                service = f"{service} (not placed here)"
-            for container in containers:
-                state = container["state"] + (f" {container['health']}" if container["health"] else "")
-                lines.append(f"  {service:<12} {container['name']:<32} {state}")
-                service = ""
-        for route in routes:
-            if route.get("provider") == "internal":  # Traefik's own API, ping, dashboard
-                continue
-            lines.append(f"  route {route['name']:<40} {route['status']:<9} {route['rule']}")
+        rows = _container_rows(host) + [["route", r["name"], r["status"], r["rule"]]
+                                        for r in shown]
+        lines += [f"  {line}" for line in table_lines(
+            ["service", "name", "state", "rule"], rows, header=False)]
     lock = report["lock"]
     if lock["held"] is None:
         lines.append(f"lock: unknown (primary host {lock['host']} unreachable)")
@@ -81,3 +68,24 @@ def status_lines(report: dict[str, Any]) -> list[str]:
                      f"{lock['age_seconds']:.0f} s, {lock['command']} of "
                      f"{lock['release'] or '?'}{stale}")
     return lines
+
+
+def _container_rows(host: dict[str, Any]) -> list[list[str]]:
+    """Per service placed on or running on the host: its containers and their state,
+    or NO CONTAINERS."""
+    by_service: dict[str, list[dict]] = {}
+    for container in host["containers"]:
+        by_service.setdefault(container["service"], []).append(container)
+    rows = []
+    for service in sorted(set(host["services"]) | set(by_service)):
+        containers = by_service.get(service, [])
+        if not containers:
+            rows.append([service, "NO CONTAINERS", "", ""])
+            continue
+        if service not in host["services"]:
+            service = f"{service} (not placed here)"
+        for container in containers:
+            state = container["state"] + (f" {container['health']}" if container["health"] else "")
+            rows.append([service, container["name"], state, ""])
+            service = ""  # named on its first container only
+    return rows

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stagecraft.ansible.events import HostProgress, RunState, Update
+from stagecraft.ui.table import table_lines
 
 OutputMode = Literal["text", "json"]
 
@@ -69,8 +70,8 @@ def result_line(update: Update, width: int = 0) -> str:
 
 def recap_lines(state: RunState) -> list[str]:
     """One line of final counts per host."""
-    width = max((len(h.name) for h in state.hosts), default=0)
-    return [f"{host.name:<{width}}  {_counts(host)}" for host in state.hosts]
+    return table_lines(["host", "counts"], [[host.name, _counts(host)] for host in state.hosts],
+                       header=False)
 
 
 def _host_width(state: RunState) -> int:

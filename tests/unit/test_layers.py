@@ -283,7 +283,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
                           "stagecraft.infra", "stagecraft.ledger", "stagecraft.migrations",
                           "stagecraft.plan", "stagecraft.providers", "stagecraft.render"),
     "stagecraft/migrations": ("stagecraft.providers.registry",),
-    "stagecraft/ops": ("stagecraft.hosts",),
+    "stagecraft/ops": ("stagecraft.hosts", "stagecraft.ui.table"),
     "stagecraft/doctor": ("stagecraft.hosts",),
     "stagecraft/ui": ("stagecraft.ansible.events", "stagecraft.plan"),
     "stagecraft/scaffold": ("stagecraft.config", "stagecraft.providers.kinds"),

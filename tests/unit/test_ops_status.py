@@ -69,7 +69,7 @@ def test_missing_containers_and_lock_of_an_unreachable_primary() -> None:
     report = status_report(env, facts)
     assert report["lock"]["held"] is None
     text = "\n".join(status_lines(report))
-    assert "worker       NO CONTAINERS" in text
+    assert "worker  NO CONTAINERS" in text
     assert "running unhealthy" in text
     assert "lock: unknown (primary host h1 unreachable)" in text
 
