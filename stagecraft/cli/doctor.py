@@ -59,8 +59,7 @@ def _print(report) -> None:
               "cloud's images), then check again.")
 def command(app: AppContext, fix: bool) -> None:
     """Check what stagecraft needs on this machine: Python, Docker Engine, Compose v2,
-    ssh, disk space, and what each cloud in use needs (the local cloud: debootstrap or a
-    debian:trixie image, its images). With --env, also each host of the environment:
+    ssh, disk space, and what each cloud in use needs (programs, images it builds). With --env, also each host of the environment:
     reachable, Docker and Compose versions, Traefik, the deploy lock, clock skew.
 
     One line per check: ok, missing, wrong, or todo (made on first use). Exits 10 when

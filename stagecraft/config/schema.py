@@ -90,7 +90,7 @@ class Project(Model):
         "paths, container and image names."
     )
     registry: Optional[Registry] = Field(
-        None, description="Where images are pushed; the local cloud runs its own registry."
+        None, description="Where images are pushed. Without one: the cloud's own registry, else images go to the hosts over SSH."
     )
 
 
@@ -349,7 +349,7 @@ class Tls(Model):
     mode: Optional[Literal["acme", "local", "off"]] = Field(
         None, description="acme: Let's Encrypt over the HTTP challenge; local: a "
         "certificate from the CA stagecraft keeps for this environment; off: HTTP "
-        "only. Default: local on the local cloud, acme elsewhere.")
+        "only. Default: the cloud's (local for clouds no public CA reaches, else acme).")
     email: Optional[str] = Field(None, description="Contact address for the ACME account.",
                                  pattern=r"^[^@\s]+@[^@\s]+$")
 
@@ -463,12 +463,6 @@ class ResolvedEnvironment(Model):
         text = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    @property
-    def tls_mode(self) -> str:
-        """The TLS mode in effect: the configured one, else local on the local cloud."""
-        if self.tls.mode is not None:
-            return self.tls.mode
-        return "local" if self.providers.cloud.kind == "local" else "acme"
 
     @property
     def primary_host(self) -> Host:

@@ -6,8 +6,8 @@ pushes it and reads its digest, so hosts pull exactly what was built:
 ``<pull server>/<project>-<service>:<release>@sha256:...``. Services with ``from:``
 reuse the image of the service they name; services with ``image:`` are not built.
 
-The push and pull servers may differ: the local cloud's registry is pushed to on
-127.0.0.1 from this machine and pulled from on its private address by the hosts.
+The push and pull servers may differ: a cloud's own registry may be pushed to on
+127.0.0.1 from this machine and pulled from at its private address by the hosts.
 Registry credentials live only in a temporary Docker config for the push.
 """
 
@@ -70,8 +70,8 @@ class BuildFailed(CommandFailed):
 class RegistryTarget:
     """Where images go: pushed from this machine, pulled by the hosts."""
 
-    push_server: str  # e.g. 127.0.0.1:5443 for the local cloud, registry.example.com
-    pull_server: str  # e.g. 10.201.7.2:5000 for the local cloud; usually push_server
+    push_server: str  # e.g. registry.example.com, or 127.0.0.1:5443 for a cloud's own
+    pull_server: str  # usually push_server; e.g. 10.201.7.2:5000 for a cloud's own
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_pem: str | None = field(default=None, repr=False)  # the CA the hosts trust it with
@@ -209,9 +209,8 @@ def build_images(
 
 def _ensure_base_images(cloud: CloudProvider, env: ResolvedEnvironment, project_dir: Path,
                         services: Sequence[str]) -> None:
-    """Some clouds build the base images they offer apps (the local cloud's
-    stagecraft/runtime and stagecraft/postgres) instead of pulling them: make those a
-    Dockerfile names exist."""
+    """Some clouds build the base images they offer apps (``capabilities.base_images``)
+    instead of pulling them: make those a Dockerfile names exist."""
     offered = cloud.capabilities.base_images
     if not offered:
         return
@@ -275,7 +274,7 @@ def registry_login(target: RegistryTarget) -> Iterator[str | None]:
                       input=target.password or "", secrets=[target.password or ""],
                       timeout=LOGIN_TIMEOUT_SECONDS,
                       hint="check the registry address and credentials "
-                      "(project.registry, or the local cloud's registry)")
+                      "(project.registry, or the cloud's own registry)")
         except CommandFailed as failure:
             raise ProviderError(
                 f"cannot log in to registry {target.push_server} as {target.username}: "

@@ -84,7 +84,7 @@ def plan_deploy(fleet: Fleet, *, force: bool = False) -> tuple[Plan, str]:
     images = keep_same_images(images, deployed)
     secrets = resolve_secrets(fleet.env, fleet.project_dir)
     renders = render_release(fleet, release_id, images, secrets,
-                             traefik_image_for(fleet), edge_tls(fleet.env, fleet.state_dir))
+                             traefik_image_for(fleet), edge_tls(fleet))
     return plan_for(fleet, renders, release_id, force=force), release_id
 
 
@@ -139,7 +139,7 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
                                   same_ids=local_image_ids if registry is None else None)
         traefik_image = traefik_image_for(fleet)
         renders = render_release(fleet, release_id, images, secrets, traefik_image,
-                                 edge_tls(fleet.env, fleet.state_dir))
+                                 edge_tls(fleet))
         observed = observe(fleet)
         for host, reasons in observed.drift.items():
             if host in deployed:
@@ -195,7 +195,7 @@ def rollback(fleet: Fleet, options: DeployOptions, *, to: str | None = None,
     secrets = resolve_secrets(env, fleet.project_dir)
     _registry, login = registry_for(fleet)
     traefik_image = traefik_image_for(fleet)
-    renders = render_release(fleet, dir_id, images, secrets, traefik_image, edge_tls(fleet.env, fleet.state_dir))
+    renders = render_release(fleet, dir_id, images, secrets, traefik_image, edge_tls(fleet))
     # The hosts run the files of the old release; its recorded state is the desired one.
     renders = {name: replace(render, state=wanted.hosts[name].host_state())
                if name in wanted.hosts else render for name, render in renders.items()}

@@ -2,7 +2,7 @@
 
 Each check asks the real thing (the engine answers, the plugin prints its version,
 the file system has room) and says what to do when the answer is wrong. What a
-cloud provider needs on top of this (the local cloud's images, say) comes from
+cloud provider needs on top of this (images it builds here, say) comes from
 the provider's own ``controller_checks``.
 """
 
@@ -122,7 +122,7 @@ def controller_checks(project_dir: Path) -> list[Check]:
     checks = [check_python(), check_docker_engine(), check_compose(), check_ansible(),
               check_program("ssh", "stagecraft ssh, logs, exec, the probe and Ansible use it",
                             "openssh-client"),
-              check_program("ssh-keygen", "makes the SSH keys of the local cloud",
+              check_program("ssh-keygen", "makes and reads SSH keys and host key fingerprints",
                             "openssh-client"),
               check_program("git", "release ids name the commit they come from", "git")]
     paths = {"project": project_dir}

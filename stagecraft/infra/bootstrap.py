@@ -2,8 +2,8 @@
 
 The inventory comes from the same renderer the inventory plugin uses; the role's
 variables are the project/environment names, the environment's SSH public key for
-the deploy user, and whatever the cloud provider needs (the local cloud's Docker
-quirk, for instance). The firewall play that follows gets the environment's
+the deploy user, and whatever the cloud provider needs (a Docker source, a quirk of
+its hosts). The firewall play that follows gets the environment's
 `firewall` section and the private network (stagecraft/infra/firewall.py). The volumes
 play gets each host's block volumes (``volumes_by_host``).
 """

@@ -34,7 +34,7 @@ _TAILNET_KINDS = frozenset({"tailscale", "headscale"})
 def environment_vars(env: ResolvedEnvironment, private_cidrs: Iterable[str]) -> dict[str, Any]:
     """The role variables every host of ``env`` shares (everything but firewall_edge).
 
-    ``private_cidrs``: the networks that form the private side (the local cloud's
+    ``private_cidrs``: the networks that form the private side (the cloud's private
     network, the VPC, or the hosts' private addresses).
     """
     interfaces = [TAILNET_INTERFACE] if env.providers.network.kind in _TAILNET_KINDS else []
@@ -68,7 +68,7 @@ def hosts_private_cidrs(addresses: Iterable[str | None]) -> list[str]:
 
 def private_cidrs(cloud_vars: Mapping[str, Any], addresses: Iterable[str | None]) -> list[str]:
     """The private side of an environment: the networks the cloud names
-    (``firewall_private_cidrs`` in its ``bootstrap_vars``: the local cloud's network, a
+    (``firewall_private_cidrs`` in its ``bootstrap_vars``: its private network, a
     VPC), else each host's private address (``addresses``)."""
     named = cloud_vars.get("firewall_private_cidrs")
     return sorted(set(named)) if named else hosts_private_cidrs(addresses)

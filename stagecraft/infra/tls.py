@@ -1,6 +1,6 @@
 """A certificate authority per environment, and the certificates it issues.
 
-The local cloud has no public CA to ask, so each environment gets its own: made
+Hosts that no public CA can reach get the environment's own CA instead: made
 once with the ``cryptography`` package, kept in ``.stagecraft/<env>/ca/``
 (``ca.crt``, and ``ca.key`` readable by the owner only), and reused by every later
 call. Hosts trust it the way they would trust a public CA (the bootstrap role puts
@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -27,10 +28,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import StateError
 from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.render.state import TlsSettings
+
+if TYPE_CHECKING:
+    from stagecraft.hosts.fleet import Fleet
 
 #: Where the CA lives inside an environment's state directory.
 CA_DIR = "ca"
@@ -238,10 +241,12 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
 # ------------------------------------------------------------------ the edge
 
 
-def edge_tls(env: ResolvedEnvironment, state_dir: Path) -> TlsSettings:
+def edge_tls(fleet: Fleet) -> TlsSettings:
     """The edge's TLS: ACME, off, or a certificate from the environment's local CA
-    (kept in ``state_dir``)."""
-    mode = env.tls_mode
+    (kept in the state dir). Without ``tls.mode`` in stagecraft.yml, the cloud's
+    default (:attr:`CloudCapabilities.default_tls`)."""
+    env, state_dir = fleet.env, fleet.state_dir
+    mode = env.tls.mode or fleet.cloud.capabilities.default_tls
     if mode == "acme" or mode == "off":
         return TlsSettings(mode=mode, email=env.tls.email)
     names = sorted({env.route_host(route) for s in env.services.values() for route in s.routes})

@@ -190,13 +190,14 @@ def _url_host(address: str) -> str:
 
 
 def _tls_mode(env: ResolvedEnvironment, inp: RenderInput) -> str:
-    """The TLS mode, which the environment and the release input must agree on."""
-    if inp.tls.mode != env.tls_mode:
+    """The TLS mode of the release, which must be the environment's when it names one
+    (without one, the cloud's default decided it)."""
+    if env.tls.mode is not None and inp.tls.mode != env.tls.mode:
         raise RenderError(
             f"TLS mode {inp.tls.mode!r} of the release does not match mode "
-            f"{env.tls_mode!r} of environment {env.name!r}",
+            f"{env.tls.mode!r} of environment {env.name!r}",
             hint="build the render input's TLS settings from the environment")
-    return env.tls_mode
+    return inp.tls.mode
 
 
 def tls_config(env: ResolvedEnvironment) -> dict[str, Any]:

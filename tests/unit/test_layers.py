@@ -329,3 +329,15 @@ def test_every_package_has_a_rule() -> None:
     folders = {f"stagecraft/{p.name}" for p in PACKAGE.iterdir()
                if p.is_dir() and (p / "__init__.py").is_file()}
     assert folders - set(MAY_IMPORT) == {"stagecraft/cli"}
+
+
+def test_only_the_local_cloud_knows_the_local_cloud() -> None:
+    """Callers ask a cloud's capabilities; none branches on the local cloud or leans on
+    it in its comments (providers/kinds.py registers it, the schema defines it)."""
+    local = PACKAGE / "providers" / "cloud" / "local"
+    pattern = re.compile(r"local cloud|kind\s*[!=]=\s*[\"']local[\"']", re.IGNORECASE)
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted(PACKAGE.rglob("*.py")) if local not in path.parents
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if pattern.search(line)]
+    assert found == []

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from stagecraft.doctor.model import Check
 from stagecraft.errors import ConfigError, StateError
@@ -55,7 +55,7 @@ class HostSpec:
 
     name: str
     roles: tuple[str, ...] = ()
-    size: str | None = None  # provider size slug (s-2vcpu-4gb); the local cloud ignores it
+    size: str | None = None  # provider size slug (s-2vcpu-4gb); clouds without sizes ignore it
     volumes: tuple[str, ...] = ()  # names of block-storage volumes attached to this host
     # How to reach a server that exists already (cloud `ssh`); other clouds ignore them.
     address: str | None = None
@@ -119,8 +119,8 @@ class HostRecord:
     public_ip: str | None = None
     change: str | None = None  # what the call that returned this record did to the host
     in_spec: bool = True  # False: the host exists but the environment no longer lists it
-    # Where the controller reaches an edge host's ports 80 and 443 (the local cloud
-    # publishes them on 127.0.0.1); None when not published (real clouds: public_ip).
+    # Where the controller reaches an edge host's ports 80 and 443 when a cloud
+    # publishes them on this machine; None otherwise (then: public_ip, ports 80 and 443).
     http_port: int | None = None
     https_port: int | None = None
     # The private key for this host when it is not the environment's (cloud `ssh`:
@@ -204,8 +204,8 @@ class RegistryAccess:
     """How to reach an environment's container registry, from the controller and from hosts.
 
     ``push_server`` is what the controller pushes to, ``pull_server`` what hosts pull
-    from (the same registry; for the local cloud the first is a port on 127.0.0.1
-    and the second the registry's address on the fleet network). An image pushed as
+    from (the same registry, which a cloud may publish on 127.0.0.1 for the controller
+    and give hosts at its address on their private network). An image pushed as
     ``<push_server>/<repo>:<tag>`` is pulled as ``<pull_server>/<repo>:<tag>``.
     ``ca_pem`` is the CA that signed the registry's certificate, when it is not a
     publicly trusted one.
@@ -337,6 +337,10 @@ class CloudCapabilities:
     #: adopted them (:meth:`CloudProvider.bootstrapped` records the switch); root
     #: logins can then be turned off.
     deploy_user_logins: bool = False
+    #: The edges' TLS mode when stagecraft.yml's ``tls.mode`` names none: ``acme``
+    #: (a public CA), or ``local`` (the environment's own CA) for hosts that no public
+    #: CA can reach.
+    default_tls: Literal["acme", "local", "off"] = "acme"
 
 
 @runtime_checkable
@@ -379,13 +383,13 @@ class CloudProvider(Protocol):
         ...
 
     def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
-        """Extra variables for the bootstrap role that this cloud's hosts need (for the
-        local cloud: the inner dockerd's quirk, and the registry's address and CA)."""
+        """Extra variables for the bootstrap role that this cloud's hosts need (the
+        Docker source, a registry's address and CA, quirks of its hosts)."""
         ...
 
     def controller_checks(self) -> list[Check]:
         """What this cloud needs on the machine stagecraft runs on, checked for
-        `stagecraft doctor` (the local cloud: debootstrap, its images built or not)."""
+        `stagecraft doctor` (programs it runs, images it builds here)."""
         ...
 
     def prepare_controller(self, log: Log) -> list[str]:

@@ -144,7 +144,7 @@ class LocalCloud:
     # its own, publishes Traefik there, and builds the base images apps start FROM.
     capabilities = CloudCapabilities(registry=True, traefik_image=True,
                                      base_images=(RUNTIME_REPO, POSTGRES_REPO),
-                                     disposable_hosts=True)
+                                     disposable_hosts=True, default_tls="local")
 
     def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
                  registry: bool = True) -> None:
