@@ -11,10 +11,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import threading
+import time
 import shutil
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,9 +124,10 @@ def releases(project: Path) -> list[dict]:
 class Edge:
     """HTTP requests to the edge host's published port, with the route's Host header."""
 
-    def __init__(self, port: int, host_header: str) -> None:
+    def __init__(self, port: int, host_header: str, address: str = "127.0.0.1") -> None:
         self.port = port
         self.host_header = host_header
+        self.address = address
 
     @classmethod
     def of(cls, project: Path) -> Edge:
@@ -132,7 +136,7 @@ class Edge:
         return cls(port, config_value(project, "domain"))
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=timeout)
         try:
             conn.request("GET", path, headers={"Host": self.host_header})
             response = conn.getresponse()
@@ -154,3 +158,49 @@ class Edge:
             data = json.loads(body)
             seen.setdefault(data["host"], set()).add(data["version"])
         return seen
+
+
+# Requests a load loop sends at least (it goes on while the command runs).
+LOAD_REQUESTS = 2000
+
+
+class LoadLoop(threading.Thread):
+    """A load loop that runs until it is stopped and has sent at least ``count``
+    requests: it covers the whole command it runs beside, however slow the machine."""
+
+    def __init__(self, edge: Edge, count: int = LOAD_REQUESTS, max_seconds: float = 1800) -> None:
+        super().__init__(daemon=True)
+        self.edge, self.count, self.max_seconds = edge, count, max_seconds
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self.sent = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        # The deadline only keeps a broken edge from hanging the suite.
+        deadline = time.monotonic() + self.max_seconds
+        while (self.sent < self.count or not self.stopped.is_set()) \
+                and time.monotonic() < deadline:
+            self.sent += 1
+            try:
+                status, body = self.edge.get("/version")
+                if status != 200:
+                    self.failures.append(f"HTTP {status}: {body[:120]}")
+                else:
+                    self.versions[json.loads(body)["version"]] += 1
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.01)
+
+
+def run_under_load(edge: Edge, *args: str, project: Path
+                   ) -> tuple[subprocess.CompletedProcess, LoadLoop]:
+    """Run a stagecraft command while a load loop runs; the loop goes on until the
+    command is done and it has sent its count."""
+    loop = LoadLoop(edge)
+    loop.start()
+    result = stagecraft(project, *args)
+    loop.stopped.set()
+    loop.join(timeout=loop.max_seconds)
+    assert not loop.is_alive(), "the load loop did not stop"
+    return result, loop

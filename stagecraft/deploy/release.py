@@ -57,13 +57,14 @@ def registry_for(fleet: Fleet) -> tuple[RegistryTarget | None, RegistryLogin | N
     return registry, login
 
 
-def deliver_images(fleet: Fleet, renders: Mapping[str, HostRender], say: Say) -> None:
-    """Without a registry: load into each host the images built here that it runs
-    and lacks (a host that has them gets nothing)."""
+def deliver_images(fleet: Fleet, renders: Mapping[str, HostRender], traefik_image: str,
+                   say: Say) -> None:
+    """Without a registry: load into each host the images it runs that this machine
+    has and the host lacks (built here, or Traefik's when it was pulled here)."""
     from stagecraft.deploy.delivery import deliver, needs_by_host
 
-
     by_host = {name: [s.image for s in render.state.services.values()]
+               + ([traefik_image] if render.traefik_files else [])
                for name, render in renders.items()}
     local = local_image_ids(ref for refs in by_host.values() for ref in refs)
     deliver(fleet, needs_by_host(by_host, local), say)
@@ -148,7 +149,7 @@ def deploy(fleet: Fleet, options: DeployOptions, *, services: list[str] | None =
         plan = plan_for(fleet, renders, release_id, force=options.force,
                         unknown=observed.drift)
         if registry is None and plan.has_changes and not options.check:
-            deliver_images(fleet, renders, say)
+            deliver_images(fleet, renders, traefik_image, say)
     except BaseException as exc:
         recorder.fail(exc, phase="build")
         raise
@@ -204,7 +205,7 @@ def rollback(fleet: Fleet, options: DeployOptions, *, to: str | None = None,
                     unknown=observed.drift)
     say(f"rollback of {env.name} to {dir_id}")
     if login is None and plan.has_changes and not options.check:
-        deliver_images(fleet, renders, say)
+        deliver_images(fleet, renders, traefik_image, say)
     return execute(fleet, action="rollback", release_id=dir_id, renders=renders, plan=plan,
                    images=images, registry=login, traefik_image=traefik_image,
                    options=options, say=say, on_event=on_event, rollback_of=dir_id,

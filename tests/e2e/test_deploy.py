@@ -20,61 +20,26 @@ requests through the edge published on 127.0.0.1. One fleet for the module:
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from shop_fleet import ENV, STAGECRAFT, Edge, copy_example, fleet, releases, set_env_value, stagecraft
+from shop_fleet import (
+    ENV,
+    LOAD_REQUESTS,
+    STAGECRAFT,
+    Edge,
+    copy_example,
+    fleet,
+    releases,
+    run_under_load,
+    set_env_value,
+    stagecraft,
+)
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
-
-LOAD_REQUESTS = 2000
-
-
-class LoadLoop(threading.Thread):
-    """A load loop that runs until it is stopped and has sent at least ``count``
-    requests: it covers the whole command it runs beside, however slow the machine."""
-
-    def __init__(self, edge: Edge, count: int = LOAD_REQUESTS, max_seconds: float = 1800) -> None:
-        super().__init__(daemon=True)
-        self.edge, self.count, self.max_seconds = edge, count, max_seconds
-        self.failures: list[str] = []
-        self.versions: Counter[str] = Counter()
-        self.sent = 0
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        # The deadline only keeps a broken edge from hanging the suite.
-        deadline = time.monotonic() + self.max_seconds
-        while (self.sent < self.count or not self.stopped.is_set()) \
-                and time.monotonic() < deadline:
-            self.sent += 1
-            try:
-                status, body = self.edge.get("/version")
-                if status != 200:
-                    self.failures.append(f"HTTP {status}: {body[:120]}")
-                else:
-                    self.versions[json.loads(body)["version"]] += 1
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.01)
-
-
-def run_under_load(edge: Edge, *args: str, project: Path) -> tuple[subprocess.CompletedProcess, LoadLoop]:
-    """Run a stagecraft command while a load loop runs; the loop goes on until the
-    command is done and it has sent its count."""
-    loop = LoadLoop(edge)
-    loop.start()
-    result = stagecraft(project, *args)
-    loop.stopped.set()
-    loop.join(timeout=loop.max_seconds)
-    assert not loop.is_alive(), "the load loop did not stop"
-    return result, loop
 
 
 @pytest.fixture(scope="module")
