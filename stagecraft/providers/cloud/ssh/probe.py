@@ -168,10 +168,12 @@ def failure_error(failure: Failure, endpoint: Endpoint) -> ProviderError:
             "machine away (fail2ban, sshd's AllowUsers, a firewall)")
     if kind == KEY_REFUSED:
         key = target.key or "<your key>"
+        why = (f"stagecraft reaches a bastion with the key of the host behind it: "
+               if failure.at_bastion else "")
         return ProviderError(
-            f"{who}: the server refused {target.key_words()} for user {user} ({detail})",
-            hint=f"authorize the key for {user} on the server (`ssh-copy-id -i {key} -p "
-            f"{port} {user}@{address}`), or set `user` and `ssh_key` of the host in "
+            f"{who}: the server refused {target.key_words()} for user {user}: {detail}",
+            hint=f"{why}authorize the key for {user} on the server (`ssh-copy-id -i {key} "
+            f"-p {port} {user}@{address}`), or set `user` and `ssh_key` of the host in "
             "stagecraft.yml to ones the server accepts")
     if kind == KEY_UNPROTECTED:
         return ProviderError(
@@ -182,12 +184,13 @@ def failure_error(failure: Failure, endpoint: Endpoint) -> ProviderError:
             f"{who}: the server's host key no longer matches the one just pinned",
             hint="run `stagecraft infra up` again: it shows both keys and what to check")
     if kind == FORWARD:
-        bastion = endpoint.proxy or "the bastion"
+        b_user, b_address, b_port = _bastion(endpoint) or (user, "<bastion>", 22)
         return ProviderError(
-            f"{who}: bastion {bastion} cannot reach {address}:{port} ({detail})",
-            hint=f"check the host's address and port as the bastion sees them (`ssh "
-            f"{shlex.quote(bastion)} nc -zv {address} {port}`), and that sshd runs on "
-            "the server")
+            f"{who}: bastion {b_user}@{b_address}:{b_port} cannot reach {address}:{port} "
+            f"({detail})",
+            hint=f"check the host's address and port as the bastion sees them (`ssh -p "
+            f"{b_port} {b_user}@{b_address} nc -zv {address} {port}`), and that sshd runs "
+            "on the server")
     return ProviderError(
         f"{who}: cannot connect ({detail})",
         hint=f"see what ssh says: `ssh -v -p {port} {user}@{address} true`")
@@ -296,9 +299,9 @@ def check_facts(facts: Facts | None, endpoint: Endpoint, output: str) -> Facts:
             hint="use a Debian or Ubuntu server for this host, or remove the host from "
             "the environment")
     if facts.sudo is False:
-        detail = f" ({facts.sudo_detail})" if facts.sudo_detail else ""
+        detail = f": {facts.sudo_detail}" if facts.sudo_detail else ""
         raise ProviderError(
-            f"{who}: user {user} has no passwordless sudo (`sudo -n true` failed{detail})",
+            f"{who}: user {user} has no passwordless sudo (`sudo -n true` failed){detail}",
             hint=f"on the server, as root: `echo '{user} ALL=(ALL) NOPASSWD:ALL' > "
             f"/etc/sudoers.d/{user}`; or adopt the server as root (`user: root`)")
     return facts

@@ -11,10 +11,11 @@ See spec/providers/cloud-ssh.md.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ SCOPE = "controller"
 STATUS_CONNECT_TIMEOUT = 5
 #: hosts.json extra: host name -> the deploy user bootstrap made (set by ``bootstrapped``).
 DEPLOY_USERS = "deploy_users"
+#: Held in the state dir while ``up``, ``bootstrapped`` and ``down`` read and write it.
+LOCK_FILE = ".hosts.lock"
 
 
 def _quiet(_: str) -> None:
@@ -143,8 +146,7 @@ class SshCloud:
         """
         log = log or _quiet
         files = StateFiles(Path(state_dir))
-        files.state_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock(files, log):
+        with _made_if_missing(files.state_dir), self._lock(files, log):
             started = time.monotonic()
             document = _read_own(files, spec)
             before = {r.name: r for r in document["hosts"]} if document else {}
@@ -202,7 +204,7 @@ class SshCloud:
 
     @staticmethod
     def _lock(files: StateFiles, log: Log):
-        return exclusive_lock(files.state_dir / ".hosts.lock",
+        return exclusive_lock(files.state_dir / LOCK_FILE,
                               f"waiting for another `infra` command on {files.state_dir}", log)
 
     # ------------------------------------------------------------ bootstrapped
@@ -289,6 +291,22 @@ class SshCloud:
             log(f"nothing to forget: environment {spec.environment} of {spec.project} "
                 "has no hosts recorded")
         return result
+
+
+@contextlib.contextmanager
+def _made_if_missing(directory: Path) -> Iterator[None]:
+    """``directory`` exists while the block runs; the directories made for it go
+    again if the block left nothing in them (a refused ``up`` writes nothing)."""
+    made = [d for d in (directory, *directory.parents) if not d.exists()]
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    finally:
+        if made and [p.name for p in directory.iterdir()] == [LOCK_FILE]:
+            (directory / LOCK_FILE).unlink(missing_ok=True)
+        for path in made:  # innermost first; rmdir leaves a directory that is not empty
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _read_own(files: StateFiles, spec: FleetSpec) -> dict[str, Any] | None:
