@@ -168,7 +168,7 @@ def failure_error(failure: Failure, endpoint: Endpoint) -> ProviderError:
             "machine away (fail2ban, sshd's AllowUsers, a firewall)")
     if kind == KEY_REFUSED:
         key = target.key or "<your key>"
-        why = (f"stagecraft reaches a bastion with the key of the host behind it: "
+        why = ("stagecraft reaches a bastion with the key of the host behind it: "
                if failure.at_bastion else "")
         return ProviderError(
             f"{who}: the server refused {target.key_words()} for user {user}: {detail}",

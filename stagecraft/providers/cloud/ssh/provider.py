@@ -25,7 +25,7 @@ from stagecraft.doctor.model import Check, missing, ok
 from stagecraft.errors import ProviderError, StagecraftError, StateError
 from stagecraft.execs import run
 from stagecraft.fsutil import exclusive_lock, write_atomic
-from stagecraft.hosts.ssh import make_control_dir, split_destination, ssh_argv
+from stagecraft.hosts.ssh import split_destination, ssh_argv
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -160,7 +160,8 @@ class SshCloud:
                 with steps.step(log, f"logging in to {', '.join(endpoints.hosts)}"):
                     found = in_parallel(hosts, adoption.detect)
                 raise_first(found, log)
-                facts = {e.name: f for e, f in zip(hosts, found, strict=True) if isinstance(f, Facts)}
+                facts = {e.name: f for e, f in zip(hosts, found, strict=True)
+                         if isinstance(f, Facts)}
                 pinned_text = adoption.known_hosts.read_text()
             records = [self._record(spec, endpoint, facts[name], before.get(name))
                        for name, endpoint in endpoints.hosts.items()]
@@ -256,7 +257,8 @@ class SshCloud:
         rows += [replace(r, in_spec=False) for n, r in recorded.items() if spec.host(n) is None]
         known = [r for r in rows if r.state != MISSING]
         answers = in_parallel(known, lambda r: _answers(r, access))
-        states = {r.name: RUNNING if a is True else UNREACHABLE for r, a in zip(known, answers, strict=True)}
+        states = {r.name: RUNNING if a is True else UNREACHABLE
+                  for r, a in zip(known, answers, strict=True)}
         return [replace(r, state=states.get(r.name, r.state), change=None) for r in rows]
 
     # ----------------------------------------------------------------- down
@@ -336,13 +338,13 @@ def _known_hosts_file(spec: FleetSpec, pinned: str) -> str:
 
 
 def _answers(record: HostRecord, access: SshAccess) -> bool:
-    """Whether `ssh true` gets into the host within a few seconds."""
+    """Whether `ssh true` gets into the host within a few seconds, on a connection of
+    its own (an open control socket could outlive the server's sshd)."""
     assert record.ssh_host is not None
-    make_control_dir()
     argv = ssh_argv(private_key=record.ssh_key or access.private_key,
                     known_hosts=access.known_hosts, address=record.ssh_host,
                     port=record.ssh_port or 22, user=record.ssh_user, command="true",
-                    proxy=record.ssh_proxy, connect_timeout=STATUS_CONNECT_TIMEOUT)
+                    proxy=record.ssh_proxy, share=False, connect_timeout=STATUS_CONNECT_TIMEOUT)
     try:
         return run(argv, check=False, timeout=4 * STATUS_CONNECT_TIMEOUT).ok
     except StagecraftError:
