@@ -101,6 +101,11 @@ class SecretMissing(ProviderError):
     """A secret the release needs has no value in the secrets provider."""
 
 
+class HostKeyChanged(ProviderError):
+    """A server offers another host key than the one pinned for it (in the environment's
+    known_hosts or the user's): it was reinstalled, or someone is in the middle."""
+
+
 class CommandFailed(StagecraftError):
     """An external command exited non-zero, timed out, or could not start."""
 

@@ -24,7 +24,7 @@ STAND_IN_PROVIDERS = Path(__file__).resolve().parent / "fixtures" / "stand_in_pr
 
 @pytest.fixture
 def stand_in_providers() -> Iterator[None]:
-    """Cloud digitalocean and ssh, network tailscale and headscale registered as if
+    """Cloud digitalocean, network tailscale and headscale registered as if
     their providers were installed, so configs that use them validate: for tests of
     the config format and of what those kinds change elsewhere."""
     with pytest.MonkeyPatch.context() as patch:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from stagecraft.cli.context import AppContext, command as subcommand, group
@@ -10,7 +12,7 @@ from stagecraft.cli.context import AppContext, command as subcommand, group
 @group("infra", short_help="Create, inspect and remove the hosts of an environment.")
 def command(app: AppContext) -> None:
     """The hosts of an environment, from its cloud provider (`local`: containers on
-    this machine's Docker Engine)."""
+    this machine's Docker Engine; `ssh`: servers that exist already, adopted over SSH)."""
 
 
 def _context(app: AppContext):
@@ -37,15 +39,22 @@ def _print_hosts(records: list, *, show_change: bool) -> None:
 @subcommand("up")
 @click.option("--bootstrap", "then_bootstrap", is_flag=True,
               help="Then run `stagecraft bootstrap` on the hosts.")
-def up(app: AppContext, then_bootstrap: bool) -> None:
-    """Create the environment's hosts (idempotent: existing hosts are left as they are)."""
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Trust host keys that nothing vouches for yet, without asking (check "
+              "their fingerprints first). A changed host key is refused all the same.")
+def up(app: AppContext, then_bootstrap: bool, accept_new_host_keys: bool) -> None:
+    """Create the environment's hosts (idempotent: existing hosts are left as they are).
+
+    Cloud `ssh` adopts servers that exist: a host key that neither the environment's
+    known_hosts nor yours vouches for is shown and asked about on a terminal, and
+    refused without one unless --accept-new-host-keys is given."""
     env, cloud, spec, state = _context(app)
     if app.dry_run:
         records = cloud.status(spec, state)
         app.emit({"dry_run": True, "hosts": [r.to_dict() for r in records]},
                  lambda d: _print_hosts(records, show_change=False))
         return
-    records = cloud.up(spec, state, log=app.say)
+    records = cloud.up(spec, state, log=app.say, confirm=_confirm(app, accept_new_host_keys))
     created = sum(r.change in ("created", "started") for r in records)
     data = {"environment": env.name, "changed": created > 0,
             "hosts": [r.to_dict() for r in records]}
@@ -64,6 +73,16 @@ def up(app: AppContext, then_bootstrap: bool) -> None:
         app.emit(data, lambda d: app.say("bootstrap: done"))
         return
     app.emit(data, text)
+
+
+def _confirm(app: AppContext, accept: bool) -> Callable[[str], bool] | None:
+    """How ``up`` asks before trusting something new: yes with the flag, a question on
+    a terminal, else nobody to ask (None: the cloud refuses)."""
+    if accept:
+        return lambda _question: True
+    if app.can_ask():
+        return lambda question: click.confirm(question, default=False, err=True)
+    return None
 
 
 @subcommand("status")

@@ -176,6 +176,11 @@ class CloudSSH(Model):
     ssh_key: Optional[str] = Field(
         None, description="Private key file for hosts that name none (default: your ssh "
         "agent and ~/.ssh). `~` is expanded.")
+    docker_source: Literal["docker-ce", "distro"] = Field(
+        "docker-ce", description="Where bootstrap installs Docker Engine and Compose from: "
+        "`docker-ce`, Docker's own apt repository (the servers must reach "
+        "download.docker.com); `distro`, the distribution's docker.io and docker-compose "
+        "packages (for servers that reach only its mirror).")
 
 
 class SecretsEnvfile(Model):

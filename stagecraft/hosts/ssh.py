@@ -59,6 +59,11 @@ def control_options() -> list[str]:
     return [*sharing_options(), f"ControlPath={CONTROL_PATH_DIR}/%C"]
 
 
+def unshared_options() -> list[str]:
+    """Neither use nor leave a control socket, whatever ~/.ssh/config says."""
+    return ["ControlMaster=no", "ControlPath=none"]
+
+
 def as_args(options: Iterable[str]) -> list[str]:
     """``["-o", option, ...]`` for an argv."""
     return [word for option in options for word in ("-o", option)]
@@ -106,24 +111,55 @@ def proxy_options(proxy: str | None, private_key: Path | str | None,
 
 def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
              address: str, port: int, user: str, command: str | None = None,
-             flags: Sequence[str] = (), proxy: str | None = None) -> list[str]:
+             flags: Sequence[str] = (), proxy: str | None = None, share: bool = True,
+             connect_timeout: int = CONNECT_TIMEOUT) -> list[str]:
     """``ssh`` argv to ``user@address:port``, running ``command`` (a shell string) there.
 
     ``command`` None leaves it out (a login shell). ``flags`` come right after
     ``ssh`` (``-t``, more ``-o`` options). ``proxy``: the bastion to go through
-    (``user@address:port``). Call :func:`make_control_dir` before running it.
+    (``user@address:port``). ``share`` False: a connection of its own, neither using
+    nor leaving a control socket (to find out whether this key and these host keys
+    get in, rather than an open connection). Call :func:`make_control_dir` before
+    running it.
     """
     argv = [
         "ssh", *flags,
         *connection_options(private_key, known_hosts),
         *as_args(proxy_options(proxy, private_key, known_hosts)),
-        *as_args(control_options()),
-        "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+        *as_args(control_options() if share else unshared_options()),
+        "-o", f"ConnectTimeout={connect_timeout}",
         "-p", str(port), "-l", user, address,
     ]
     if command is not None:
         argv.append(command)
     return argv
+
+
+def host_key_scan_argv(*, address: str, port: int, user: str, collect_into: Path | str,
+                       algorithms: Sequence[str] = (), proxy: str | None = None,
+                       private_key: Path | str | None = None,
+                       known_hosts: Path | str | None = None) -> list[str]:
+    """``ssh`` argv that learns the host key ``address:port`` offers, without logging in.
+
+    Every authentication method is off, so ssh stops with "Permission denied" right
+    after the key exchange; by then it has written the key to ``collect_into`` (an
+    empty file of the caller's: StrictHostKeyChecking=accept-new, nothing else
+    vouches). ``algorithms``: the host key algorithms to ask for (empty: ssh's
+    default order). ``proxy``, ``private_key`` and ``known_hosts``: the bastion to go
+    through, checked as every connection to it is (:func:`proxy_options`).
+    """
+    options = [
+        f"UserKnownHostsFile={collect_into}", "GlobalKnownHostsFile=/dev/null",
+        "StrictHostKeyChecking=accept-new", "HashKnownHosts=no", "CheckHostIP=no",
+        "PubkeyAuthentication=no", "PasswordAuthentication=no",
+        "KbdInteractiveAuthentication=no", "GSSAPIAuthentication=no",
+        "HostbasedAuthentication=no", "BatchMode=yes",
+        *unshared_options(), f"ConnectTimeout={CONNECT_TIMEOUT}",
+    ]
+    if algorithms:
+        options.append(f"HostKeyAlgorithms={','.join(algorithms)}")
+    options += proxy_options(proxy, private_key, known_hosts)
+    return ["ssh", *as_args(options), "-p", str(port), "-l", user, address, "true"]
 
 
 def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None,

@@ -16,7 +16,10 @@ from importlib.metadata import entry_points
 
 CLOUD_GROUP = "stagecraft.providers.cloud"
 #: Cloud providers that ship with stagecraft: kind -> "module:attribute".
-CLOUD_BUILTIN = {"local": "stagecraft.providers.cloud.local:LocalCloud"}
+CLOUD_BUILTIN = {
+    "local": "stagecraft.providers.cloud.local:LocalCloud",
+    "ssh": "stagecraft.providers.cloud.ssh:SshCloud",
+}
 #: The cloud of a stagecraft.yml that names none, and of `doctor` outside a project.
 DEFAULT_CLOUD_KIND = "local"
 

@@ -98,7 +98,7 @@ def test_flag_combinations_write_valid_configs(tmp_path: Path, args: tuple[str, 
     assert (tmp_path / "stagecraft.yml").read_text().startswith(SCHEMA_LINE + "\n")
 
 
-@pytest.mark.parametrize("option", ["--cloud digitalocean", "--cloud ssh", "--network tailscale",
+@pytest.mark.parametrize("option", ["--cloud digitalocean", "--network tailscale",
                                     "--network headscale"])
 def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str) -> None:
     # validate would reject them: init must not write what validate refuses.
@@ -106,7 +106,7 @@ def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str) -
                                 prog_name="stagecraft")
     assert result.exit_code == 2
     name, kind = option.removeprefix("--").split()
-    works = {"cloud": "local", "network": "none"}[name]
+    works = {"cloud": "local, ssh", "network": "none"}[name]
     assert (f"Invalid value for '--{name}': {name} '{kind}' has no provider yet; "
             f"what works now: {works}") in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -191,9 +191,9 @@ def test_prompts_on_a_terminal(tmp_path: Path, monkeypatch) -> None:
     # CliRunner swaps sys.stdin for the answers; init's terminal check must see a TTY.
     terminal = SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
     monkeypatch.setattr("stagecraft.cli.init.sys", terminal)
-    # Prompts: name, environments, services, backend, frontend, secrets, ci. Network and
-    # cloud have one choice each today (none, local): nothing to ask.
-    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "", "github"]) + "\n"
+    # Prompts: name, environments, services, backend, frontend, cloud, secrets, ci.
+    # Network has one choice today (none): nothing to ask.
+    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "", "", "github"]) + "\n"
     result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path)], input=answers,
                                 prog_name="stagecraft", catch_exceptions=False)
     assert result.exit_code == 0, result.output

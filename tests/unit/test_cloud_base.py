@@ -185,8 +185,11 @@ class FakeCloud:
     def __init__(self, region: str = "fra1") -> None:
         self.region = region
 
-    def up(self, spec, state_dir, *, log=None):
+    def up(self, spec, state_dir, *, log=None, confirm=None):
         return []
+
+    def bootstrapped(self, spec, state_dir, names, deploy_user):
+        pass
 
     def down(self, spec, state_dir, *, log=None):
         return DownResult(hosts=())

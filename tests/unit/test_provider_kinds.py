@@ -75,21 +75,21 @@ def test_validate_refuses_a_cloud_kind_without_a_provider(tmp_path, capsys) -> N
         "error: stagecraft.yml is invalid:\n"
         f"  {path}:12:22: environments.prod.providers.cloud.kind: cloud kind 'digitalocean' "
         "has no provider in this version, so it cannot be used yet; cloud kinds that work "
-        "now: local\n"
+        "now: local, ssh\n"
         "hint: fix the file and run `stagecraft validate`\n")
 
 
 def test_the_json_error_names_the_place_of_each_kind(tmp_path, capsys) -> None:
     path = tmp_path / "stagecraft.yml"
-    path.write_text(config(cloud=DIGITALOCEAN, prod_cloud="{ kind: ssh }").replace(
-        "name: p1, roles: [app]", "name: p1, roles: [app], address: 192.0.2.1"))
+    path.write_text(config(cloud="{ kind: ssh }", prod_cloud=DIGITALOCEAN).replace(
+        "name: l1, roles: [app]", "name: l1, roles: [app], address: 192.0.2.1"))
     code, out, _err = validate(capsys, path, "--output", "json")
     assert code == ExitCode.CONFIG == 3
     issues = json.loads(out)["issues"]
-    # local inherits digitalocean from the top (line 4); prod says ssh (line 12).
+    # local inherits ssh from the top (line 4), which works; prod says digitalocean (line 12).
     assert [(i["line"], i["column"], i["path"]) for i in issues] == [
-        (4, 18, "providers.cloud.kind"), (12, 22, "environments.prod.providers.cloud.kind")]
-    assert all(i["message"].endswith("cloud kinds that work now: local") for i in issues)
+        (12, 22, "environments.prod.providers.cloud.kind")]
+    assert all(i["message"].endswith("cloud kinds that work now: local, ssh") for i in issues)
 
 
 def test_validate_accepts_the_local_cloud(tmp_path, capsys) -> None:
@@ -105,7 +105,7 @@ def test_an_inherited_kind_is_reported_once_where_it_is_written() -> None:
     text = config(cloud=DIGITALOCEAN).replace("    providers:\n      cloud: { kind: local }\n", "")
     assert problems(text) == [
         "stagecraft.yml:4:18: providers.cloud.kind: cloud kind 'digitalocean' has no provider "
-        "in this version, so it cannot be used yet; cloud kinds that work now: local"]
+        "in this version, so it cannot be used yet; cloud kinds that work now: local, ssh"]
 
 
 def test_a_kind_no_environment_uses_is_not_an_error() -> None:
@@ -122,16 +122,18 @@ def test_network_kinds_without_a_provider_are_refused_too() -> None:
 
 
 def test_a_registered_provider_makes_its_kind_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    registered = {kinds.CLOUD_GROUP: [EntryPoint("ssh", "some_plugin:SshCloud", kinds.CLOUD_GROUP)]}
+    registered = {kinds.CLOUD_GROUP: [EntryPoint("digitalocean", "some_plugin:DoCloud",
+                                                 kinds.CLOUD_GROUP)]}
     monkeypatch.setattr(kinds, "entry_points", lambda group: registered.get(group, []))
-    assert kinds.usable_kinds("cloud") == ["local", "ssh"]
-    text = config(prod_cloud="{ kind: ssh }").replace(
-        "name: p1, roles: [app]", "name: p1, roles: [app], address: 192.0.2.1")
-    assert load_config_text(text).environment("prod").providers.cloud.kind == "ssh"
+    assert kinds.usable_kinds("cloud") == ["digitalocean", "local", "ssh"]
+    assert load_config_text(config(prod_cloud=DIGITALOCEAN)).environment(
+        "prod").providers.cloud.kind == "digitalocean"
     # The message lists what is registered.
-    assert problems(config(prod_cloud=DIGITALOCEAN))[0].endswith(
-        "cloud kinds that work now: local, ssh")
+    assert problems(config(network=TAILSCALE))[0].endswith("network kinds that work now: none")
+    registered[kinds.NETWORK_GROUP] = [EntryPoint("headscale", "x:Y", kinds.NETWORK_GROUP)]
+    assert problems(config(network=TAILSCALE))[0].endswith(
+        "network kinds that work now: headscale, none")
 
 
 def test_usable_kinds_without_plugins() -> None:
-    assert kinds.all_usable_kinds() == {"cloud": ["local"], "network": ["none"]}
+    assert kinds.all_usable_kinds() == {"cloud": ["local", "ssh"], "network": ["none"]}

@@ -126,3 +126,36 @@ def test_a_control_dir_others_can_enter_is_refused(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(ssh, "CONTROL_PATH_DIR", directory)
     with pytest.raises(EnvironmentMissing, match="not a private directory"):
         ssh.make_control_dir()
+
+
+def test_a_host_key_scan_logs_in_with_nothing_and_accepts_only_into_its_own_file() -> None:
+    argv = ssh.host_key_scan_argv(address="192.0.2.7", port=2222, user="root",
+                                  collect_into="/tmp/scan", algorithms=["ssh-ed25519"])
+    assert argv[-6:] == ["-p", "2222", "-l", "root", "192.0.2.7", "true"]
+    options = options_of(argv)
+    for option in ("UserKnownHostsFile=/tmp/scan", "GlobalKnownHostsFile=/dev/null",
+                   "StrictHostKeyChecking=accept-new", "PubkeyAuthentication=no",
+                   "PasswordAuthentication=no", "KbdInteractiveAuthentication=no",
+                   "GSSAPIAuthentication=no", "HostbasedAuthentication=no", "BatchMode=yes",
+                   "ControlPath=none", "HostKeyAlgorithms=ssh-ed25519"):
+        assert option in options
+    assert not any(o.startswith("ProxyCommand") for o in options)
+
+
+def test_a_scan_through_a_bastion_checks_the_bastion_with_the_pinned_keys() -> None:
+    argv = ssh.host_key_scan_argv(address="10.0.0.9", port=22, user="root",
+                                  collect_into="/tmp/scan", proxy="admin@192.0.2.1:2222",
+                                  private_key=KEY, known_hosts=KNOWN_HOSTS)
+    proxy = next(o for o in options_of(argv) if o.startswith("ProxyCommand="))
+    inner = shlex.split(proxy.removeprefix("ProxyCommand="))
+    assert f"UserKnownHostsFile={KNOWN_HOSTS}" in inner
+    assert "StrictHostKeyChecking=yes" in inner
+    assert inner[-5:] == ["-p", "2222", "-l", "admin", "192.0.2.1"]
+
+
+def test_an_unshared_connection_neither_uses_nor_leaves_a_socket() -> None:
+    argv = ssh.ssh_argv(private_key=KEY, known_hosts=KNOWN_HOSTS, address="10.0.0.7",
+                        port=22, user="root", command="true", share=False, connect_timeout=3)
+    options = options_of(argv)
+    assert {"ControlMaster=no", "ControlPath=none", "ConnectTimeout=3"} <= set(options)
+    assert "ControlPersist=60s" not in options

@@ -1,8 +1,9 @@
-"""Cloud providers: make an environment's hosts exist (today: `local`, containers here).
+"""Cloud providers: make an environment's hosts exist (today: `local`, containers here;
+`ssh`, servers that exist already, adopted over SSH).
 
 ``get_cloud_provider(kind)`` finds a provider registered under the entry-point
-group ``stagecraft.providers.cloud``; the built-in ``local`` provider works even
-when stagecraft runs from a checkout without installed entry points.
+group ``stagecraft.providers.cloud``; the built-in ``local`` and ``ssh`` providers
+work even when stagecraft runs from a checkout without installed entry points.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from stagecraft.providers.cloud.base import (
     STARTED,
     STOPPED,
     UNCHANGED,
+    UNREACHABLE,
     CloudProvider,
     DownResult,
     FleetSpec,
@@ -43,7 +45,7 @@ BUILTIN = CLOUD_BUILTIN
 __all__ = [
     "CloudCapabilities",
     "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
-    "UNCHANGED", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
+    "UNCHANGED", "UNREACHABLE", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
     "HostRecord", "HostSpec", "RegistryAccess", "SshAccess", "StateFiles",
     "available_kinds", "get_cloud_provider", "read_hosts_file",
 ]
@@ -68,5 +70,5 @@ def get_cloud_provider(kind: str, options: Mapping[str, Any] | None = None) -> C
     return registry.load_provider(
         "cloud", kind, options, registered=_entry_points(), builtin=BUILTIN,
         group=ENTRY_POINT_GROUP, protocol=CloudProvider,
-        interface="up, down, status, ssh_access, bootstrap_vars, controller_checks, "
-        "prepare_controller, kind")
+        interface="up, down, status, bootstrapped, ssh_access, bootstrap_vars, "
+        "controller_checks, prepare_controller, kind")

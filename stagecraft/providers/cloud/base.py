@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -34,6 +34,7 @@ HOSTS_FILE_VERSION = 1
 RUNNING = "running"
 STOPPED = "stopped"
 MISSING = "missing"
+UNREACHABLE = "unreachable"  # recorded, but does not answer SSH now (cloud `ssh`)
 
 #: What one ``up``/``down`` call did to a host (HostRecord.change).
 CREATED = "created"
@@ -47,6 +48,9 @@ ABSENT = "absent"  # down found nothing to remove
 _HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 Log = Callable[[str], None]
+#: Asked before trusting something new (a host key nobody vouched for): the question,
+#: a yes/no answer. None where a provider takes one: refuse whatever needs asking.
+Confirm = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class HostRecord:
 
     name: str
     roles: tuple[str, ...]
-    state: str  # running | stopped | missing
+    state: str  # running | stopped | missing | unreachable
     ssh_host: str | None  # address the controller connects to
     ssh_port: int | None
     ssh_user: str
@@ -245,6 +249,39 @@ class StateFiles:
         set_(self, "public_key", self.state_dir / "id_ed25519.pub")
 
 
+def known_hosts_text(header: str, entries: Sequence[tuple[Sequence[str], str]]) -> str:
+    """known_hosts lines under ``header`` (as comments): each entry is (names, "type key")."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for names, key in entries:
+        lines.append(f"{','.join(names)} {key}")
+    return "\n".join(lines) + "\n"
+
+
+def host_key_name(address: str, port: int) -> str:
+    """How ssh names ``address:port`` in known_hosts: ``address``, or ``[address]:port``."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def host_key_names(ssh_host: str, ssh_port: int, private_ip: str | None) -> list[str]:
+    """How ssh looks a host up in known_hosts: its SSH address (and its private address)."""
+    names = [host_key_name(ssh_host, ssh_port)]
+    if private_ip:
+        names.append(private_ip)
+    return names
+
+
+def remove_files(paths: Sequence[Path]) -> list[Path]:
+    """Delete the files that exist; return the ones deleted."""
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def write_hosts_file(
     files: StateFiles,
     *,
@@ -358,13 +395,23 @@ class CloudProvider(Protocol):
     #: What the cloud offers besides hosts.
     capabilities: CloudCapabilities
 
-    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> list[HostRecord]:
+    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+           confirm: Confirm | None = None) -> list[HostRecord]:
         """Make every host of ``spec`` exist and run; write hosts.json and known_hosts.
 
         Idempotent: a second call creates nothing and reports each host ``unchanged``.
         Hosts that exist but are not in ``spec`` are returned with ``in_spec=False``
-        and ``change="orphaned"``; they are not deleted.
+        and ``change="orphaned"``; they are not deleted. ``confirm`` is asked before
+        trusting something new (cloud `ssh`: a host key that nothing vouches for);
+        None refuses whatever would need asking.
         """
+        ...
+
+    def bootstrapped(self, spec: FleetSpec, state_dir: Path, names: Sequence[str],
+                     deploy_user: str) -> None:
+        """Called after bootstrap succeeded on hosts ``names``, which now have
+        ``deploy_user``: a cloud that reached them as another user records that the
+        deploy user reaches them from now on (cloud `ssh`); others do nothing."""
         ...
 
     def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:

@@ -1,9 +1,8 @@
-"""The environment's SSH key pair and its pinned host keys (known_hosts)."""
+"""The environment's SSH key pair (known_hosts helpers live in the cloud interface)."""
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 from stagecraft.errors import StateError
 from stagecraft.fsutil import write_atomic
@@ -39,31 +38,3 @@ def ensure_key_pair(files: StateFiles, comment: str) -> str:
             "`stagecraft infra up` to make a new pair",
         )
     return public
-
-
-def known_hosts_text(header: str, entries: list[tuple[list[str], str]]) -> str:
-    """known_hosts lines: each entry is (names, "ssh-ed25519 AAAA...")."""
-    lines = [f"# {line}" for line in header.splitlines()]
-    for names, key in entries:
-        lines.append(f"{','.join(names)} {key}")
-    return "\n".join(lines) + "\n"
-
-
-def host_key_names(ssh_host: str, ssh_port: int, private_ip: str | None) -> list[str]:
-    """How ssh looks a host up in known_hosts: ``[127.0.0.1]:PORT`` (and its VPC address)."""
-    names = [f"[{ssh_host}]:{ssh_port}" if ssh_port != 22 else ssh_host]
-    if private_ip:
-        names.append(private_ip)
-    return names
-
-
-def remove(paths: list[Path]) -> list[Path]:
-    """Delete the files that exist; return the ones deleted."""
-    removed = []
-    for path in paths:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        removed.append(path)
-    return removed

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -42,6 +43,7 @@ from stagecraft.providers.cloud.base import (
     STOPPED,
     UNCHANGED,
     CloudCapabilities,
+    Confirm,
     DownResult,
     FleetSpec,
     HostRecord,
@@ -50,7 +52,10 @@ from stagecraft.providers.cloud.base import (
     RegistryAccess,
     SshAccess,
     StateFiles,
+    host_key_names,
+    known_hosts_text,
     read_hosts_file,
+    remove_files,
     write_hosts_file,
 )
 from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
@@ -250,8 +255,12 @@ class LocalCloud:
         return SshAccess(user=SSH_USER, private_key=files.private_key,
                          known_hosts=files.known_hosts)
 
-    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> list[HostRecord]:
+    def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+           confirm: Confirm | None = None) -> list[HostRecord]:
         """Create, start and wait for every host of ``spec``; write hosts.json and known_hosts.
+
+        ``confirm`` is never asked: the host keys are read through ``docker exec``, a
+        channel this machine already trusts.
 
         Returns one record per spec host (change: created, started or unchanged)
         followed by orphans (containers of this environment no longer in the spec;
@@ -329,6 +338,10 @@ class LocalCloud:
                 f"{time.monotonic() - started:.1f} s")
             return records + orphans
 
+    def bootstrapped(self, spec: FleetSpec, state_dir: Path, names: Sequence[str],
+                     deploy_user: str) -> None:
+        """Nothing to record: the local cloud keeps connecting as root."""
+
     def status(self, spec: FleetSpec, state_dir: Path) -> list[HostRecord]:
         """Every spec host as Docker sees it (running/stopped/missing), then orphans.
 
@@ -404,12 +417,12 @@ class LocalCloud:
             public_net = addressing.public_network_name(spec.project, spec.environment)
             if _remove_network(public_net):
                 removed.append(f"network {public_net}")
-            for path in keys.remove([files.hosts, files.known_hosts, files.private_key,
+            for path in remove_files([files.hosts, files.known_hosts, files.private_key,
                                      files.public_key]):
                 removed.append(f"file {path}")
             # The CA was trusted only by the hosts just removed; the next `up` makes a new one.
             ca_dir = ca_directory(files.state_dir)
-            for path in keys.remove(sorted(ca_dir.glob("*"))):  # pathlib's * matches .lock too
+            for path in remove_files(sorted(ca_dir.glob("*"))):  # pathlib's * matches .lock too
                 if not path.name.startswith("."):
                     removed.append(f"file {path}")
             with contextlib.suppress(OSError):
@@ -618,12 +631,12 @@ class LocalCloud:
         entries = []
         for record in records:
             assert record.ssh_host is not None and record.ssh_port is not None
-            entries.append((keys.host_key_names(record.ssh_host, record.ssh_port,
+            entries.append((host_key_names(record.ssh_host, record.ssh_port,
                                                 record.private_ip), host_keys[record.name]))
         header = (f"Host keys of {spec.project}/{spec.environment} (local cloud), read from "
                   "each host by `stagecraft infra up`.\nRewritten by every `infra up`; "
                   "do not edit.")
-        write_atomic(files.known_hosts, keys.known_hosts_text(header, entries))
+        write_atomic(files.known_hosts, known_hosts_text(header, entries))
 
 
 # ------------------------------------------------------------------- docker queries
