@@ -77,9 +77,10 @@ class SshCloud:
     """Servers you rent or own, reached over SSH. See spec/providers/cloud-ssh.md."""
 
     kind = KIND
-    # Nothing besides the hosts: the registry is stagecraft.yml's, Traefik the public
-    # image, and the servers hold what users cannot lose by mistake.
-    capabilities = CloudCapabilities()
+    # Nothing besides the hosts: the registry is stagecraft.yml's (without one, images
+    # go to the hosts over SSH), Traefik the public image, and the servers hold what
+    # users cannot lose by mistake. After bootstrap it connects as the deploy user.
+    capabilities = CloudCapabilities(deploy_user_logins=True)
 
     def __init__(self, user: str = "root", ssh_key: str | None = None,
                  docker_source: str = "docker-ce") -> None:
