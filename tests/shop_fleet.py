@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -193,13 +193,14 @@ class LoadLoop(threading.Thread):
             time.sleep(0.01)
 
 
-def run_under_load(edge: Edge, *args: str, project: Path
+def run_under_load(edge: Edge, *args: str, project: Path,
+                   runner: Callable[..., subprocess.CompletedProcess] = stagecraft,
                    ) -> tuple[subprocess.CompletedProcess, LoadLoop]:
-    """Run a stagecraft command while a load loop runs; the loop goes on until the
-    command is done and it has sent its count."""
+    """Run a stagecraft command (through ``runner(project, *args)``) while a load loop
+    runs; the loop goes on until the command is done and it has sent its count."""
     loop = LoadLoop(edge)
     loop.start()
-    result = stagecraft(project, *args)
+    result = runner(project, *args)
     loop.stopped.set()
     loop.join(timeout=loop.max_seconds)
     assert not loop.is_alive(), "the load loop did not stop"

@@ -3,12 +3,12 @@
 Each server is a container of the local cloud's host image (Debian 13, systemd as
 PID 1, sshd; Docker is not installed: bootstrap would do that) run with the same
 flags as the local cloud's hosts, but without any of the local cloud's labels, so
-the local provider never sees it. The harness makes its own Docker networks: a
-bridge the test machine reaches (the "internet") and an internal one for servers
-that are only reachable through a bastion. Only root's authorized_keys holds the
-test key pair the harness makes with ssh-keygen; options add a port other than 22,
-users with or without passwordless sudo (the same key), and a place behind a
-bastion. Everything goes away on exit, also when the setup fails half-way.
+the local provider never sees it. The harness makes its own Docker network, the
+"internet" the test machine and the servers share. Only root's authorized_keys
+holds the test key pair the harness makes with ssh-keygen; options add a port other
+than 22, users with or without passwordless sudo (the same key), a place behind a
+bastion (the server answers the bastion only) and a second disk (a loop device).
+Everything goes away on exit, also when the setup fails half-way.
 
     with ssh_servers([ServerSpec("vps1", users={"admin": True})], tmp_path) as found:
         found["vps1"].address, found["vps1"].port, found.key
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stagecraft.providers.cloud.local.host_image import ensure_host_image
+from stagecraft.providers.cloud.local.loopdev import ensure_loop_support
 from stagecraft.providers.cloud.local.provider import HOST_RUN_FLAGS
 
 #: Seconds a server gets to boot and answer SSH.
@@ -43,6 +44,10 @@ class ServerSpec:
     users: Mapping[str, bool] = field(default_factory=dict)
     #: The server this one is reachable through only (another spec's name).
     behind: str | None = None
+    #: A second disk, as a VPS's attached volume: its size in GiB and the device path
+    #: the server sees (a loop device of the test machine).
+    disk_gb: int = 0
+    disk_device: str = "/dev/vdb"
 
 
 @dataclass(frozen=True)
@@ -95,29 +100,32 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
     """Start ``specs`` (bastions before the servers behind them); remove the containers
     and networks afterwards, whatever happens."""
     prefix = f"sctest-ssh-{uuid.uuid4().hex[:6]}"
-    public, internal = prefix, f"{prefix}-internal"
+    # One network, the servers' "internet": it gives them the engine's NAT to the
+    # Debian mirror, as a VPS behind a bastion still has its way out.
+    public = prefix
     key = workdir / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", prefix, "-f", str(key)],
                    check=True)
     containers: list[str] = []
     networks: list[str] = []
+    loops: list[str] = []
     try:
         image = ensure_host_image()
-        for name, flags in ((public, ()), (internal, ("--internal",))):
-            _docker("network", "create", *flags, name)
-            networks.append(name)
+        _docker("network", "create", public)
+        networks.append(public)
         servers: dict[str, Server] = {}
         for spec in _bastions_first(specs):
             container = f"{prefix}-{spec.name}"
-            network = internal if spec.behind else public
+            disk: list[str] = []
+            if spec.disk_gb:
+                loop = _loop_device(workdir / f"{spec.name}-disk.img", spec.disk_gb)
+                loops.append(loop)
+                disk = ["--device", f"{loop}:{spec.disk_device}"]
             _docker("run", "-d", "--name", container, "--hostname", spec.name,
-                    *HOST_RUN_FLAGS, "--network", network, image, "/sbin/init")
+                    *HOST_RUN_FLAGS, *disk, "--network", public, image, "/sbin/init")
             containers.append(container)
-            server = Server(spec.name, container, _address(container, network), spec.port,
-                            spec.behind)
-            servers[spec.name] = server
-            if any(other.behind == spec.name for other in specs):
-                _docker("network", "connect", internal, container)
+            servers[spec.name] = Server(spec.name, container, _address(container, public),
+                                        spec.port, spec.behind)
         for spec in specs:
             _set_up(servers[spec.name], spec, key.with_suffix(".pub").read_text())
         for spec in specs:
@@ -125,13 +133,25 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
             if spec.behind is None:
                 _wait_banner(server)
             else:
-                _refuse_all_but(server, servers[spec.behind], internal)
+                _refuse_all_but(server, servers[spec.behind], public)
         yield Servers(key, servers, tuple(networks))
     finally:
         if containers:
             _docker("rm", "-fv", *containers, check=False)
         for network in networks:
             _docker("network", "rm", network, check=False)
+        for loop in loops:
+            subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
+
+
+def _loop_device(file: Path, size_gb: int) -> str:
+    """A sparse file of ``size_gb`` GiB attached to a free loop device of this machine."""
+    ensure_loop_support()
+    with open(file, "wb") as handle:
+        handle.truncate(size_gb * 1024 ** 3)
+    found = subprocess.run(["losetup", "-f", "--show", str(file)], capture_output=True,
+                           text=True, check=True, timeout=60)
+    return found.stdout.strip()
 
 
 def _bastions_first(specs: Sequence[ServerSpec]) -> list[ServerSpec]:
@@ -158,6 +178,12 @@ def _set_up(server: Server, spec: ServerSpec, public_key: str) -> None:
         if sudo:
             lines += [f"echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{user}",
                       f"chmod 440 /etc/sudoers.d/{user}"]
+    # The servers are containers: their dockerd (once bootstrap installs it) needs what
+    # the local cloud's hosts get too (docs/architecture.md, "The local cloud"). A
+    # drop-in of the server's own, as a provider's image might carry one.
+    lines += ["install -d /etc/systemd/system/docker.service.d",
+              "printf '[Service]\\nEnvironment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\\n' "
+              "> /etc/systemd/system/docker.service.d/10-container-host.conf"]
     if spec.port != 22:
         lines += [f"echo 'Port {spec.port}' > /etc/ssh/sshd_config.d/test-port.conf",
                   "systemctl restart ssh.service"]
@@ -167,9 +193,9 @@ def _set_up(server: Server, spec: ServerSpec, public_key: str) -> None:
 def _refuse_all_but(server: Server, bastion: Server, network: str) -> None:
     """Make ``server`` reachable through ``bastion`` only.
 
-    Docker gives the test machine an address on every bridge, internal ones too, so
-    it could connect directly; a route inside the server drops every answer to that
-    address (the bridge's gateway), as a firewall that admits only the bastion would.
+    The test machine reaches the network through the bridge's gateway address; a
+    route inside the server drops every answer to that address, as a firewall that
+    admits only the bastion would. The bastion, on the same network, still gets in.
     """
     gateway = _network_gateway(network)
     server.exec(f"ip route add prohibit {gateway}/32")
