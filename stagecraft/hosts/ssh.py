@@ -22,11 +22,22 @@ from pathlib import Path
 
 from stagecraft.errors import EnvironmentMissing
 
-# Ansible's own default directory, so plain ansible-playbook runs with this
-# repository's ansible.cfg (control_path = %(directory)s/%%C) share the sockets too.
-# Short enough: a socket path must fit in ~104 bytes (%C is 40 characters, and ssh
-# adds a 17-character temporary suffix while it sets the socket up).
-CONTROL_PATH_DIR = Path.home() / ".ansible" / "cp"
+# A socket path must fit in 104 bytes: %C is 40 characters, and ssh adds a
+# 17-character temporary suffix while it sets the socket up.
+_SOCKET_PATH_MAX = 104 - 1 - 40 - 17
+
+
+def _control_path_dir() -> Path:
+    """Ansible's own default directory, so plain ansible-playbook runs with this
+    repository's ansible.cfg (control_path = %(directory)s/%%C) share the sockets too;
+    a short one in /tmp when the home directory's path is too long for sockets."""
+    ansible_default = Path.home() / ".ansible" / "cp"
+    if len(str(ansible_default)) < _SOCKET_PATH_MAX:
+        return ansible_default
+    return Path(f"/tmp/stagecraft-cp-{os.getuid()}")
+
+
+CONTROL_PATH_DIR = _control_path_dir()
 # How long an idle connection stays open for the next command (measured: a
 # playbook of ten tasks takes 8 s instead of 34 s when it reuses one).
 CONTROL_PERSIST = "60s"

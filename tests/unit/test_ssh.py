@@ -6,6 +6,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import os
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,10 @@ def test_an_unshared_connection_neither_uses_nor_leaves_a_socket() -> None:
     options = options_of(argv)
     assert {"ControlMaster=no", "ControlPath=none", "ConnectTimeout=3"} <= set(options)
     assert "ControlPersist=60s" not in options
+
+
+def test_a_home_too_long_for_sockets_gets_a_short_control_directory(monkeypatch):
+    monkeypatch.setattr(ssh.Path, "home", classmethod(lambda cls: Path("/tmp/x" * 10)))
+    assert ssh._control_path_dir() == Path(f"/tmp/stagecraft-cp-{os.getuid()}")
+    monkeypatch.setattr(ssh.Path, "home", classmethod(lambda cls: Path("/home/ops")))
+    assert ssh._control_path_dir() == Path("/home/ops/.ansible/cp")
