@@ -36,25 +36,30 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
 
 def switch_to_deploy_user(fleet: Fleet) -> list[str]:
     """Record the deploy user as the SSH user of every host where it can log in now.
-    Returns the hosts switched."""
+    Returns the hosts switched.
+
+    In rounds: a host behind a bastion is reached through the bastion's user, so it
+    is tried again once its bastion switched (root may no longer log in there)."""
     from dataclasses import replace
 
+    from stagecraft.hosts.fleet import Fleet
     from stagecraft.hosts.remote import RemoteHost, in_parallel
     from stagecraft.paths import DEPLOY_USER
-
-    pending = [host for host in fleet.remotes().values() if host.user != DEPLOY_USER]
-    if not pending:
-        return []
 
     def can_log_in(host: RemoteHost) -> bool:
         as_deploy = replace(host, user=DEPLOY_USER)
         return as_deploy.run("true", check=False, timeout=30).returncode == 0
 
-    answers = in_parallel(pending, can_log_in)
-    names = [name for name, ok in answers.items() if ok]
-    if names:
+    switched: list[str] = []
+    while True:
+        pending = [host for host in fleet.remotes().values() if host.user != DEPLOY_USER]
+        answers = in_parallel(pending, can_log_in) if pending else {}
+        names = [name for name, ok in answers.items() if ok]
+        if not names:
+            return switched
         fleet.cloud.bootstrapped(fleet.spec, fleet.state_dir, names, DEPLOY_USER)
-    return names
+        switched += names
+        fleet = Fleet.load(fleet.env, fleet.project_dir, require=False)
 
 
 @command("bootstrap", short_help="Prepare the hosts of an environment for deploys.")
