@@ -3,12 +3,18 @@
 Each server is a container of the local cloud's host image (Debian 13, systemd as
 PID 1, sshd; Docker is not installed: bootstrap would do that) run with the same
 flags as the local cloud's hosts, but without any of the local cloud's labels, so
-the local provider never sees it. The harness makes its own Docker networks: a
-bridge the test machine reaches (the "internet") and an internal one for servers
-that are only reachable through a bastion. Only root's authorized_keys holds the
-test key pair the harness makes with ssh-keygen; options add a port other than 22,
-users with or without passwordless sudo (the same key), and a place behind a
-bastion. Everything goes away on exit, also when the setup fails half-way.
+the local provider never sees it. Only root's authorized_keys holds the test key
+pair the harness makes with ssh-keygen; options add a port other than 22, users with
+or without passwordless sudo (the same key), and a place behind a bastion.
+
+The harness makes its own Docker networks: one the test machine reaches (the
+"internet"), and a private one that servers behind a bastion share with their
+bastion. Docker gives the test machine an address on every bridge (``--internal``
+ones too), so a server behind a bastion refuses everything sent to that address:
+only the bastion gets in, as a firewall would let it. The private network keeps its
+way out (NAT), as a private network of a real cloud does, so such a server reaches
+the Debian mirror when bootstrap installs packages. Everything goes away on exit,
+also when the setup fails half-way.
 
     with ssh_servers([ServerSpec("vps1", users={"admin": True})], tmp_path) as found:
         found["vps1"].address, found["vps1"].port, found.key
@@ -95,7 +101,7 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
     """Start ``specs`` (bastions before the servers behind them); remove the containers
     and networks afterwards, whatever happens."""
     prefix = f"sctest-ssh-{uuid.uuid4().hex[:6]}"
-    public, internal = prefix, f"{prefix}-internal"
+    public, private = prefix, f"{prefix}-private"
     key = workdir / "id_test"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", prefix, "-f", str(key)],
                    check=True)
@@ -103,13 +109,13 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
     networks: list[str] = []
     try:
         image = ensure_host_image()
-        for name, flags in ((public, ()), (internal, ("--internal",))):
-            _docker("network", "create", *flags, name)
+        for name in (public, private):
+            _docker("network", "create", name)
             networks.append(name)
         servers: dict[str, Server] = {}
         for spec in _bastions_first(specs):
             container = f"{prefix}-{spec.name}"
-            network = internal if spec.behind else public
+            network = private if spec.behind else public
             _docker("run", "-d", "--name", container, "--hostname", spec.name,
                     *HOST_RUN_FLAGS, "--network", network, image, "/sbin/init")
             containers.append(container)
@@ -117,7 +123,7 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
                             spec.behind)
             servers[spec.name] = server
             if any(other.behind == spec.name for other in specs):
-                _docker("network", "connect", internal, container)
+                _docker("network", "connect", private, container)
         for spec in specs:
             _set_up(servers[spec.name], spec, key.with_suffix(".pub").read_text())
         for spec in specs:
@@ -125,7 +131,7 @@ def ssh_servers(specs: Sequence[ServerSpec], workdir: Path) -> Iterator[Servers]
             if spec.behind is None:
                 _wait_banner(server)
             else:
-                _refuse_all_but(server, servers[spec.behind], internal)
+                _refuse_all_but(server, servers[spec.behind], private)
         yield Servers(key, servers, tuple(networks))
     finally:
         if containers:
@@ -167,9 +173,10 @@ def _set_up(server: Server, spec: ServerSpec, public_key: str) -> None:
 def _refuse_all_but(server: Server, bastion: Server, network: str) -> None:
     """Make ``server`` reachable through ``bastion`` only.
 
-    Docker gives the test machine an address on every bridge, internal ones too, so
-    it could connect directly; a route inside the server drops every answer to that
-    address (the bridge's gateway), as a firewall that admits only the bastion would.
+    The test machine reaches the network through its gateway address, so a route
+    inside the server refuses everything sent to that address: the answers to the
+    test machine's connections. Traffic that leaves through the gateway (to the
+    mirror) is sent to other addresses and still flows.
     """
     gateway = _network_gateway(network)
     server.exec(f"ip route add prohibit {gateway}/32")
