@@ -159,3 +159,55 @@ def test_lock_release_without_a_terminal_needs_yes_even_quiet(monkeypatch, held_
     with pytest.raises(UsageError, match="no terminal to ask on"):
         invoke("-q", "lock", "release")
     assert held_lock == []
+
+
+# --------------------------------------------- infra up: trusting a new host key
+
+class AskingCloud:
+    """A cloud whose `up` asks about one host key, as cloud `ssh` does."""
+
+    capabilities = SimpleNamespace(disposable_hosts=False)
+
+    def __init__(self) -> None:
+        self.answers: list[bool | None] = []
+
+    def up(self, spec, state, *, log, confirm):
+        self.answers.append(None if confirm is None else confirm(
+            "host web-1 (192.0.2.7:22) offers ED25519 key SHA256:abc; trust it?"))
+        return []
+
+
+@pytest.fixture
+def asking_cloud(monkeypatch: pytest.MonkeyPatch) -> AskingCloud:
+    cloud = AskingCloud()
+    monkeypatch.setattr("stagecraft.cli.infra._context",
+                        lambda app: (SimpleNamespace(name="local"), cloud, None, None))
+    return cloud
+
+
+@pytest.mark.parametrize(("answer", "trusted"), [("y\n", True), ("n\n", False), ("\n", False)])
+def test_infra_up_asks_on_a_terminal_before_trusting_a_host_key(
+        monkeypatch: pytest.MonkeyPatch, asking_cloud: AskingCloud, answer: str,
+        trusted: bool) -> None:
+    terminal(monkeypatch, True)
+    result = invoke("infra", "up", input=answer)
+    assert result.exit_code == 0, result.output
+    assert asking_cloud.answers == [trusted]
+    assert ("host web-1 (192.0.2.7:22) offers ED25519 key SHA256:abc; trust it? [y/N]"
+            in result.stderr)
+
+
+def test_infra_up_without_a_terminal_gives_the_cloud_nobody_to_ask(
+        monkeypatch: pytest.MonkeyPatch, asking_cloud: AskingCloud) -> None:
+    terminal(monkeypatch, False)
+    assert invoke("infra", "up").exit_code == 0
+    assert asking_cloud.answers == [None]
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_accept_new_host_keys_says_yes_without_asking(
+        monkeypatch: pytest.MonkeyPatch, asking_cloud: AskingCloud, present: bool) -> None:
+    terminal(monkeypatch, present)
+    result = invoke("infra", "up", "--accept-new-host-keys")
+    assert result.exit_code == 0 and "trust it?" not in result.output
+    assert asking_cloud.answers == [True]

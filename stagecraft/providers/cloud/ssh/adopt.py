@@ -183,7 +183,11 @@ class Adoption:
             if judgement.verdict in (hostkeys.CHANGED, hostkeys.REVOKED):
                 raise self._refusal(endpoint, offered, judgement)
         new = []
+        seen: set[tuple[str, int, HostKey]] = set()  # two hosts on one server: asked once
         for endpoint, offered, judgement in judged:
+            if (endpoint.address, endpoint.port, offered) in seen:
+                continue
+            seen.add((endpoint.address, endpoint.port, offered))
             if judgement.verdict == hostkeys.VOUCHED:
                 self._trust(endpoint, offered)
                 self.log(f"{endpoint.label}: host key {hostkeys.fingerprint(offered).hash} "

@@ -423,3 +423,11 @@ def test_a_key_with_a_passphrase_and_no_public_half_says_what_to_do(tmp_path: Pa
     assert caught.value.message.startswith(f"cannot get the public half of {tmp_path}/locked")
     assert f"put it beside the key as {tmp_path}/locked.pub" in caught.value.hint
 
+
+
+def test_two_hosts_on_one_server_are_asked_about_once(tmp_path: Path, offers) -> None:
+    questions: list[str] = []
+    pins, _ = adoption(tmp_path, lambda q: questions.append(q) or True)
+    pins.pin([WEB, Endpoint("host www-1", "192.0.2.7", 22, "admin", None, name="www-1")])
+    assert len(questions) == 1
+    assert pins.known_hosts.read_text() == f"192.0.2.7 {offers['192.0.2.7'].line}\n"
