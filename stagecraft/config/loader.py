@@ -368,11 +368,13 @@ def _describe(errors: list[dict], path: Path_, data: Any, model: type[BaseModel]
     if kind == "missing":
         return f"missing required setting '{path[-1]}'" if path else "missing required setting"
     if kind == "extra_forbidden":
+        # An empty key ('': ...) comes with an empty location.
+        name = str(path[-1]) if path else ""
         allowed = _allowed_keys(model, path[:-1], data)
-        close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+        close = difflib.get_close_matches(name, allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (
             f"; expected one of: {', '.join(allowed)}" if allowed else "")
-        return f"unknown setting '{path[-1]}'{hint}"
+        return f"unknown setting '{name}'{hint}"
     if kind in ("union_tag_invalid",):
         ctx = first.get("ctx", {})
         return f"unknown kind {ctx.get('tag')!r}: expected one of {ctx.get('expected_tags')}"

@@ -894,3 +894,10 @@ def test_choosing_an_environment() -> None:
     with pytest.raises(ConfigError) as caught:
         loaded.environment("qa")
     assert caught.value.hint == "environments: local, staging, production"
+
+
+def test_an_empty_key_at_the_top_is_an_unknown_setting() -> None:
+    """Found by the fuzz test: an empty key has an empty location in pydantic's error."""
+    with pytest.raises(ConfigError) as caught:
+        load("'': null\n" + BASE)
+    assert "unknown setting ''" in str(caught.value)
