@@ -50,8 +50,12 @@ class RemoteHost:
 
     def run(self, command: str, *, input: str | None = None, timeout: float = 60,
             check: bool = True, what: str | None = None) -> Completed:
-        """Run ``command`` on the host; CommandFailed names the host when it fails."""
+        """Run ``command`` on the host as root (through ``sudo -n`` when logged in as
+        another user, as the playbooks become root); CommandFailed names the host when
+        it fails."""
         ssh.make_control_dir()
+        if self.user != "root":
+            command = f"sudo -n -- sh -c {shlex.quote(command)}"
         try:
             return run(self.ssh_argv(command), input=input, timeout=timeout, check=check,
                        hint=f"check that host {self.name} is up: stagecraft infra status")

@@ -144,6 +144,10 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
     user = (record.ssh_user if record is not None else None) or host.user or connection.user
     if user:
         facts["ansible_user"] = user
+    if user and user != "root":
+        # The roles run as root, whoever logs in: the deploy user (and an adopting
+        # admin) has passwordless sudo.
+        facts["ansible_become"] = True
     key = (record.ssh_key if record is not None else None) or (
         str(connection.private_key) if connection.private_key is not None else None)
     if key is not None:
