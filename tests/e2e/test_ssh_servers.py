@@ -17,7 +17,7 @@ The commands are the ones docs/own-servers.md gives, in its order:
 4. a second deploy under a load loop: zero failed requests, only the changed layers
    sent;
 5. `rollback`: the first release serves again;
-6. `status`, `logs`, `exec`, `ssh` on the servers;
+6. `status`, `logs`, `exec`, `ssh`, `audit`, `lock status`, `migrate plan` on the servers;
 7. a server whose host key changed is refused.
 """
 
@@ -216,6 +216,12 @@ def test_ops_commands_work_on_the_servers(project: Path, servers: Servers):
     assert executed.returncode == 0, executed.stderr[-3000:]
     shell = run(project, "ssh", "vps2", "--", "id", "-un")
     assert shell.returncode == 0 and shell.stdout.strip() == "deploy", shell.stderr[-2000:]
+    audit = run(project, "audit", "-n", "3")
+    assert audit.returncode == 0 and "rollback" in audit.stdout, audit.stderr[-2000:]
+    lock = run(project, "lock", "status")
+    assert lock.returncode == 0, lock.stderr[-2000:]
+    pending = run(project, "migrate", "plan")
+    assert pending.returncode == 0, pending.stderr[-2000:]
 
 
 def test_a_changed_host_key_is_refused(project: Path, servers: Servers):
