@@ -57,6 +57,8 @@ def environment(servers: Servers) -> str:
     providers:
       cloud: {{ kind: ssh, docker_source: distro, ssh_key: {servers.key} }}
     domain: {DOMAIN}
+    # No public CA reaches these servers: the environment's own CA signs the edge.
+    tls: {{ mode: local }}
     services:
       web: {{ routes: [{{ host: "{{domain}}" }}] }}
       worker: {{ on: [app] }}
