@@ -188,7 +188,10 @@ def test_deploy_sends_the_images_over_ssh_and_serves(project: Path, servers: Ser
 
 def test_a_second_deploy_under_load_fails_no_request_and_sends_few_layers(
         project: Path, servers: Servers):
-    set_env_value(project, "APP_VERSION", "2.0.0")
+    # A code change gives a new image whose base layers the servers have already.
+    source = project / "app" / "shopapp" / "__init__.py"
+    source.write_text(source.read_text() + "# release 2\n")
+    set_env_value(project, "APP_VERSION", "2.0.0")  # commits both
     edge = edge_of(servers)
     result, loop = run_under_load(edge, "deploy", project=project, runner=run)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -206,6 +209,8 @@ def test_rollback_brings_the_first_release_back(project: Path, servers: Servers)
     done = run(project, "rollback")
     assert done.returncode == 0, done.stderr[-4000:]
     assert edge_of(servers).version() == "1.0.0"
+    # The first release's images are still on the servers: nothing travels.
+    assert "images: vps1: had every image" in done.stderr, done.stderr[-3000:]
 
 
 def test_ops_commands_work_on_the_servers(project: Path, servers: Servers):
