@@ -176,6 +176,7 @@ def test_bootstrap_switches_to_the_deploy_user_and_turns_root_logins_off(
 def test_deploy_sends_the_images_over_ssh_and_serves(project: Path, servers: Servers):
     done = run(project, "deploy")
     assert done.returncode == 0, done.stderr[-4000:]
+    print("\n".join(line for line in done.stderr.splitlines() if line.startswith("images:")))
     assert re.search(r"images: vps1: loaded \d+ image", done.stderr), done.stderr[-3000:]
     assert re.search(r"images: vps2: loaded \d+ image", done.stderr), done.stderr[-3000:]
     assert "migrate-pre: applied 1" in done.stderr
@@ -199,6 +200,7 @@ def test_a_second_deploy_under_load_fails_no_request_and_sends_few_layers(
     assert loop.failures == [], loop.failures[:10]
     assert set(loop.versions) <= {"1.0.0", "2.0.0"}, loop.versions
     assert edge.version() == "2.0.0"
+    print("\n".join(line for line in result.stderr.splitlines() if line.startswith("images:")))
     sent = [int(n) for n in re.findall(r"images: vps\d: loaded \d+ image\(s\), (\d+) layer",
                                        result.stderr)]
     kept = [int(n) for n in re.findall(r"(\d+) already there", result.stderr)]
