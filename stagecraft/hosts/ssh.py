@@ -173,6 +173,13 @@ def host_key_scan_argv(*, address: str, port: int, user: str, collect_into: Path
     return ["ssh", *as_args(options), "-p", str(port), "-l", user, address, "true"]
 
 
+def close_shared_argv(address: str, port: int, user: str) -> list[str]:
+    """``ssh -O exit`` for the shared connection to ``user@address:port``, if one is open:
+    the next command then connects, and checks the host key, anew."""
+    return ["ssh", *as_args(control_options()), "-O", "exit", "-p", str(port), "-l", user,
+            address]
+
+
 def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None,
                         proxy: str | None = None) -> str:
     """The ``ansible_ssh_common_args`` of a host: pinned host keys, checked, one key,

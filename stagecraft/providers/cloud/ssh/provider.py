@@ -15,17 +15,17 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from stagecraft import steps
 from stagecraft.doctor.model import Check, missing, ok
-from stagecraft.errors import ProviderError, StagecraftError, StateError
+from stagecraft.errors import HostKeyChanged, ProviderError, StagecraftError, StateError
 from stagecraft.execs import run
 from stagecraft.fsutil import exclusive_lock, write_atomic
-from stagecraft.hosts.ssh import split_destination, ssh_argv
+from stagecraft.hosts.ssh import CONNECT_TIMEOUT, close_shared_argv, split_destination, ssh_argv
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -71,6 +71,13 @@ LOCK_FILE = ".hosts.lock"
 
 def _quiet(_: str) -> None:
     pass
+
+
+def _close_shared_connections(records: Iterable[HostRecord]) -> None:
+    for record in records:
+        if record.ssh_host and record.ssh_user:
+            run(close_shared_argv(record.ssh_host, record.ssh_port or 22, record.ssh_user),
+                check=False, timeout=CONNECT_TIMEOUT)
 
 
 class SshCloud:
@@ -155,8 +162,14 @@ class SshCloud:
             endpoints = plan_endpoints(spec, self.user, self.ssh_key, deploy_users)
             with tempfile.TemporaryDirectory(prefix=".adopting-", dir=files.state_dir) as work:
                 adoption = Adoption(files.known_hosts, Path(work), log=log, confirm=confirm)
-                adoption.pin(endpoints.direct())
-                adoption.pin(endpoints.proxied())
+                try:
+                    adoption.pin(endpoints.direct())
+                    adoption.pin(endpoints.proxied())
+                except HostKeyChanged:
+                    # A connection opened before the key changed would still be
+                    # shared by the next command: close them all.
+                    _close_shared_connections(before.values())
+                    raise
                 hosts = list(endpoints.hosts.values())
                 with steps.step(log, f"logging in to {', '.join(endpoints.hosts)}"):
                     found = in_parallel(hosts, adoption.detect)
