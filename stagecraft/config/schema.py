@@ -80,6 +80,11 @@ class Registry(Model):
     password: Optional[SecretRef] = Field(
         None, description="Registry password or token, as a ${secret:NAME} reference."
     )
+    ca_file: Optional[str] = Field(
+        None, description="PEM file of the CA that signed the registry's certificate, when "
+        "no public CA did; relative to stagecraft.yml. Bootstrap makes the hosts trust it; "
+        "this machine's Docker must trust it too (/etc/docker/certs.d/<server>/ca.crt).",
+    )
 
 
 class Project(Model):

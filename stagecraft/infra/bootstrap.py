@@ -5,7 +5,8 @@ variables are the project/environment names, the environment's SSH public key fo
 the deploy user, and whatever the cloud provider needs (a Docker source, a quirk of
 its hosts). The firewall play that follows gets the environment's
 `firewall` section and the private network (stagecraft/infra/firewall.py). The volumes
-play gets each host's block volumes (``volumes_by_host``).
+play gets each host's block volumes (``volumes_by_host``). A cloud without a registry of
+its own passes on the CA of ``project.registry`` (``registry_ca_vars``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from stagecraft.ansible.bundle import prepare
 from stagecraft.ansible.request import RunRequest, SshSettings
 from stagecraft.ansible.runner import RunResult, run
 from stagecraft.config.schema import ResolvedEnvironment
-from stagecraft.errors import StateError
+from stagecraft.errors import ConfigError, StateError
 from stagecraft.hosts.fleet import Fleet
 from stagecraft.infra import firewall
 from stagecraft.paths import host_root_extravars
@@ -44,6 +47,8 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
             f"environment '{env.name}' has no hosts yet",
             hint=f"create them first: stagecraft infra up --env {env.name}",
         )
+    # Read before any host is touched: a bad CA file stops here.
+    registry_vars = registry_ca_vars(fleet)
     public_key = StateFiles(fleet.state_dir).public_key
     cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
     private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
@@ -54,6 +59,7 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
         "bootstrap_deploy_authorized_keys": [public_key.read_text().strip()]
         if public_key.is_file() else [],
         **cloud_vars,
+        **registry_vars,
         # Every host's but firewall_edge, which the playbook takes from each host's roles;
         # firewall_private_cidrs replaces the cloud's own.
         **firewall.environment_vars(env, private_cidrs),
@@ -69,6 +75,35 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
         limit=limit,
         ssh=SshSettings.of(access),
     )
+
+
+def registry_ca_vars(fleet: Fleet) -> dict[str, str]:
+    """The bootstrap role's registry CA variables for ``project.registry.ca_file``.
+
+    Empty when the cloud runs its own registry (its bootstrap_vars pass that one's CA)
+    or the registry names no CA file. Raises ConfigError when the file cannot be read
+    or holds no PEM certificate.
+    """
+    registry = fleet.env.project.registry
+    if registry is None or not registry.ca_file or fleet.cloud.capabilities.registry:
+        return {}
+    path = fleet.project_dir / Path(registry.ca_file).expanduser()
+    hint = ("set project.registry.ca_file to the PEM file of the CA that signed the "
+            "registry's certificate (relative to stagecraft.yml)")
+    try:
+        pem = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"project.registry.ca_file: cannot read {path}: {reason}",
+                          hint=hint) from None
+    try:
+        x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        raise ConfigError(f"project.registry.ca_file: {path} holds no PEM certificate",
+                          hint=hint) from None
+    # Docker looks the CA up by the registry's host[:port], without the path.
+    return {"bootstrap_registry_server": registry.server.split("/", 1)[0],
+            "bootstrap_registry_ca_pem": pem}
 
 
 def volumes_by_host(env: ResolvedEnvironment) -> dict[str, list[dict[str, Any]]]:
