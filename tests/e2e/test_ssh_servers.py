@@ -3,7 +3,7 @@
 Two plain Debian 13 servers as a team would rent them (tests/ssh_servers.py): sshd,
 only root's authorized key, no Docker. vps1 listens on port 2222 and carries a
 second disk; vps2 answers only vps1 (a bastion) and is adopted as `admin`, a user
-with passwordless sudo. No registry anywhere: the images travel over SSH.
+with passwordless sudo. No registry at first: the images travel over SSH.
 
 The commands are the ones docs/own-servers.md gives, in its order:
 
@@ -18,7 +18,10 @@ The commands are the ones docs/own-servers.md gives, in its order:
    sent;
 5. `rollback`: the first release serves again;
 6. `status`, `logs`, `exec`, `ssh`, `audit`, `lock status`, `migrate plan` on the servers;
-7. a server whose host key changed is refused.
+7. `project.registry` set to a registry whose certificate a private CA signed:
+   `bootstrap` makes the servers trust the CA, a deploy pushes there and the servers
+   log in and pull;
+8. a server whose host key changed is refused.
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import ssl
 import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from base64 import b64encode
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -36,11 +47,14 @@ from shop_fleet import (
     LOAD_REQUESTS,
     STAGECRAFT,
     Edge,
+    config_value,
     copy_example,
     run_under_load,
     set_env_value,
 )
 from ssh_servers import ServerSpec, Servers, ssh_servers
+from stagecraft.infra.tls import ensure_ca, issue
+from stagecraft.providers.cloud.local.service_images import REGISTRY_UID, ensure_registry_image
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -137,6 +151,98 @@ def ssh_as(servers: Servers, user: str, server: str = "vps1") -> subprocess.Comp
         capture_output=True, text=True, timeout=60, check=False)
 
 
+@dataclass(frozen=True)
+class Registry:
+    """A registry on the servers' network, as a team would run one with a private CA."""
+
+    server: str  # ip:port, as image names spell it
+    username: str
+    password: str
+    ca_pem: str
+    ca_file: Path
+
+    def get(self, path: str) -> tuple[int, str]:
+        """GET https://<server><path> with basic auth, the certificate checked with the CA."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        # Straight to the registry: an https_proxy in the environment must not be asked.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        token = b64encode(f"{self.username}:{self.password}".encode()).decode()
+        request = urllib.request.Request(f"https://{self.server}{path}",
+                                         headers={"Authorization": f"Basic {token}"})
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+
+@pytest.fixture
+def registry(servers: Servers, tmp_path: Path) -> Iterator[Registry]:
+    """The local cloud's Distribution registry image on the servers' network: TLS with a
+    certificate from a test CA, basic auth. This machine's Docker trusts the CA while
+    the registry runs (it pushes there); the container and the trust go afterwards."""
+    image = ensure_registry_image()
+    name = f"{servers.networks[0]}-registry"
+    username, password = "deploy", uuid.uuid4().hex
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    os.chown(tls, REGISTRY_UID, REGISTRY_UID)
+    hashed = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint",
+                             "htpasswd", image, "-Bbn", username, password],
+                            capture_output=True, text=True, check=True, timeout=60)
+    htpasswd = tmp_path / "htpasswd"
+    place(htpasswd, hashed.stdout.strip() + "\n", 0o600)
+    trusted: Path | None = None
+    try:
+        # The certificate names the container's address, known once it runs: the
+        # registry starts when its certificate appears.
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "--network", servers.networks[0],
+             "-v", f"{htpasswd}:/etc/docker/registry/htpasswd:ro",
+             "-v", f"{tls}:/etc/docker/registry/tls:ro", "--entrypoint", "sh", image, "-c",
+             "until [ -e /etc/docker/registry/tls/registry.crt ]; do sleep 0.2; done; "
+             "exec /usr/bin/docker-registry serve /etc/docker/registry/config.yml"],
+            capture_output=True, text=True, check=True, timeout=60)
+        found = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}"
+                                "{{.IPAddress}}{{end}}", name],
+                               capture_output=True, text=True, check=True, timeout=30)
+        address = found.stdout.strip()
+        ca = ensure_ca(tmp_path / "ca", common_name="stagecraft test registry CA")
+        cert_pem, key_pem = issue(ca, ip_addresses=[address])
+        place(tls / "registry.key", key_pem, 0o600)
+        place(tls / "registry.crt", cert_pem, 0o644)
+        server = f"{address}:5000"
+        trusted = Path("/etc/docker/certs.d") / server
+        trusted.mkdir(parents=True, exist_ok=True)
+        (trusted / "ca.crt").write_text(ca.cert_pem)
+        running = Registry(server, username, password, ca.cert_pem, ca.cert_path)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer: object = running.get("/v2/")
+            except (urllib.error.URLError, OSError) as exc:
+                answer = exc
+            if isinstance(answer, tuple) and answer[0] == 200:
+                break
+            assert time.monotonic() < deadline, f"the registry {name} does not answer: {answer}"
+            time.sleep(0.5)
+        yield running
+    finally:
+        subprocess.run(["docker", "rm", "-fv", name], capture_output=True, check=False)
+        if trusted is not None:
+            shutil.rmtree(trusted, ignore_errors=True)
+
+
+def place(path: Path, text: str, mode: int) -> None:
+    """Write ``path`` for the registry's user, whole or not at all (the registry waits for it)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.chmod(mode)
+    os.chown(partial, REGISTRY_UID, REGISTRY_UID)
+    partial.replace(path)
+
+
 def test_infra_up_asks_before_trusting_and_adopts_with_the_flag(project: Path, servers: Servers):
     refused = run(project, "infra", "up")
     assert refused.returncode != 0
@@ -231,6 +337,56 @@ def test_ops_commands_work_on_the_servers(project: Path, servers: Servers):
     assert lock.returncode == 0, lock.stderr[-2000:]
     pending = run(project, "migrate", "plan")
     assert pending.returncode == 0, pending.stderr[-2000:]
+
+
+def test_a_deploy_through_a_registry_with_a_private_ca(
+        project: Path, servers: Servers, registry: Registry):
+    # The CA goes with the project, the password with the environment's secrets.
+    (project / "registry-ca.pem").write_text(registry.ca_pem)
+    config = project / "stagecraft.yml"
+    entry = (f'  registry:\n    server: "{registry.server}"\n    username: {registry.username}\n'
+             "    password: ${secret:REGISTRY_PASSWORD}\n    ca_file: registry-ca.pem\n")
+    text = re.sub(r"^project:\n  name: .+\n", lambda m: m.group(0) + entry,
+                  config.read_text(), count=1, flags=re.M)
+    assert entry in text
+    config.write_text(text)
+    with open(project / f".env.{ENVIRONMENT}", "a") as secrets:
+        secrets.write(f"REGISTRY_PASSWORD={registry.password}\n")
+    subprocess.run(["git", "add", "registry-ca.pem"], cwd=project, check=True)
+    subprocess.run(["git", "commit", "-qam", "a registry"], cwd=project, check=True)
+
+    trusted = run(project, "bootstrap", "--output", "json")
+    assert trusted.returncode == 0, trusted.stderr[-4000:]
+    events = [json.loads(line) for line in trusted.stdout.splitlines() if line.startswith("{")]
+    installed = {e["host"] for e in events if e.get("event") == "result" and e.get("changed")
+                 and "Install the registry's CA for Docker" in e.get("task", "")}
+    assert installed == {"vps1", "vps2"}, events[-1]
+    for name in ("vps1", "vps2"):
+        found = servers[name].exec(f"cat /etc/docker/certs.d/{registry.server}/ca.crt").stdout
+        assert found.strip() == registry.ca_pem.strip()
+
+    source = project / "app" / "shopapp" / "__init__.py"
+    source.write_text(source.read_text() + "# release 3\n")
+    set_env_value(project, "APP_VERSION", "3.0.0")  # commits both
+    done = run(project, "deploy")
+    assert done.returncode == 0, done.stderr[-4000:]
+    # Through the registry, not over SSH.
+    assert not re.search(r"images: \S+: loaded", done.stderr), done.stderr[-3000:]
+    name = config_value(project, "name")
+    status, body = registry.get("/v2/_catalog")
+    assert status == 200, body
+    assert {f"{name}-web", f"{name}-db"} <= set(json.loads(body)["repositories"]), body
+    listed = run(project, "releases", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    latest = json.loads(listed.stdout)[0]
+    assert (latest["action"], latest["result"]) == ("deploy", "succeeded"), latest
+    for service in ("web", "worker"):
+        assert latest["images"][service]["ref"].startswith(f"{registry.server}/{name}-web:"), \
+            latest["images"]
+    assert edge_of(servers).version() == "3.0.0"
+    # vps2 pulled with the credentials it logged in with (it has no image of it otherwise).
+    pulled = servers["vps2"].exec("docker image ls --format '{{.Repository}}'").stdout.split()
+    assert f"{registry.server}/{name}-web" in pulled, pulled
 
 
 def test_a_changed_host_key_is_refused(project: Path, servers: Servers):
