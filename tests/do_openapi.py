@@ -94,8 +94,11 @@ from typing import Any
 
 import yaml
 from jsonschema.exceptions import ValidationError
-from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
-from openapi_schema_validator._format import oas30_format_checker
+from openapi_schema_validator import (
+    OAS30ReadValidator,
+    OAS30WriteValidator,
+    oas30_format_checker,
+)
 from referencing import Registry, Resource, Specification
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
