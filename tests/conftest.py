@@ -73,3 +73,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytrace=False,
         )
     pytest.skip("no Docker Engine answers (run `make docker`)")
+
+
+@pytest.fixture
+def do_openapi_recording(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A path to give the DigitalOcean twin as ``--record``; after the test, every
+    exchange recorded there is checked against DigitalOcean's OpenAPI document
+    (tests/do_openapi.py ``assert_recording_valid``, which also adds the count to
+    .stagecraft-test/openapi-checked.txt). A test that records nothing checks nothing."""
+    path = tmp_path / "digitalocean-exchanges.jsonl"
+    yield path
+    if path.exists():
+        from tests.do_openapi import assert_recording_valid
+
+        assert_recording_valid(path, request.node.nodeid)

@@ -513,3 +513,20 @@ def assert_recording_valid(path: str | os.PathLike[str], node_id: str | None = N
             f"{len(failing)} problems in {count} exchanges of {path} against "
             f"DigitalOcean's OpenAPI document:\n{shown}{more}")
     return count
+
+
+def summary_totals(summary: Path | None = None) -> tuple[int, int, int, int]:
+    """(recordings, exchanges checked, response problems, request problems) summed over
+    the summary file (all zero when there is none)."""
+    summary = summary or SUMMARY
+    totals = [0, 0, 0, 0]
+    if not summary.exists():
+        return (0, 0, 0, 0)
+    for line in summary.read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) != 4:
+            continue
+        totals[0] += 1
+        for i, text in enumerate(fields[1:], 1):
+            totals[i] += int(text.split()[0])
+    return (totals[0], totals[1], totals[2], totals[3])

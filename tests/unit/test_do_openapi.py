@@ -425,6 +425,13 @@ def test_requests_false_fails_on_the_twins_problems_only(
     assert assert_recording_valid(recording, requests=False) == 2
     lines = (tmp_path / "s.txt").read_text().splitlines()
     assert lines == ["r.jsonl\t2 exchanges checked\t0 response problems\t1 request problems"] * 2
+    assert do_openapi.summary_totals(tmp_path / "s.txt") == (2, 4, 0, 2)
+
+
+def test_the_fixture_checks_what_the_test_recorded(do_openapi_recording: Path) -> None:
+    # The fixture's own check runs at teardown (and adds its line to the real summary);
+    # here the recording is right, so it passes.
+    write_recording(do_openapi_recording, [account_ok(), droplet_delete_ok()])
 
 
 def test_the_parsed_document_is_cached_by_its_sha256(
