@@ -26,7 +26,9 @@ class AppContext:
     dry_run: bool = False
     output: str = "text"
     debug: bool = False
+    rehearse: bool = False
     _loaded: Any = field(default=None, repr=False)
+    _environments: dict = field(default_factory=dict, repr=False)
 
     @property
     def json(self) -> bool:
@@ -41,8 +43,16 @@ class AppContext:
         return self._loaded
 
     def environment(self):
-        """The resolved environment chosen with --env (or the only one)."""
-        return self.load().environment(self.env)
+        """The resolved environment chosen with --env (or the only one); with
+        --rehearse, its rehearsal on a twin of its cloud (stagecraft/infra/rehearsal.py)."""
+        if self.env not in self._environments:
+            env = self.load().environment(self.env)
+            if self.rehearse:
+                from stagecraft.infra.rehearsal import rehearse
+
+                env = rehearse(env, self.load().project_dir, log=self.say)
+            self._environments[self.env] = env
+        return self._environments[self.env]
 
     def emit(self, data: Any, text: Callable[[Any], None] | str | None = None) -> None:
         """Print a command's result: JSON on stdout, or the text view of it."""
@@ -117,6 +127,10 @@ def global_options(*, root: bool = False) -> Callable:
         click.option("--output", "output", type=click.Choice(OUTPUT_CHOICES), default=None,
                      envvar=env("OUTPUT"), expose_value=False, callback=_setter("output"),
                      help="text for people, json for machines."),
+        click.option("--rehearse", "rehearse", is_flag=True, default=None,
+                     envvar=env("REHEARSE"), expose_value=False, callback=_setter("rehearse"),
+                     help="Run against a twin of the environment's cloud on this machine "
+                     "(DigitalOcean): real droplets as containers, nothing touches the cloud."),
         click.option("--debug", "debug", is_flag=True, default=None, envvar=env("DEBUG"),
                      expose_value=False, callback=_setter("debug"),
                      help="Show tracebacks and debug logs."),

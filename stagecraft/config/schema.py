@@ -52,6 +52,8 @@ DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 VarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
+Cidr = Annotated[str, StringConstraints(
+    pattern=r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)(/[0-9]{1,3})?$")]
 SshUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
 TailnetTag = Annotated[str, StringConstraints(pattern=r"^tag:[a-z0-9-]+$")]
 EnvValue = Union[str, int, float, bool]
@@ -164,6 +166,10 @@ class CloudDigitalOcean(Model):
     image: str = Field("debian-13-x64", description="Droplet image slug.")
     size: str = Field("s-1vcpu-2gb", description="Default droplet size slug for hosts without one.")
     vpc: Optional[str] = Field(None, description="Name of the VPC (default: one per environment).")
+    api_url: str = Field(
+        "https://api.digitalocean.com/v2", pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Base URL of DigitalOcean's API; another one only for a stand-in of "
+        "it (`--rehearse` sets the twin's).")
 
 
 class CloudLocal(Model):
@@ -343,6 +349,10 @@ class Firewall(Model):
 
     public: list[Port] = Field(default_factory=lambda: [80, 443], description="Ports open on edge hosts.")
     ssh: Literal["private", "public"] = Field("private", description="Where SSH is allowed from.")
+    ssh_from: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0", "::/0"],
+        description="With `ssh: public`: the networks SSH is open to in a cloud's own "
+        "firewall (DigitalOcean), e.g. your office's or CI's addresses. Default: anywhere.")
 
 
 class Rollout(Model):

@@ -8,7 +8,7 @@ logs, ssh, exec, audit, lock, migrate, doctor, the inventory) starts from one
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -61,6 +61,8 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
         environment=env.name,
         hosts=tuple(_host_spec(env, h) for h in env.hosts),
         volume_sizes={name: volume.size_gb for name, volume in env.volumes.items()},
+        public_ports=tuple(sorted(set(env.firewall.public))),
+        ssh_from=tuple(env.firewall.ssh_from) if env.firewall.ssh == "public" else (),
     )
 
 
@@ -74,10 +76,28 @@ def _host_spec(env: ResolvedEnvironment, host: Host) -> HostSpec:
                     proxy_jump=host.proxy_jump)
 
 
-def cloud_for(env: ResolvedEnvironment) -> CloudProvider:
-    """The environment's cloud provider, built with its settings from stagecraft.yml."""
+def cloud_for(env: ResolvedEnvironment, project_dir: Path | None = None) -> CloudProvider:
+    """The environment's cloud provider, built with its settings from stagecraft.yml.
+
+    A setting that is a secret reference (DigitalOcean's token) is passed as a function
+    that resolves it through the secrets provider when the cloud first needs it, so
+    commands that never call the cloud's API never read the secret.
+    """
     settings = env.providers.cloud.model_dump(exclude={"kind"}, exclude_none=True)
+    for key, value in list(settings.items()):
+        if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+            settings[key] = _deferred_secret(env, project_dir, value)
     return get_cloud_provider(env.providers.cloud.kind, settings)
+
+
+def _deferred_secret(env: ResolvedEnvironment, project_dir: Path | None,
+                     reference: str) -> Callable[[], str]:
+    def resolve() -> str:
+        from stagecraft.providers.secrets import resolve_reference
+
+        return resolve_reference(env, Path(project_dir or Path.cwd()), reference)
+
+    return resolve
 
 
 def state_dir(project_dir: Path, environment: str) -> Path:
@@ -167,7 +187,7 @@ class Fleet:
                     f"environment '{env.name}' has no host record for {', '.join(missing)}",
                     hint=f"create the hosts first: stagecraft infra up --env {env.name} "
                          "--bootstrap")
-        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud_for(env),
+        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud_for(env, project_dir),
                    spec=fleet_spec(env), records=records)
 
     @cached_property

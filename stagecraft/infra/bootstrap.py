@@ -63,7 +63,8 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
         # Every host's but firewall_edge, which the playbook takes from each host's roles;
         # firewall_private_cidrs replaces the cloud's own.
         **firewall.environment_vars(env, private_cidrs),
-        "volumes_by_host": volumes_by_host(env),
+        "volumes_by_host": volumes_by_host(
+            env, lambda host, volume: fleet.cloud.volume_device(fleet.spec, host, volume)),
     }
     return RunRequest(
         run_id=new_run_id("bootstrap", env.name),
@@ -106,12 +107,15 @@ def registry_ca_vars(fleet: Fleet) -> dict[str, str]:
             "bootstrap_registry_ca_pem": pem}
 
 
-def volumes_by_host(env: ResolvedEnvironment) -> dict[str, list[dict[str, Any]]]:
+def volumes_by_host(env: ResolvedEnvironment,
+                    device_of: Callable[[str, str], str | None] | None = None,
+                    ) -> dict[str, list[dict[str, Any]]]:
     """Host name -> the volumes role's ``volumes_list`` for it (hosts without volumes left out).
 
-    Each volume the host carries, with its filesystem, its device when the config
-    names one, and one directory per service on that host that mounts it (the
-    directory compose binds: /mnt/<volume>/<service>).
+    Each volume the host carries, with its filesystem, its device (the config's, else
+    where the cloud says the host sees it: ``device_of(host, volume)``), and one
+    directory per service on that host that mounts it (the directory compose binds:
+    /mnt/<volume>/<service>).
     """
     result: dict[str, list[dict[str, Any]]] = {}
     for host in env.hosts:
@@ -123,8 +127,9 @@ def volumes_by_host(env: ResolvedEnvironment) -> dict[str, list[dict[str, Any]]]
                 m.split(":", 1)[0] == name for m in env.services[s].volumes))
             item: dict[str, Any] = {"name": name, "filesystem": volume.filesystem,
                                     "directories": [{"path": s} for s in users]}
-            if volume.device:
-                item["device"] = volume.device
+            device = volume.device or (device_of(host.name, name) if device_of else None)
+            if device:
+                item["device"] = device
             items.append(item)
         if items:
             result[host.name] = items

@@ -19,6 +19,7 @@ CLOUD_GROUP = "stagecraft.providers.cloud"
 CLOUD_BUILTIN = {
     "local": "stagecraft.providers.cloud.local:LocalCloud",
     "ssh": "stagecraft.providers.cloud.ssh:SshCloud",
+    "digitalocean": "stagecraft.providers.cloud.digitalocean:DigitalOceanCloud",
 }
 #: The cloud of a stagecraft.yml that names none, and of `doctor` outside a project.
 DEFAULT_CLOUD_KIND = "local"

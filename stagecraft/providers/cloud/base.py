@@ -78,6 +78,11 @@ class FleetSpec:
     hosts: tuple[HostSpec, ...]
     # GiB per block-storage volume name (stagecraft.yml ``volumes.<name>.size_gb``).
     volume_sizes: Mapping[str, int] = field(default_factory=dict)
+    # For clouds with a firewall of their own (DigitalOcean): the ports edge hosts
+    # open to everyone, and where SSH may come from (empty: nowhere but the private
+    # side, e.g. when a tailnet carries SSH).
+    public_ports: tuple[int, ...] = (80, 443)
+    ssh_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The config layer validates names for users; this guards every other caller,
@@ -187,6 +192,70 @@ class DownResult:
             "removed": list(self.removed),
             "changed": self.changed,
         }
+
+
+@dataclass(frozen=True)
+class CloudChange:
+    """One thing ``up`` (or ``down``) would do to one resource of a cloud."""
+
+    kind: str  # droplet | volume | firewall | vpc | ssh key | tag | host
+    name: str
+    action: str  # create | resize | update | attach | start | delete
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "action": self.action,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class CloudPlan:
+    """What ``up`` would change: the changes, the hosts the environment no longer lists
+    (deleted only with ``prune``), notes on what is deliberately left alone, and the
+    provider's own data for carrying the plan out."""
+
+    changes: tuple[CloudChange, ...]
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    unlisted: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changes": [c.to_dict() for c in self.changes],
+                "unlisted": list(self.unlisted), "kept": list(self.kept),
+                "changed": self.changed}
+
+
+def plan_from_status(records: Sequence[HostRecord], *, create: str = "create",
+                     prune: bool = False) -> CloudPlan:
+    """The plan of a cloud whose ``up`` only makes missing hosts and starts stopped
+    ones (``status`` says which): what ``up`` would do to each host."""
+    changes = []
+    for record in records:
+        if not record.in_spec:
+            continue
+        if record.state == MISSING:
+            changes.append(CloudChange("host", record.name, create, ",".join(record.roles)))
+        elif record.state == STOPPED:
+            changes.append(CloudChange("host", record.name, "start", "stopped"))
+    unlisted = tuple(r.name for r in records if not r.in_spec)
+    if prune:
+        changes += [CloudChange("host", name, "delete", "not listed in the environment")
+                    for name in unlisted]
+    return CloudPlan(tuple(changes), unlisted=unlisted)
+
+
+def refuse_prune(kind: str, orphans: Sequence[str]) -> None:
+    """For clouds that remove an environment only as a whole: ``--prune`` with hosts to
+    delete is refused, saying how to remove them."""
+    if orphans:
+        raise ConfigError(
+            f"cloud `{kind}` cannot delete single hosts ({', '.join(orphans)})",
+            hint="`stagecraft infra down` removes the whole environment; or keep them "
+            "listed until then")
 
 
 @dataclass(frozen=True)
@@ -396,8 +465,10 @@ class CloudProvider(Protocol):
     capabilities: CloudCapabilities
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
         """Make every host of ``spec`` exist and run; write hosts.json and known_hosts.
+        With ``prune``, hosts the spec no longer lists are deleted (``confirm`` asked
+        first, naming them), where the cloud can delete one host.
 
         Idempotent: a second call creates nothing and reports each host ``unchanged``.
         Hosts that exist but are not in ``spec`` are returned with ``in_spec=False``
@@ -405,6 +476,15 @@ class CloudProvider(Protocol):
         trusting something new (cloud `ssh`: a host key that nothing vouches for);
         None refuses whatever would need asking.
         """
+        ...
+
+    def plan(self, spec: FleetSpec, state_dir: Path, *, prune: bool = False,
+             down: bool = False, log: Log | None = None) -> CloudPlan:
+        """What ``up`` (with ``down``: ``down``) would change now. Changes nothing."""
+        ...
+
+    def volume_device(self, spec: FleetSpec, host: str, volume: str) -> str | None:
+        """Where ``host`` sees the block device of ``volume`` (None: the config names it)."""
         ...
 
     def bootstrapped(self, spec: FleetSpec, state_dir: Path, names: Sequence[str],

@@ -43,6 +43,8 @@ from stagecraft.providers.cloud.base import (
     STOPPED,
     UNCHANGED,
     CloudCapabilities,
+    CloudChange,
+    CloudPlan,
     Confirm,
     DownResult,
     FleetSpec,
@@ -57,6 +59,8 @@ from stagecraft.providers.cloud.base import (
     read_hosts_file,
     remove_files,
     write_hosts_file,
+    plan_from_status,
+    refuse_prune,
 )
 from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
 from stagecraft.providers.cloud.local import doctor as local_doctor
@@ -255,8 +259,21 @@ class LocalCloud:
         return SshAccess(user=SSH_USER, private_key=files.private_key,
                          known_hosts=files.known_hosts)
 
+    def plan(self, spec: FleetSpec, state_dir: Path, *, prune: bool = False,
+             down: bool = False, log: Log | None = None) -> CloudPlan:
+        """What ``up`` (or ``down``) would do to each host, from ``status``."""
+        records = self.status(spec, state_dir)
+        if down:
+            return CloudPlan(tuple(CloudChange("host", r.name, "delete", r.state)
+                                   for r in records if r.state != MISSING))
+        return plan_from_status(records, prune=prune)
+
+    def volume_device(self, spec: FleetSpec, host: str, volume: str) -> str | None:
+        """The loop device is passed to the host at DigitalOcean's path (loopdev.py)."""
+        return loopdev.DEVICE_PREFIX + volume
+
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
         """Create, start and wait for every host of ``spec``; write hosts.json and known_hosts.
 
         ``confirm`` is never asked: the host keys are read through ``docker exec``, a
@@ -267,6 +284,9 @@ class LocalCloud:
         change "orphaned", kept running, left out of hosts.json).
         """
         log = log or _quiet
+        if prune:
+            refuse_prune(KIND, [c.host for c in _list_containers(spec)
+                                if spec.host(c.host) is None])
         files = StateFiles(Path(state_dir))
         net = addressing.network_name(spec.project, spec.environment)
         reserved = [h.name for h in spec.hosts if h.name in addressing.RESERVED_HOST_NAMES]

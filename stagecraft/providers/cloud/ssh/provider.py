@@ -48,6 +48,8 @@ from stagecraft.providers.cloud.base import (
     read_hosts_file,
     remove_files,
     write_hosts_file,
+    CloudChange,
+    CloudPlan,
 )
 from stagecraft.providers.cloud.ssh.adopt import (
     Adoption,
@@ -143,8 +145,27 @@ class SshCloud:
 
     # ------------------------------------------------------------------- up
 
+    def plan(self, spec: FleetSpec, state_dir: Path, *, prune: bool = False,
+             down: bool = False, log: Log | None = None) -> CloudPlan:
+        """Hosts ``up`` would adopt (or ``down`` forget), from the recorded ones."""
+        document = _read_own(StateFiles(Path(state_dir)), spec)
+        recorded = {r.name: r for r in document["hosts"]} if document else {}
+        if down:
+            return CloudPlan(tuple(CloudChange("host", n, "forget", "the server is left as it is")
+                                   for n in recorded))
+        changes = [CloudChange("host", h.name, "adopt", f"{h.address}:{h.port or 22}")
+                   for h in spec.hosts if h.name not in recorded]
+        unlisted = tuple(n for n in recorded if spec.host(n) is None)
+        changes += [CloudChange("host", n, "forget", "not listed in the environment")
+                    for n in unlisted if prune]
+        return CloudPlan(tuple(changes), unlisted=unlisted)
+
+    def volume_device(self, spec: FleetSpec, host: str, volume: str) -> str | None:
+        """A server's disks have no stable name stagecraft could know: the config's."""
+        return None
+
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
         """Adopt every host of ``spec``: pin its host key, log in, record what it runs.
 
         Hosts reached directly (and bastions outside the environment) are pinned
@@ -181,6 +202,10 @@ class SshCloud:
                        for name, endpoint in endpoints.hosts.items()]
             orphans = [replace(r, in_spec=False, change=ORPHANED)
                        for name, r in before.items() if spec.host(name) is None]
+            if prune:  # forgetting a server is all `ssh` does to one: no question to ask
+                for orphan in orphans:
+                    log(f"forgot host {orphan.name}; the server itself is left as it is")
+                orphans = []
             for record in records:
                 where = f"{record.ssh_user}@{record.ssh_host}:{record.ssh_port}"
                 if record.change == CREATED:
