@@ -259,7 +259,11 @@ class DockerMachines:
             records = self._read()
             record = records["droplets"].get(str(droplet_id))
             container = record["container"] if record else self.container_name(droplet_id)
-        self._docker(f"droplet {droplet_id}", "remove", "rm", "-fv", container, timeout=120)
+        proc = docker("rm", "-fv", container, what=f"remove droplet {droplet_id}", check=False,
+                      timeout=120)
+        if proc.returncode != 0 and "no such container" not in proc.stderr.lower():
+            raise MachineError(f"cannot remove droplet {droplet_id}: `docker rm` exited "
+                               f"{proc.returncode}: {_short(proc.stderr)}")
         self._ready.discard(droplet_id)
         with self._lock:
             records = self._read()
@@ -394,14 +398,17 @@ class DockerMachines:
             found = droplets.get(str(droplet_id))
             if found is not None:
                 sources += [found["public_ipv4"], found["private_ipv4"]]
-        v4: list[str] = []
-        v6: list[str] = []
+        v4: list[IPv4Network] = []
+        v6: list[ipaddress.IPv6Network] = []
         for source in sources:
             try:
                 network = ipaddress.ip_network(source, strict=False)
             except ValueError as exc:
                 raise MachineError(f"firewall source {source!r} is not an address: {exc}") from None
-            (v4 if network.version == 4 else v6).append(str(network))
+            if isinstance(network, IPv4Network):
+                v4.append(network)
+            else:
+                v6.append(network)
         protocol = rule.protocol.lower()
         if protocol not in ("tcp", "udp", "icmp"):
             raise MachineError(f"firewall protocol {rule.protocol!r} is not tcp, udp or icmp")
@@ -410,7 +417,9 @@ class DockerMachines:
         for family, networks in (("ip", v4), ("ip6", v6)):
             if not networks:
                 continue
-            match = f"{family} saddr {{ {', '.join(sorted(set(networks)))} }}"
+            # Overlapping elements of one set are an error to some nft versions.
+            merged = ipaddress.collapse_addresses(networks)  # type: ignore[type-var]
+            match = f"{family} saddr {{ {', '.join(str(n) for n in merged)} }}"
             if protocol == "icmp":
                 l4 = "icmp" if family == "ip" else "ipv6-icmp"
                 lines.append(f"{match} meta l4proto {l4} accept")
@@ -481,7 +490,8 @@ class DockerMachines:
             try:
                 self._image = ensure_host_image()
             except StagecraftError as exc:
-                raise MachineError(f"cannot make the droplets' host image: {_short(str(exc))}") from exc
+                raise MachineError("cannot make the droplets' host image: "
+                                   f"{_short(str(exc))}") from exc
         return self._image
 
     def _ensure_public_network(self) -> IPv4Network:
@@ -592,8 +602,9 @@ class DockerMachines:
             raise MachineError(f"volume {volume_id} is on no loop device")
         with self._lock:
             records = self._read()
-            if volume_id in records["volumes"] and records["volumes"][volume_id].get("loop") != loop:
-                records["volumes"][volume_id]["loop"] = loop
+            volume = records["volumes"].get(volume_id)
+            if volume is not None and volume.get("loop") != loop:
+                volume["loop"] = loop
                 self._write(records)
         return loop
 
