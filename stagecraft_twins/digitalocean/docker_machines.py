@@ -172,9 +172,12 @@ class DockerMachines:
             # Public first: it stays the default route (the VPC network is internal).
             self._docker(what, f"connect to the VPC network {vpc_net}",
                          "network", "connect", "--ip", str(private_ip), vpc_net, container)
-        except MachineError:
-            docker("rm", "-fv", container, what=f"clean up the failed {what}", check=False,
-                   timeout=60)
+        except MachineError as exc:
+            # A failed `docker run -d` can leave a created-but-not-started container; a
+            # container that had the name already is not ours to remove.
+            if "already in use" not in str(exc):
+                docker("rm", "-fv", container, what=f"clean up the failed {what}",
+                       check=False, timeout=60)
             with self._lock:
                 records = self._read()
                 records["droplets"].pop(str(droplet_id), None)

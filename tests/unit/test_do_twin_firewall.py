@@ -5,6 +5,7 @@ ruleset is made from the machines' record alone."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stagecraft_twins.digitalocean.docker_machines import DockerMachines
-from stagecraft_twins.digitalocean.machines import FirewallRule, MachineError
+from stagecraft_twins.digitalocean.machines import FirewallRule, MachineError, Machines
 
 
 def _machines(tmp_path: Path, firewall: list[dict] | None) -> DockerMachines:
@@ -92,3 +93,12 @@ def test_the_ruleset_passes_nft_check(tmp_path: Path) -> None:
     proc = subprocess.run(["nft", "-c", "-f", "-"], input=machines.firewall_ruleset(1),
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_docker_machines_has_every_method_of_the_protocol() -> None:
+    for name, member in vars(Machines).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        ours = getattr(DockerMachines, name)
+        assert inspect.signature(ours) == inspect.signature(member), name
+    assert DockerMachines.kind == "docker"
