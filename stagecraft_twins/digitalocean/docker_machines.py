@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from stagecraft.errors import StagecraftError
+from stagecraft.execs import Completed
 from stagecraft.fsutil import write_atomic
 from stagecraft.providers.cloud.local import addressing, loopdev
 from stagecraft.providers.cloud.local.dockercli import docker, run, tail
@@ -675,7 +676,7 @@ class DockerMachines:
     # ------------------------------------------------------------------ running
 
     def _docker(self, subject: str, action: str, *args: str, input: str | None = None,
-                timeout: float = 120) -> Any:
+                timeout: float = 120) -> Completed:
         """``docker ARGS``; on failure a MachineError "cannot ACTION SUBJECT: <docker's
         words>"."""
         proc = docker(*args, what=f"{action} {subject}", input=input, check=False,
@@ -685,7 +686,7 @@ class DockerMachines:
                                f"{proc.returncode}: {_short(proc.stderr or proc.stdout)}")
         return proc
 
-    def _run(self, argv: list[str], what: str, *, input: str | None = None) -> Any:
+    def _run(self, argv: list[str], what: str, *, input: str | None = None) -> Completed:
         try:
             proc = run(argv, what=what, input=input, check=False, timeout=60)
         except StagecraftError as exc:
