@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from stagecraft.cli.context import AppContext, command as subcommand, group
+from stagecraft.errors import ExitCode, UsageError
 
 
 @group("infra", short_help="Create, inspect and remove the hosts of an environment.")
@@ -25,15 +26,50 @@ def _context(app: AppContext):
 def _print_hosts(records: list, *, show_change: bool) -> None:
     from stagecraft.ui.table import print_table
 
-    columns = ["host", "roles", "state", "ssh", "private ip"] + (["change"] if show_change else [])
+    sized = any(r.size for r in records)
+    columns = (["host", "roles", "state", "ssh", "private ip"] + (["size"] if sized else [])
+               + (["change"] if show_change else []))
     rows = []
     for r in records:
         ssh = f"{r.ssh_user}@{r.ssh_host}:{r.ssh_port}" if r.ssh_host else "-"
-        row = [r.name, ",".join(r.roles) or "-", r.state, ssh, r.private_ip or "-"]
+        row = [r.name + ("" if r.in_spec else " (not listed)"), ",".join(r.roles) or "-",
+               r.state, ssh, r.private_ip or "-"]
+        if sized:
+            row.append(r.size or "-")
         if show_change:
             row.append(r.change or "-")
         rows.append(row)
     print_table(columns, rows)
+
+
+def _print_plan(plan, environment: str) -> None:
+    from stagecraft.ui.table import print_table
+
+    if plan.changes:
+        print_table(["resource", "name", "change", "detail"],
+                    [[c.kind, c.name, c.action, c.detail or "-"] for c in plan.changes])
+    for note in plan.kept:
+        click.echo(f"note: {note}")
+    click.echo(f"{len(plan.changes)} change(s) to environment {environment}"
+               if plan.changes else f"no changes: environment {environment} is as listed")
+
+
+@subcommand("plan")
+@click.option("--prune", is_flag=True,
+              help="Also show the deletion of hosts the environment no longer lists.")
+@click.option("--down", "for_down", is_flag=True, help="Show what `infra down` would remove.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 20 when there are changes, 0 when there are none.")
+def plan(app: AppContext, prune: bool, for_down: bool, detailed_exitcode: bool) -> None:
+    """Show what `infra up` (or `infra down`) would create, change or delete, from the
+    cloud's current state. Changes nothing."""
+    env, cloud, spec, state = _context(app)
+    result = cloud.plan(spec, state, prune=prune, down=for_down, log=app.say)
+    app.emit({"environment": env.name, **result.to_dict(),
+              "variables": dict(result.variables)},
+             lambda d: _print_plan(result, env.name))
+    if detailed_exitcode and result.changed:
+        raise SystemExit(ExitCode.CHANGES)
 
 
 @subcommand("up")
@@ -42,19 +78,31 @@ def _print_hosts(records: list, *, show_change: bool) -> None:
 @click.option("--accept-new-host-keys", is_flag=True,
               help="Trust host keys that nothing vouches for yet, without asking (check "
               "their fingerprints first). A changed host key is refused all the same.")
-def up(app: AppContext, then_bootstrap: bool, accept_new_host_keys: bool) -> None:
-    """Create the environment's hosts (idempotent: existing hosts are left as they are).
+@click.option("--prune", is_flag=True,
+              help="Delete the hosts the environment no longer lists (asks first, naming them).")
+@click.option("--yes", "-y", is_flag=True, help="With --prune: delete without asking.")
+def up(app: AppContext, then_bootstrap: bool, accept_new_host_keys: bool, prune: bool,
+       yes: bool) -> None:
+    """Create the environment's hosts (idempotent: existing hosts are left as they are;
+    `infra plan` shows what would change).
 
     Cloud `ssh` adopts servers that exist: a host key that neither the environment's
     known_hosts nor yours vouches for is shown and asked about on a terminal, and
-    refused without one unless --accept-new-host-keys is given."""
+    refused without one unless --accept-new-host-keys is given. Cloud `digitalocean`
+    makes droplets, volumes, a VPC and cloud firewalls, and resizes what changed."""
     env, cloud, spec, state = _context(app)
     if app.dry_run:
-        records = cloud.status(spec, state)
-        app.emit({"dry_run": True, "hosts": [r.to_dict() for r in records]},
-                 lambda d: _print_hosts(records, show_change=False))
+        result = cloud.plan(spec, state, prune=prune, log=app.say)
+        app.emit({"dry_run": True, "environment": env.name, **result.to_dict()},
+                 lambda d: _print_plan(result, env.name))
         return
-    records = cloud.up(spec, state, log=app.say, confirm=_confirm(app, accept_new_host_keys))
+    if prune:
+        _confirm_prune(app, cloud.plan(spec, state, prune=True, log=app.say).unlisted,
+                       env.name, yes)
+    from stagecraft.infra.provision import run_on_controller
+
+    records = cloud.up(spec, state, log=app.say, confirm=_confirm(app, accept_new_host_keys),
+                       prune=prune, provisioner=run_on_controller)
     created = sum(r.change in ("created", "started") for r in records)
     data = {"environment": env.name, "changed": created > 0,
             "hosts": [r.to_dict() for r in records]}
@@ -73,6 +121,19 @@ def up(app: AppContext, then_bootstrap: bool, accept_new_host_keys: bool) -> Non
         app.emit(data, lambda d: app.say("bootstrap: done"))
         return
     app.emit(data, text)
+
+
+def _confirm_prune(app: AppContext, unlisted: tuple[str, ...], environment: str,
+                   yes: bool) -> None:
+    """Deleting hosts needs --yes or a yes on a terminal, naming them."""
+    if not unlisted or yes:
+        return
+    names = ", ".join(unlisted)
+    if not app.can_ask():
+        raise UsageError(f"--prune would delete host(s) {names} of environment {environment}",
+                         hint="run it on a terminal to be asked, or add --yes")
+    click.confirm(f"Delete host(s) {names} of environment '{environment}' and everything "
+                  "on them?", abort=True, err=True)
 
 
 def _confirm(app: AppContext, accept: bool) -> Callable[[str], bool] | None:
@@ -102,11 +163,13 @@ def down(app: AppContext, yes: bool) -> None:
     if not yes and not cloud.capabilities.disposable_hosts:
         click.confirm(f"Remove every host of environment '{env.name}'?", abort=True)
     if app.dry_run:
-        records = cloud.status(spec, state)
-        app.emit({"dry_run": True, "would_remove": [r.name for r in records if r.state != "missing"]},
-                 lambda d: click.echo("would remove: " + (", ".join(d["would_remove"]) or "nothing")))
+        result = cloud.plan(spec, state, down=True, log=app.say)
+        app.emit({"dry_run": True, "environment": env.name, **result.to_dict()},
+                 lambda d: _print_plan(result, env.name))
         return
-    result = cloud.down(spec, state, log=app.say)
+    from stagecraft.infra.provision import run_on_controller
+
+    result = cloud.down(spec, state, log=app.say, provisioner=run_on_controller)
 
     def text(_: dict) -> None:
         for host in result.hosts:
@@ -119,6 +182,7 @@ def down(app: AppContext, yes: bool) -> None:
     app.emit({"environment": env.name, **result.to_dict()}, text)
 
 
+command.add_command(plan)
 command.add_command(up)
 command.add_command(status)
 command.add_command(down)

@@ -170,6 +170,12 @@ class CloudDigitalOcean(Model):
         "https://api.digitalocean.com/v2", pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="Base URL of DigitalOcean's API; another one only for a stand-in of "
         "it (`--rehearse` sets the twin's).")
+    docker_source: Literal["docker-ce", "distro"] = Field(
+        "docker-ce", description="Where bootstrap installs Docker Engine from: `docker-ce`, "
+        "Docker's apt repository; `distro`, the distribution's packages.")
+    rehearsal: bool = Field(
+        False, description="Set by `--rehearse`, not in stagecraft.yml: the API is the twin "
+        "on this machine, whose droplets are containers.")
 
 
 class CloudLocal(Model):

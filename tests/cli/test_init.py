@@ -98,8 +98,7 @@ def test_flag_combinations_write_valid_configs(tmp_path: Path, args: tuple[str, 
     assert (tmp_path / "stagecraft.yml").read_text().startswith(SCHEMA_LINE + "\n")
 
 
-@pytest.mark.parametrize("option", ["--cloud digitalocean", "--network tailscale",
-                                    "--network headscale"])
+@pytest.mark.parametrize("option", ["--network tailscale", "--network headscale"])
 def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str) -> None:
     # validate would reject them: init must not write what validate refuses.
     result = CliRunner().invoke(cli, ["init", "--yes", "--dir", str(tmp_path), *option.split()],

@@ -185,8 +185,14 @@ class FakeCloud:
     def __init__(self, region: str = "fra1") -> None:
         self.region = region
 
-    def up(self, spec, state_dir, *, log=None, confirm=None):
+    def up(self, spec, state_dir, *, log=None, confirm=None, prune=False):
         return []
+
+    def plan(self, spec, state_dir, *, prune=False, down=False, log=None):
+        return CloudPlan(())
+
+    def volume_device(self, spec, host, volume):
+        return None
 
     def bootstrapped(self, spec, state_dir, names, deploy_user):
         pass
@@ -243,7 +249,7 @@ def test_entry_point_provider_is_built_with_the_config_options(plugin):
 def test_unknown_kind_names_the_available_ones(plugin):
     with pytest.raises(ProviderError, match="unknown cloud provider 'aws'") as info:
         get_cloud_provider("aws")
-    assert "broken, fake, local, odd" in info.value.hint
+    assert "broken, digitalocean, fake, local, odd, ssh" in info.value.hint
 
 
 def test_plugin_that_cannot_load_is_a_provider_error(plugin):

@@ -171,7 +171,7 @@ class AskingCloud:
     def __init__(self) -> None:
         self.answers: list[bool | None] = []
 
-    def up(self, spec, state, *, log, confirm):
+    def up(self, spec, state, *, log, confirm, prune=False, provisioner=None):
         self.answers.append(None if confirm is None else confirm(
             "host web-1 (192.0.2.7:22) offers ED25519 key SHA256:abc; trust it?"))
         return []

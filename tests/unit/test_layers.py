@@ -274,7 +274,8 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
                           "stagecraft.providers.cloud.base"),
     "stagecraft/plan": ("stagecraft.render.state",),
     "stagecraft/ledger": ("stagecraft.plan.phases", "stagecraft.render.state"),
-    "stagecraft/hosts": ("stagecraft.config", "stagecraft.ledger", "stagecraft.providers.cloud"),
+    "stagecraft/hosts": ("stagecraft.config", "stagecraft.ledger", "stagecraft.providers.cloud",
+                         "stagecraft.providers.secrets"),
     # providers/cloud/base.py for the SshAccess type a request is built from.
     "stagecraft/ansible": ("stagecraft.hosts.ssh", "stagecraft.providers.cloud.base"),
     "stagecraft/infra": ("stagecraft.ansible", "stagecraft.config", "stagecraft.hosts",
@@ -292,7 +293,8 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 }
 # Within providers/: the local cloud needs the environment's CA (infra/tls.py) and
 # not the config; the other providers need no infra/.
-LOCAL_CLOUD_MAY_IMPORT = ("stagecraft.providers.cloud.base", "stagecraft.doctor.model",
+LOCAL_CLOUD_MAY_IMPORT = ("stagecraft.providers.cloud.base", "stagecraft.providers.cloud.keys",
+                          "stagecraft.doctor.model",
                           "stagecraft.infra.tls")
 OTHER_PROVIDERS_MAY_IMPORT = ("stagecraft.config", "stagecraft.doctor.model",
                               "stagecraft.hosts.ssh")

@@ -31,6 +31,8 @@ from stagecraft.providers.cloud.base import (
     HostSpec,
     RegistryAccess,
     CloudCapabilities,
+    CloudChange,
+    CloudPlan,
     SshAccess,
     StateFiles,
     read_hosts_file,
@@ -43,7 +45,7 @@ ENTRY_POINT_GROUP = CLOUD_GROUP
 BUILTIN = CLOUD_BUILTIN
 
 __all__ = [
-    "CloudCapabilities",
+    "CloudCapabilities", "CloudChange", "CloudPlan",
     "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
     "UNCHANGED", "UNREACHABLE", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
     "HostRecord", "HostSpec", "RegistryAccess", "SshAccess", "StateFiles",
@@ -70,5 +72,5 @@ def get_cloud_provider(kind: str, options: Mapping[str, Any] | None = None) -> C
     return registry.load_provider(
         "cloud", kind, options, registered=_entry_points(), builtin=BUILTIN,
         group=ENTRY_POINT_GROUP, protocol=CloudProvider,
-        interface="up, down, status, bootstrapped, ssh_access, bootstrap_vars, "
-        "controller_checks, prepare_controller, kind")
+        interface="up, plan, down, status, bootstrapped, volume_device, ssh_access, "
+        "bootstrap_vars, controller_checks, prepare_controller, kind")

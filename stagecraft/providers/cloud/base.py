@@ -51,6 +51,11 @@ Log = Callable[[str], None]
 #: Asked before trusting something new (a host key nobody vouched for): the question,
 #: a yes/no answer. None where a provider takes one: refuse whatever needs asking.
 Confirm = Callable[[str], bool]
+#: Runs a bundled playbook on this machine (for a cloud whose resources Ansible makes):
+#: (playbook file name, its variables, the state dir, log). Raises RunFailed when the
+#: run fails. The CLI passes stagecraft.infra.provision.run_on_controller; providers
+#: never import the Ansible driver themselves.
+Provisioner = Callable[[str, Mapping[str, Any], Path, Log], None]
 
 
 @dataclass(frozen=True)
@@ -465,8 +470,10 @@ class CloudProvider(Protocol):
     capabilities: CloudCapabilities
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False,
+           provisioner: Provisioner | None = None) -> list[HostRecord]:
         """Make every host of ``spec`` exist and run; write hosts.json and known_hosts.
+        ``provisioner`` runs the cloud's playbook, for a cloud that has one.
         With ``prune``, hosts the spec no longer lists are deleted (``confirm`` asked
         first, naming them), where the cloud can delete one host.
 
@@ -494,7 +501,8 @@ class CloudProvider(Protocol):
         deploy user reaches them from now on (cloud `ssh`); others do nothing."""
         ...
 
-    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+             provisioner: Provisioner | None = None) -> DownResult:
         """Remove every host of the environment (in the spec or orphaned) and what ``up`` made.
 
         Idempotent: a second call removes nothing and returns ``changed == False``.

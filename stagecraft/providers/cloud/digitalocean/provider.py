@@ -13,11 +13,10 @@ The token never enters Ansible: the modules talk to a relay on 127.0.0.1 that ad
 from __future__ import annotations
 
 import shutil
-import sys
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from stagecraft.providers.cloud.base import (
     FleetSpec,
     HostRecord,
     Log,
+    Provisioner,
     RegistryAccess,
     SshAccess,
     StateFiles,
@@ -62,7 +62,7 @@ from stagecraft.providers.cloud.digitalocean.plan import (
     plan_up,
 )
 from stagecraft.providers.cloud.digitalocean.relay import relay
-from stagecraft.providers.cloud.local.keys import ensure_key_pair
+from stagecraft.providers.cloud.keys import ensure_key_pair
 
 KIND = "digitalocean"
 SCOPE = "controller"
@@ -90,20 +90,20 @@ class DigitalOceanCloud:
     def __init__(self, token: Secret, region: str, image: str = "debian-13-x64",
                  size: str = "s-1vcpu-2gb", vpc: str | None = None,
                  api_url: str = DEFAULT_API_URL, docker_source: str = "docker-ce",
-                 wait_timeout: int = 300, container_hosts: bool = False) -> None:
+                 wait_timeout: int = 300, rehearsal: bool = False) -> None:
         """``token``: the API token, or a function that returns it (read when the API
-        is first called). ``container_hosts``: the droplets are containers (the API
-        twin's, when rehearsing), which need the local cloud's quirks at bootstrap."""
+        is first called). ``rehearsal``: the API is the twin on this machine, whose
+        droplets are containers that need the quirks of containers-as-hosts at bootstrap."""
         self._token = token
         self.settings = Settings(region=region, image=image, size=size, vpc=vpc)
         self.api_url = api_url
         self.docker_source = docker_source
         self.wait_timeout = wait_timeout
-        self.container_hosts = container_hosts
+        self.container_hosts = rehearsal
         self.capabilities = CloudCapabilities(
             deploy_user_logins=True,
             # No public CA reaches a rehearsal's droplets.
-            default_tls="local" if container_hosts else "acme")
+            default_tls="local" if rehearsal else "acme")
 
     # ------------------------------------------------------------- helpers
 
@@ -125,8 +125,9 @@ class DigitalOceanCloud:
                          known_hosts=files.known_hosts)
 
     def bootstrap_vars(self, spec: FleetSpec, state_dir: Path) -> dict[str, Any]:
-        """Where Docker comes from; droplets that are containers (a rehearsal) get the
-        local cloud's quirks (see LocalCloud.bootstrap_vars)."""
+        """Where Docker comes from; droplets that are containers (a rehearsal) get what
+        containers-as-hosts need (dockerd's IPv6 switch, Debian's docker.io, growing
+        ext4 offline)."""
         variables: dict[str, Any] = {"bootstrap_docker_source": self.docker_source}
         if self.container_hosts:
             variables.update({
@@ -219,11 +220,13 @@ class DigitalOceanCloud:
     # --------------------------------------------------------------------- up
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False,
+           provisioner: Provisioner | None = None) -> list[HostRecord]:
         """Make the plan's changes, then record the droplets (pinning new host keys).
 
-        Deleting droplets the environment no longer lists needs ``prune`` and a yes from
-        ``confirm`` (None: refused) naming them.
+        With ``prune`` the droplets the environment no longer lists are deleted (the
+        caller asked first: `infra up --prune` names them). ``confirm`` is not used:
+        a new droplet's host key is pinned at first contact.
         """
         log = log or _quiet
         files = StateFiles(Path(state_dir))
@@ -234,18 +237,11 @@ class DigitalOceanCloud:
             api = self.api(log)
             found = self.read_found(spec, api, public_key)
             plan = plan_up(spec, self.settings, found, public_key, prune=prune)
-            if prune and plan.unlisted:
-                question = (f"Delete droplet(s) {', '.join(plan.unlisted)} of environment "
-                            f"{spec.environment} and what runs on them?")
-                if confirm is None or not confirm(question):
-                    raise ProviderError(
-                        f"not deleting droplet(s) {', '.join(plan.unlisted)}: nobody confirmed",
-                        hint="answer yes on a terminal, or pass --yes with --prune")
             for change in plan.changes:
                 log(f"{change.action} {change.kind} {change.name}"
                     + (f": {change.detail}" if change.detail else ""))
             if plan.changed:
-                self._apply(plan.variables, files, log, f"up-{spec.environment}")
+                self._apply(plan.variables, files, log, provisioner)
                 found = self.read_found(spec, api, public_key)
             before = _read_own(files)
             records = self._records(spec, found, before, created={
@@ -255,37 +251,25 @@ class DigitalOceanCloud:
                 f"{steps.format_seconds(time.monotonic() - started)}")
             return records
 
-    def _apply(self, variables: dict[str, Any], files: StateFiles, log: Log, verb: str) -> None:
-        """Run the role with ``variables`` through the relay; a failure becomes the
+    def _apply(self, variables: Mapping[str, Any], files: StateFiles, log: Log,
+               provisioner: Provisioner | None) -> None:
+        """Run the role with ``variables`` through the relay; a failed run becomes the
         API's refusal of a named resource when there was one."""
-        from stagecraft.ansible.bundle import prepare
-        from stagecraft.ansible.request import RunRequest
-        from stagecraft.ansible.runner import run
-        from stagecraft.infra.bootstrap import new_run_id
-
+        if provisioner is None:
+            raise ProviderError("cloud `digitalocean` needs a provisioner to run its playbook",
+                                hint="run it through `stagecraft infra up` / `infra down`")
         with relay(self.api_url, self.token(), on_retry=log) as server:
-            request = RunRequest(
-                run_id=new_run_id("digitalocean", verb.replace("up-", "").replace("down-", "")),
-                playbook=PLAYBOOK,
-                inventory={"all": {"hosts": {"localhost": {
-                    "ansible_connection": "local",
-                    "ansible_python_interpreter": sys.executable}}}},
-                extravars={**variables, "digitalocean_api_url": server.url,
-                           "digitalocean_wait_timeout": self.wait_timeout},
-                forks=1,
-            )
-            bundle = prepare(request, files.state_dir.parent / "runs")
-            with steps.step(log, f"running the DigitalOcean playbook ({server.url})") as step:
-                result = run(bundle, on_event=lambda state: _note_task(step, state))
-            if result.ok:
-                return
-            refusal = server.first_refusal()
-            if refusal is not None:
+            try:
+                provisioner(PLAYBOOK, {**variables, "digitalocean_api_url": server.url,
+                                       "digitalocean_wait_timeout": self.wait_timeout},
+                            files.state_dir, log)
+            except RunFailed as failed:
+                refusal = server.first_refusal()
+                if refusal is None:
+                    raise
                 error = refusal.error()
-                error.hint = (error.hint or "") + f" (the run's events: {result.artifacts_dir})"
-                raise error
-            result.raise_for_status()
-            raise RunFailed(f"the DigitalOcean playbook {result.status}")
+                error.hint = f"{error.hint} ({failed.hint})" if failed.hint else error.hint
+                raise error from failed
 
     def _records(self, spec: FleetSpec, found: Found, before: dict[str, Any] | None,
                  created: set[str]) -> list[HostRecord]:
@@ -388,7 +372,8 @@ class DigitalOceanCloud:
 
     # ------------------------------------------------------------------ down
 
-    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+             provisioner: Provisioner | None = None) -> DownResult:
         """Delete every droplet and volume with the environment's tag, its firewalls,
         VPC, SSH key and tags; then forget the hosts. Idempotent."""
         log = log or _quiet
@@ -400,7 +385,7 @@ class DigitalOceanCloud:
             for change in plan.changes:
                 log(f"delete {change.kind} {change.name}")
             if plan.changed:
-                self._apply(plan.variables, files, log, f"down-{spec.environment}")
+                self._apply(plan.variables, files, log, provisioner)
             removed = remove_files([files.hosts, files.known_hosts])
         hosts = []
         deleted = {d["name"] for d in found.droplets}
@@ -525,8 +510,4 @@ def _in_parallel(items: Sequence[HostRecord], fn: Callable[[HostRecord], str]) -
     return in_parallel(items, fn)
 
 
-def _note_task(step: steps.Step, state: Any) -> None:
-    last = getattr(state, "last", None)
-    if last is not None and last.kind == "task" and last.task:
-        step.note(last.task)
 

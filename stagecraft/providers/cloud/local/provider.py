@@ -61,8 +61,10 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
     plan_from_status,
     refuse_prune,
+    Provisioner,
 )
-from stagecraft.providers.cloud.local import addressing, keys, loopdev, registry
+from stagecraft.providers.cloud import keys
+from stagecraft.providers.cloud.local import addressing, loopdev, registry
 from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.host_image import cache_dir, ensure_host_image
@@ -266,14 +268,15 @@ class LocalCloud:
         if down:
             return CloudPlan(tuple(CloudChange("host", r.name, "delete", r.state)
                                    for r in records if r.state != MISSING))
-        return plan_from_status(records, prune=prune)
+        return plan_from_status(records)  # `up --prune` is refused here: see up
 
     def volume_device(self, spec: FleetSpec, host: str, volume: str) -> str | None:
         """The loop device is passed to the host at DigitalOcean's path (loopdev.py)."""
         return loopdev.DEVICE_PREFIX + volume
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False,
+           provisioner: Provisioner | None = None) -> list[HostRecord]:
         """Create, start and wait for every host of ``spec``; write hosts.json and known_hosts.
 
         ``confirm`` is never asked: the host keys are read through ``docker exec``, a
@@ -393,7 +396,8 @@ class LocalCloud:
         ]
         return records
 
-    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+             provisioner: Provisioner | None = None) -> DownResult:
         """Remove the environment's containers (with their anonymous volumes), its named
         volumes, its network, and hosts.json, known_hosts and the key pair.
 

@@ -50,6 +50,7 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
     CloudChange,
     CloudPlan,
+    Provisioner,
 )
 from stagecraft.providers.cloud.ssh.adopt import (
     Adoption,
@@ -165,7 +166,8 @@ class SshCloud:
         return None
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
-           confirm: Confirm | None = None, prune: bool = False) -> list[HostRecord]:
+           confirm: Confirm | None = None, prune: bool = False,
+           provisioner: Provisioner | None = None) -> list[HostRecord]:
         """Adopt every host of ``spec``: pin its host key, log in, record what it runs.
 
         Hosts reached directly (and bastions outside the environment) are pinned
@@ -302,7 +304,8 @@ class SshCloud:
 
     # ----------------------------------------------------------------- down
 
-    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None) -> DownResult:
+    def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
+             provisioner: Provisioner | None = None) -> DownResult:
         """Forget the environment's hosts: remove hosts.json and the pinned known_hosts.
         The servers are left as they are (never contacted). Idempotent."""
         log = log or _quiet

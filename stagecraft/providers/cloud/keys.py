@@ -1,4 +1,5 @@
-"""The environment's SSH key pair (known_hosts helpers live in the cloud interface)."""
+"""The environment's SSH key pair, for clouds that make their hosts and give them
+stagecraft's key (local, digitalocean). known_hosts helpers live in the cloud interface."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 from stagecraft.errors import StateError
 from stagecraft.fsutil import write_atomic
 from stagecraft.providers.cloud.base import StateFiles
-from stagecraft.providers.cloud.local.dockercli import run
+from stagecraft.execs import run
 
 _KEYGEN_HINT = "install OpenSSH's client tools (apt-get install openssh-client)"
 
@@ -21,15 +22,13 @@ def ensure_key_pair(files: StateFiles, comment: str) -> str:
     files.state_dir.mkdir(parents=True, exist_ok=True)
     if files.private_key.exists():
         if not files.public_key.exists():
-            proc = run(["ssh-keygen", "-y", "-f", str(files.private_key)],
-                       what=f"read the public key of {files.private_key}", hint=_KEYGEN_HINT)
+            proc = run(["ssh-keygen", "-y", "-f", str(files.private_key)], hint=_KEYGEN_HINT)
             write_atomic(files.public_key, proc.stdout.strip() + "\n")
     else:
         with contextlib.suppress(FileNotFoundError):
             files.public_key.unlink()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment,
-             "-f", str(files.private_key)],
-            what=f"generate the SSH key pair {files.private_key}", hint=_KEYGEN_HINT)
+             "-f", str(files.private_key)], hint=_KEYGEN_HINT)
     public = files.public_key.read_text().strip()
     if not public.startswith("ssh-ed25519 "):
         raise StateError(
