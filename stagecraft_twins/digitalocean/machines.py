@@ -99,14 +99,15 @@ class Machines(Protocol):
 
 
 class NoMachines:
-    """Nothing behind the API: droplets boot at once, addresses are only numbers."""
+    """Nothing behind the API: droplets boot at once, addresses are only numbers.
+
+    Addresses are derived from the droplet's id, so a restarted twin (which keeps its
+    id counters) never hands out an address twice: public ones come from 198.18.0.0/15
+    (reserved for benchmarking, never routed), private ones from the VPC's range."""
 
     kind = "none"
-    PUBLIC = ipaddress.ip_network("192.0.2.0/24")  # TEST-NET-1: never routed
-
-    def __init__(self) -> None:
-        self._next_public = 10
-        self._private: dict[str, int] = {}
+    PUBLIC = ipaddress.ip_network("198.18.0.0/15")
+    HOSTS_PER_SUBNET = 253  # .2 to .254 of each /24; .1 is the gateway
 
     def vpc_range(self, requested: str | None, taken: list[str]) -> str:
         if requested:
@@ -120,14 +121,14 @@ class NoMachines:
 
     def create_droplet(self, droplet_id: int, name: str, *, vpc_uuid: str, vpc_range: str,
                        public_keys: list[str], vcpus: int, memory_mb: int) -> Addresses:
-        public = self.PUBLIC.network_address + self._next_public
-        self._next_public += 1
+        subnets = self.PUBLIC.num_addresses // 256
+        index = droplet_id % (subnets * self.HOSTS_PER_SUBNET)
+        subnet = self.PUBLIC.network_address + 256 * (index // self.HOSTS_PER_SUBNET)
+        public = subnet + 2 + index % self.HOSTS_PER_SUBNET
         network = ipaddress.ip_network(vpc_range)
-        offset = self._private.get(vpc_uuid, 2)
-        self._private[vpc_uuid] = offset + 1
-        return Addresses(public_ipv4=str(public),
-                         private_ipv4=str(network.network_address + offset),
-                         public_gateway=str(self.PUBLIC.network_address + 1),
+        private = network.network_address + 2 + droplet_id % (network.num_addresses - 3)
+        return Addresses(public_ipv4=str(public), private_ipv4=str(private),
+                         public_gateway=str(subnet + 1),
                          private_netmask=str(network.netmask))
 
     def ready(self, droplet_id: int) -> bool:
