@@ -237,6 +237,7 @@ def plan_up(spec: FleetSpec, settings: Settings, found: Found, public_key: str, 
         "digitalocean_droplets": droplets,
         "digitalocean_droplet_tags": tag_changes,
         "digitalocean_volumes": volumes,
+        "digitalocean_volume_tags": [names.COMMON_TAG, names.env_tag(project, env)],
         "digitalocean_firewalls": wanted_firewalls,
         "digitalocean_prune": list(unlisted) if prune else [],
     }
