@@ -175,12 +175,14 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
                                                 request_id))
         else:
             response = self.answer(route, params, path, query, body, request_id)
-        headers = self.send(response, request_id)
+        headers = self.headers_of(response, request_id)
         with self.server.lock:
             self.server.counts[f"{self.command} {route.template if route else path}"] += 1
+        # Recorded before it is sent: a client that has its answer finds it recorded.
         self.server.record({"method": self.command, "path": path, "query": query,
                             "request_body": body, "status": response.status,
                             "response_headers": headers, "response_body": response.body})
+        self.write(response, headers)
 
     def answer(self, route: Route | None, params: dict[str, str], path: str,
                query: dict[str, list[str]], body: Any, request_id: str) -> Response:
@@ -215,22 +217,34 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
 
     def send(self, response: Response, request_id: str) -> dict[str, str]:
         """Write the response; return its headers as recorded (lowercase names)."""
+        headers = self.headers_of(response, request_id)
+        self.write(response, headers)
+        return headers
+
+    def headers_of(self, response: Response, request_id: str) -> dict[str, str]:
+        """The response's headers (lowercase names), as sent and recorded."""
         headers = self.server.rate_headers()
         headers["x-request-id"] = request_id
         headers.update(response.headers)
-        payload = b""
         if response.body is not None and response.status != 204:
-            payload = json.dumps(response.body).encode()
             headers["content-type"] = "application/json; charset=utf-8"
         if response.status != 204:
-            headers["content-length"] = str(len(payload))
+            headers["content-length"] = str(len(self.payload_of(response)))
+        return headers
+
+    def payload_of(self, response: Response) -> bytes:
+        if response.body is not None and response.status != 204:
+            return json.dumps(response.body).encode()
+        return b""
+
+    def write(self, response: Response, headers: dict[str, str]) -> None:
+        payload = self.payload_of(response)
         self.send_response(response.status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if payload and self.command != "HEAD":
             self.wfile.write(payload)
-        return headers
 
     # ---- control ----------------------------------------------------------------
 
