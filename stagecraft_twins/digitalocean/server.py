@@ -23,7 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from stagecraft_twins.digitalocean.api import Request, ResourcesApi, Response, Twin
 from stagecraft_twins.digitalocean.droplets import ComputeApi
+from stagecraft_twins.digitalocean.firewalls import FirewallsApi
 from stagecraft_twins.digitalocean.state import ApiError
+from stagecraft_twins.digitalocean.volumes import VolumesApi
 
 RATE_LIMIT = 5000
 RATE_WINDOW_SECONDS = 3600
@@ -80,7 +82,8 @@ class TwinServer(ThreadingHTTPServer):
         self.token = token
         self.record_path = record_path
         self.record_lock = threading.Lock()
-        self.routes = [Route(m, t, h) for m, t, h in ResourcesApi(twin).routes() + compute.routes()]
+        apis = [ResourcesApi(twin), FirewallsApi(twin), compute, VolumesApi(twin)]
+        self.routes = [Route(m, t, h) for api in apis for m, t, h in api.routes()]
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()

@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from stagecraft_twins.digitalocean.api import Request, ResourcesApi, Twin
+from stagecraft_twins.digitalocean.api import Request, Twin
 from stagecraft_twins.digitalocean.catalog import Catalog
 from stagecraft_twins.digitalocean.droplets import ComputeApi
+from stagecraft_twins.digitalocean.firewalls import FirewallsApi
 from stagecraft_twins.digitalocean.machines import FirewallRule, MachineError, NoMachines
 from stagecraft_twins.digitalocean.state import State
 
@@ -448,10 +449,10 @@ class RecordingMachines(NoMachines):
         self.firewall_calls.append((droplet_id, rules))
 
 
-def in_process(tmp_path: Path, machines: RecordingMachines) -> tuple[Twin, ComputeApi, ResourcesApi]:
+def in_process(tmp_path: Path, machines: RecordingMachines) -> tuple[Twin, ComputeApi, FirewallsApi]:
     twin = Twin(State(tmp_path / "state.json"), Catalog(), machines)
     twin.ensure_default_vpcs()
-    return twin, ComputeApi(twin), ResourcesApi(twin)
+    return twin, ComputeApi(twin), FirewallsApi(twin)
 
 
 def call(handler: Any, method: str, path: str, body: Any = None, **params: str) -> Any:
@@ -467,19 +468,19 @@ def settle(twin: Twin, condition: Any) -> None:
 
 def test_firewall_changes_reach_the_machines_of_their_droplets(tmp_path: Path) -> None:
     machines = RecordingMachines()
-    twin, compute, resources = in_process(tmp_path, machines)
+    twin, compute, firewalls = in_process(tmp_path, machines)
     body = {"name": "w-1", "size": "s-1vcpu-1gb", "region": "fra1", "image": "debian-12-x64",
             "tags": ["web"]}
     droplet = call(compute.create_droplets, "POST", "/v2/droplets", body).body["droplet"]
     settle(twin, lambda: twin.state.droplets[str(droplet["id"])]["status"] == "active")
     machines.firewall_calls.clear()
     rule = {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["203.0.113.0/24"]}}
-    firewall = call(resources.create_firewall, "POST", "/v2/firewalls",
+    firewall = call(firewalls.create_firewall, "POST", "/v2/firewalls",
                     {"name": "fw", "tags": ["web"], "inbound_rules": [rule]}).body["firewall"]
     settle(twin, lambda: machines.firewall_calls)
     assert machines.firewall_calls == [(droplet["id"], [FirewallRule("tcp", "22", ("203.0.113.0/24",))])]
     machines.firewall_calls.clear()
-    call(resources.delete_firewall, "DELETE", "/v2/firewalls/x", firewall_id=firewall["id"])
+    call(firewalls.delete_firewall, "DELETE", "/v2/firewalls/x", firewall_id=firewall["id"])
     settle(twin, lambda: machines.firewall_calls)
     assert machines.firewall_calls == [(droplet["id"], None)]
 
