@@ -199,10 +199,11 @@ class ComputeApi:
             addresses = self.machines.create_droplet(
                 droplet_id, droplet["name"], vpc_uuid=vpc["id"], vpc_range=vpc["ip_range"],
                 public_keys=public_keys, vcpus=droplet["vcpus"], memory_mb=droplet["memory"])
-            for volume_id in volume_ids:
-                volume = self.state.volumes.get(volume_id)
-                if volume is not None:
-                    self.machines.attach_volume(volume_id, volume["name"], droplet_id)
+            with self.state.lock:
+                volume_names = {v: self.state.volumes[v]["name"] for v in volume_ids
+                                if v in self.state.volumes}
+            for volume_id, volume_name in volume_names.items():
+                self.machines.attach_volume(volume_id, volume_name, droplet_id)
         except MachineError:
             with self.state.lock:
                 self.state.finish_action(action_id, succeeded=False)
@@ -214,8 +215,11 @@ class ComputeApi:
                 return
             current["networks"]["v4"] = self._networks(addresses, vpc["ip_range"])
             self.state.save()
-            affected = {droplet_id} | self.twin_firewall_watchers(current)
-        self.twin.apply_firewalls(affected)
+            affected = self.twin_firewall_watchers(current)
+            if self.state.firewall_rules_for(droplet_id) is not None:
+                affected.add(droplet_id)
+        if affected:
+            self.twin.apply_firewalls(affected)
         if not stuck:
             self._wait_until_ready(droplet_id, action_id)
 

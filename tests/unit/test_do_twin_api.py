@@ -473,16 +473,23 @@ def test_firewall_changes_reach_the_machines_of_their_droplets(tmp_path: Path) -
             "tags": ["web"]}
     droplet = call(compute.create_droplets, "POST", "/v2/droplets", body).body["droplet"]
     settle(twin, lambda: twin.state.droplets[str(droplet["id"])]["status"] == "active")
-    machines.firewall_calls.clear()
+    assert machines.firewall_calls == []  # in no firewall: nothing to enforce
     rule = {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["203.0.113.0/24"]}}
+    ssh_only = [FirewallRule("tcp", "22", ("203.0.113.0/24",))]
     firewall = call(firewalls.create_firewall, "POST", "/v2/firewalls",
                     {"name": "fw", "tags": ["web"], "inbound_rules": [rule]}).body["firewall"]
     settle(twin, lambda: machines.firewall_calls)
-    assert machines.firewall_calls == [(droplet["id"], [FirewallRule("tcp", "22", ("203.0.113.0/24",))])]
+    assert machines.firewall_calls == [(droplet["id"], ssh_only)]
+    assert twin.state.firewalls[firewall["id"]]["status"] == "succeeded"
+    machines.firewall_calls.clear()
+    later = call(compute.create_droplets, "POST", "/v2/droplets", {**body, "name": "w-2"}).body
+    settle(twin, lambda: machines.firewall_calls)
+    assert machines.firewall_calls == [(later["droplet"]["id"], ssh_only)]
     machines.firewall_calls.clear()
     call(firewalls.delete_firewall, "DELETE", "/v2/firewalls/x", firewall_id=firewall["id"])
-    settle(twin, lambda: machines.firewall_calls)
-    assert machines.firewall_calls == [(droplet["id"], None)]
+    settle(twin, lambda: len(machines.firewall_calls) == 2)
+    assert sorted(machines.firewall_calls, key=lambda c: c[0]) == \
+        [(droplet["id"], None), (later["droplet"]["id"], None)]
 
 
 def test_a_machine_that_cannot_be_made_errors_the_create_action(tmp_path: Path) -> None:
