@@ -167,7 +167,7 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
         authorized = self.headers.get("Authorization", "") == f"Bearer {self.server.token}"
         if path.startswith("/_twin"):
             response = self.control(path, body, authorized, request_id)
-            self.send(response, request_id)
+            self.write(response.status, *self.prepare(response, request_id))
             return
         route, params = self.server.route(self.command, path)
         if not authorized:
@@ -178,12 +178,14 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
                                                 request_id))
         else:
             response = self.answer(route, params, path, query, body, request_id)
-        headers = self.send(response, request_id)
+        headers, payload = self.prepare(response, request_id)
         with self.server.lock:
             self.server.counts[f"{self.command} {route.template if route else path}"] += 1
+        # Recorded before it is sent: whoever has the answer finds it in the record.
         self.server.record({"method": self.command, "path": path, "query": query,
                             "request_body": body, "status": response.status,
                             "response_headers": headers, "response_body": response.body})
+        self.write(response.status, headers, payload)
 
     def answer(self, route: Route | None, params: dict[str, str], path: str,
                query: dict[str, list[str]], body: Any, request_id: str) -> Response:
@@ -216,8 +218,8 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
             headers["ratelimit-remaining"] = "0"
         return Response(fault.status, body, headers)
 
-    def send(self, response: Response, request_id: str) -> dict[str, str]:
-        """Write the response; return its headers as recorded (lowercase names)."""
+    def prepare(self, response: Response, request_id: str) -> tuple[dict[str, str], bytes]:
+        """The response's headers (lowercase names, as recorded) and its encoded body."""
         headers = self.server.rate_headers()
         headers["x-request-id"] = request_id
         headers.update(response.headers)
@@ -227,13 +229,15 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
             headers["content-type"] = "application/json; charset=utf-8"
         if response.status != 204:
             headers["content-length"] = str(len(payload))
-        self.send_response(response.status)
+        return headers, payload
+
+    def write(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if payload and self.command != "HEAD":
+        if payload:
             self.wfile.write(payload)
-        return headers
 
     # ---- control ----------------------------------------------------------------
 
