@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from stagecraft_twins.digitalocean.api import Twin
 from stagecraft_twins.digitalocean.catalog import REGION_NAMES, Catalog
 from stagecraft_twins.digitalocean.droplets import ComputeApi
-from stagecraft_twins.digitalocean.machines import Machines, NoMachines
+from stagecraft_twins.digitalocean.machines import MachineError, Machines, NoMachines
 from stagecraft_twins.digitalocean.server import TwinServer
 from stagecraft_twins.digitalocean.state import DEFAULT_DROPLET_LIMIT, State
 
@@ -94,7 +94,11 @@ def serve(args: argparse.Namespace, out: TextIO) -> int:
         state.data["machines"] = machines.kind
         state.save()
     twin = Twin(state, catalog, machines)
-    twin.ensure_default_vpcs()
+    try:
+        twin.ensure_default_vpcs()
+    except MachineError as error:
+        print(f"error: no range for the regions' default VPCs: {error}", file=sys.stderr)
+        return 1
     compute = ComputeApi(twin)
     compute.resume_after_restart()
     token = args.token or secrets.token_hex(32)

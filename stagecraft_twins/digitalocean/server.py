@@ -23,7 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from stagecraft_twins.digitalocean.api import Request, ResourcesApi, Response, Twin
 from stagecraft_twins.digitalocean.droplets import ComputeApi
+from stagecraft_twins.digitalocean.firewalls import FirewallsApi
 from stagecraft_twins.digitalocean.state import ApiError
+from stagecraft_twins.digitalocean.volumes import VolumesApi
 
 RATE_LIMIT = 5000
 RATE_WINDOW_SECONDS = 3600
@@ -80,7 +82,8 @@ class TwinServer(ThreadingHTTPServer):
         self.token = token
         self.record_path = record_path
         self.record_lock = threading.Lock()
-        self.routes = [Route(m, t, h) for m, t, h in ResourcesApi(twin).routes() + compute.routes()]
+        apis = [ResourcesApi(twin), FirewallsApi(twin), compute, VolumesApi(twin)]
+        self.routes = [Route(m, t, h) for api in apis for m, t, h in api.routes()]
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
@@ -164,7 +167,7 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
         authorized = self.headers.get("Authorization", "") == f"Bearer {self.server.token}"
         if path.startswith("/_twin"):
             response = self.control(path, body, authorized, request_id)
-            self.send(response, request_id)
+            self.write(response.status, *self.prepare(response, request_id))
             return
         route, params = self.server.route(self.command, path)
         if not authorized:
@@ -175,14 +178,14 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
                                                 request_id))
         else:
             response = self.answer(route, params, path, query, body, request_id)
-        headers = self.headers_of(response, request_id)
+        headers, payload = self.prepare(response, request_id)
         with self.server.lock:
             self.server.counts[f"{self.command} {route.template if route else path}"] += 1
-        # Recorded before it is sent: a client that has its answer finds it recorded.
+        # Recorded before it is sent: whoever has the answer finds it in the record.
         self.server.record({"method": self.command, "path": path, "query": query,
                             "request_body": body, "status": response.status,
                             "response_headers": headers, "response_body": response.body})
-        self.write(response, headers)
+        self.write(response.status, headers, payload)
 
     def answer(self, route: Route | None, params: dict[str, str], path: str,
                query: dict[str, list[str]], body: Any, request_id: str) -> Response:
@@ -215,35 +218,25 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
             headers["ratelimit-remaining"] = "0"
         return Response(fault.status, body, headers)
 
-    def send(self, response: Response, request_id: str) -> dict[str, str]:
-        """Write the response; return its headers as recorded (lowercase names)."""
-        headers = self.headers_of(response, request_id)
-        self.write(response, headers)
-        return headers
-
-    def headers_of(self, response: Response, request_id: str) -> dict[str, str]:
-        """The response's headers (lowercase names), as sent and recorded."""
+    def prepare(self, response: Response, request_id: str) -> tuple[dict[str, str], bytes]:
+        """The response's headers (lowercase names, as recorded) and its encoded body."""
         headers = self.server.rate_headers()
         headers["x-request-id"] = request_id
         headers.update(response.headers)
+        payload = b""
         if response.body is not None and response.status != 204:
+            payload = json.dumps(response.body).encode()
             headers["content-type"] = "application/json; charset=utf-8"
         if response.status != 204:
-            headers["content-length"] = str(len(self.payload_of(response)))
-        return headers
+            headers["content-length"] = str(len(payload))
+        return headers, payload
 
-    def payload_of(self, response: Response) -> bytes:
-        if response.body is not None and response.status != 204:
-            return json.dumps(response.body).encode()
-        return b""
-
-    def write(self, response: Response, headers: dict[str, str]) -> None:
-        payload = self.payload_of(response)
-        self.send_response(response.status)
+    def write(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if payload and self.command != "HEAD":
+        if payload:
             self.wfile.write(payload)
 
     # ---- control ----------------------------------------------------------------

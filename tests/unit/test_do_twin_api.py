@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from stagecraft_twins.digitalocean.api import Request, ResourcesApi, Twin
+from stagecraft_twins.digitalocean.api import Request, Twin
 from stagecraft_twins.digitalocean.catalog import Catalog
 from stagecraft_twins.digitalocean.droplets import ComputeApi
+from stagecraft_twins.digitalocean.firewalls import FirewallsApi
 from stagecraft_twins.digitalocean.machines import FirewallRule, MachineError, NoMachines
 from stagecraft_twins.digitalocean.state import State
 
@@ -448,10 +449,10 @@ class RecordingMachines(NoMachines):
         self.firewall_calls.append((droplet_id, rules))
 
 
-def in_process(tmp_path: Path, machines: RecordingMachines) -> tuple[Twin, ComputeApi, ResourcesApi]:
+def in_process(tmp_path: Path, machines: RecordingMachines) -> tuple[Twin, ComputeApi, FirewallsApi]:
     twin = Twin(State(tmp_path / "state.json"), Catalog(), machines)
     twin.ensure_default_vpcs()
-    return twin, ComputeApi(twin), ResourcesApi(twin)
+    return twin, ComputeApi(twin), FirewallsApi(twin)
 
 
 def call(handler: Any, method: str, path: str, body: Any = None, **params: str) -> Any:
@@ -467,21 +468,28 @@ def settle(twin: Twin, condition: Any) -> None:
 
 def test_firewall_changes_reach_the_machines_of_their_droplets(tmp_path: Path) -> None:
     machines = RecordingMachines()
-    twin, compute, resources = in_process(tmp_path, machines)
+    twin, compute, firewalls = in_process(tmp_path, machines)
     body = {"name": "w-1", "size": "s-1vcpu-1gb", "region": "fra1", "image": "debian-12-x64",
             "tags": ["web"]}
     droplet = call(compute.create_droplets, "POST", "/v2/droplets", body).body["droplet"]
     settle(twin, lambda: twin.state.droplets[str(droplet["id"])]["status"] == "active")
-    machines.firewall_calls.clear()
+    assert machines.firewall_calls == []  # in no firewall: nothing to enforce
     rule = {"protocol": "tcp", "ports": "22", "sources": {"addresses": ["203.0.113.0/24"]}}
-    firewall = call(resources.create_firewall, "POST", "/v2/firewalls",
+    ssh_only = [FirewallRule("tcp", "22", ("203.0.113.0/24",))]
+    firewall = call(firewalls.create_firewall, "POST", "/v2/firewalls",
                     {"name": "fw", "tags": ["web"], "inbound_rules": [rule]}).body["firewall"]
     settle(twin, lambda: machines.firewall_calls)
-    assert machines.firewall_calls == [(droplet["id"], [FirewallRule("tcp", "22", ("203.0.113.0/24",))])]
+    assert machines.firewall_calls == [(droplet["id"], ssh_only)]
+    assert twin.state.firewalls[firewall["id"]]["status"] == "succeeded"
     machines.firewall_calls.clear()
-    call(resources.delete_firewall, "DELETE", "/v2/firewalls/x", firewall_id=firewall["id"])
+    later = call(compute.create_droplets, "POST", "/v2/droplets", {**body, "name": "w-2"}).body
     settle(twin, lambda: machines.firewall_calls)
-    assert machines.firewall_calls == [(droplet["id"], None)]
+    assert machines.firewall_calls == [(later["droplet"]["id"], ssh_only)]
+    machines.firewall_calls.clear()
+    call(firewalls.delete_firewall, "DELETE", "/v2/firewalls/x", firewall_id=firewall["id"])
+    settle(twin, lambda: len(machines.firewall_calls) == 2)
+    assert sorted(machines.firewall_calls, key=lambda c: c[0]) == \
+        [(droplet["id"], None), (later["droplet"]["id"], None)]
 
 
 def test_a_machine_that_cannot_be_made_errors_the_create_action(tmp_path: Path) -> None:
