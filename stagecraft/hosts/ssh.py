@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -238,3 +239,13 @@ def make_control_dir() -> Path:
             hint=f"remove it (it only holds SSH control sockets): rm -rf {CONTROL_PATH_DIR}",
         )
     return CONTROL_PATH_DIR
+
+
+def sshd_answers(address: str, port: int = 22, timeout: float = 2.0) -> bool:
+    """Whether an sshd greets at ``address:port`` (its ``SSH-`` banner), without logging in."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False

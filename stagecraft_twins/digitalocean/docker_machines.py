@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -37,6 +36,7 @@ from typing import Any
 from stagecraft.errors import StagecraftError
 from stagecraft.execs import Completed
 from stagecraft.fsutil import write_atomic
+from stagecraft.hosts.ssh import sshd_answers
 from stagecraft.providers.cloud.local import addressing, loopdev
 from stagecraft.providers.cloud.local.dockercli import docker, run, tail
 from stagecraft.providers.cloud.local.host_image import ensure_host_image
@@ -213,7 +213,7 @@ class DockerMachines:
         if probe.returncode != 0:
             return False
         self._authorize_keys(droplet_id, record)
-        if not _ssh_banner(record["public_ipv4"]):
+        if not sshd_answers(record["public_ipv4"]):
             return False
         self._ready.add(droplet_id)
         return True
@@ -726,14 +726,6 @@ def _pick_address(subnet: IPv4Network, droplet_id: int,
             return candidate
     raise MachineError(f"no free address left in {subnet}")
 
-
-def _ssh_banner(address: str, port: int = 22) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=2) as conn:
-            conn.settimeout(2)
-            return conn.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def _network_subnet(found: dict[str, Any], name: str) -> IPv4Network:

@@ -294,7 +294,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
 # Within providers/: the local cloud needs the environment's CA (infra/tls.py) and
 # not the config; the other providers need no infra/.
 LOCAL_CLOUD_MAY_IMPORT = ("stagecraft.providers.cloud.base", "stagecraft.providers.cloud.keys",
-                          "stagecraft.doctor.model",
+                          "stagecraft.doctor.model", "stagecraft.hosts.ssh",
                           "stagecraft.infra.tls")
 OTHER_PROVIDERS_MAY_IMPORT = ("stagecraft.config", "stagecraft.doctor.model",
                               "stagecraft.hosts.ssh")

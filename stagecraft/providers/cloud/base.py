@@ -14,6 +14,7 @@ cloud made them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from stagecraft.doctor.model import Check
 from stagecraft.errors import ConfigError, StateError
-from stagecraft.fsutil import write_atomic
+from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.hosts.ssh import connection_options
 
 #: Version of the hosts.json layout; bump it when a field changes meaning.
@@ -354,6 +355,17 @@ def remove_files(paths: Sequence[Path]) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+#: Held in the state dir while a cloud's ``up``, ``bootstrapped`` or ``down`` reads and
+#: writes hosts.json (clouds whose state is only that file: ssh, digitalocean).
+HOSTS_LOCK_FILE = ".hosts.lock"
+
+
+def hosts_lock(files: StateFiles, log: Log) -> contextlib.AbstractContextManager[None]:
+    """The state dir's lock for one `infra` command at a time."""
+    return exclusive_lock(files.state_dir / HOSTS_LOCK_FILE,
+                          f"waiting for another `infra` command on {files.state_dir}", log)
 
 
 def write_hosts_file(

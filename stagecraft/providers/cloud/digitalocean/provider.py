@@ -13,7 +13,6 @@ The token never enters Ansible: the modules talk to a relay on 127.0.0.1 that ad
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +23,8 @@ from typing import Any
 from stagecraft import steps
 from stagecraft.doctor.model import Check, missing, ok
 from stagecraft.errors import PlanError, ProviderError, RunFailed, StagecraftError
-from stagecraft.fsutil import exclusive_lock, write_atomic
+from stagecraft.fsutil import write_atomic
+from stagecraft.hosts.ssh import sshd_answers
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -46,6 +46,7 @@ from stagecraft.providers.cloud.base import (
     SshAccess,
     StateFiles,
     host_key_names,
+    hosts_lock,
     known_hosts_text,
     read_hosts_file,
     remove_files,
@@ -71,7 +72,6 @@ SSH_USER = "root"  # a fresh droplet's only user; bootstrap adds the deploy user
 #: hosts.json extras: host name -> deploy user (after bootstrap); -> pinned droplet id.
 DEPLOY_USERS = "deploy_users"
 PINNED = "pinned_droplets"
-LOCK_FILE = ".hosts.lock"
 #: Seconds a new droplet's sshd has to answer after the API says it is active.
 SSH_READY_TIMEOUT = 300.0
 
@@ -231,7 +231,7 @@ class DigitalOceanCloud:
         log = log or _quiet
         files = StateFiles(Path(state_dir))
         files.state_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock(files, log):
+        with hosts_lock(files, log):
             started = time.monotonic()
             public_key = ensure_key_pair(files, f"stagecraft {spec.project}/{spec.environment}")
             api = self.api(log)
@@ -337,18 +337,13 @@ class DigitalOceanCloud:
                                 PINNED: kept_ids})
         return records
 
-    @staticmethod
-    def _lock(files: StateFiles, log: Log):
-        return exclusive_lock(files.state_dir / LOCK_FILE,
-                              f"waiting for another `infra` command on {files.state_dir}", log)
-
     # ----------------------------------------------------------- bootstrapped
 
     def bootstrapped(self, spec: FleetSpec, state_dir: Path, names_: Sequence[str],
                      deploy_user: str) -> None:
         """Hosts ``names_`` now have ``deploy_user``: their records reach them as it."""
         files = StateFiles(Path(state_dir))
-        with self._lock(files, _quiet):
+        with hosts_lock(files, _quiet):
             document = _read_own(files)
             if document is None:
                 return
@@ -379,7 +374,7 @@ class DigitalOceanCloud:
         log = log or _quiet
         files = StateFiles(Path(state_dir))
         files.state_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock(files, log):
+        with hosts_lock(files, log):
             found = self.read_found(spec, self.api(log), _read_public_key(files.state_dir))
             plan = plan_down(spec, self.settings, found)
             for change in plan.changes:
@@ -463,20 +458,12 @@ def _known_lines(path: Path) -> dict[str, str]:
     return result
 
 
-def _ssh_answers(address: str, port: int = 22) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3) as conn:
-            conn.settimeout(3)
-            return conn.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
 
 def _scan_host_key(record: HostRecord) -> str:
     """The droplet's ed25519 host key, read when its sshd first answers."""
     assert record.ssh_host is not None
     deadline = time.monotonic() + SSH_READY_TIMEOUT
-    while not _ssh_answers(record.ssh_host, record.ssh_port or 22):
+    while not sshd_answers(record.ssh_host, record.ssh_port or 22, timeout=3):
         if time.monotonic() > deadline:
             raise ProviderError(
                 f"droplet of host {record.name} ({record.ssh_host}) is active but its sshd "

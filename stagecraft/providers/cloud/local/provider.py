@@ -32,6 +32,7 @@ from stagecraft import steps
 from stagecraft.doctor.model import Check
 from stagecraft.errors import EnvironmentMissing, ProviderError
 from stagecraft.fsutil import exclusive_lock, write_atomic
+from stagecraft.hosts.ssh import sshd_answers
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -51,17 +52,17 @@ from stagecraft.providers.cloud.base import (
     HostRecord,
     HostSpec,
     Log,
+    Provisioner,
     RegistryAccess,
     SshAccess,
     StateFiles,
     host_key_names,
     known_hosts_text,
+    plan_from_status,
     read_hosts_file,
+    refuse_prune,
     remove_files,
     write_hosts_file,
-    plan_from_status,
-    refuse_prune,
-    Provisioner,
 )
 from stagecraft.providers.cloud import keys
 from stagecraft.providers.cloud.local import addressing, loopdev, registry
@@ -629,7 +630,7 @@ class LocalCloud:
                     if "is not running" in proc.stderr:
                         _raise_stopped(container)
                     continue
-                if not _ssh_banner(SSH_BIND, container.ssh_port):
+                if container.ssh_port is None or not sshd_answers(SSH_BIND, container.ssh_port):
                     last_output[name] = f"no SSH banner on {SSH_BIND}:{container.ssh_port} yet"
                     continue
                 _authorize_key(container, public_key)
@@ -800,17 +801,6 @@ def _authorize_key(container: _Container, public_key: str) -> None:
     docker("exec", "-i", container.id, "sh", "-c", script, input=public_key + "\n",
            what=f"authorize the environment's SSH key on host {container.host}", timeout=30)
 
-
-def _ssh_banner(host: str, port: int | None) -> bool:
-    """Whether sshd answers on host:port through Docker's port publishing."""
-    if port is None:
-        return False
-    try:
-        with socket.create_connection((host, port), timeout=2) as conn:
-            conn.settimeout(2)
-            return conn.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
 
 
 def _inspect_network(net: str) -> dict[str, Any] | None:

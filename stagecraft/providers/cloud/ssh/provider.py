@@ -24,11 +24,12 @@ from stagecraft import steps
 from stagecraft.doctor.model import Check, missing, ok
 from stagecraft.errors import HostKeyChanged, ProviderError, StagecraftError, StateError
 from stagecraft.execs import run
-from stagecraft.fsutil import exclusive_lock, write_atomic
+from stagecraft.fsutil import write_atomic
 from stagecraft.hosts.ssh import CONNECT_TIMEOUT, close_shared_argv, split_destination, ssh_argv
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
+    HOSTS_LOCK_FILE,
     MISSING,
     ORPHANED,
     REMOVED,
@@ -36,21 +37,22 @@ from stagecraft.providers.cloud.base import (
     UNCHANGED,
     UNREACHABLE,
     CloudCapabilities,
+    CloudChange,
+    CloudPlan,
     Confirm,
     DownResult,
     FleetSpec,
     HostRecord,
     Log,
+    Provisioner,
     RegistryAccess,
     SshAccess,
     StateFiles,
+    hosts_lock,
     known_hosts_text,
     read_hosts_file,
     remove_files,
     write_hosts_file,
-    CloudChange,
-    CloudPlan,
-    Provisioner,
 )
 from stagecraft.providers.cloud.ssh.adopt import (
     Adoption,
@@ -68,8 +70,6 @@ SCOPE = "controller"
 STATUS_CONNECT_TIMEOUT = 5
 #: hosts.json extra: host name -> the deploy user bootstrap made (set by ``bootstrapped``).
 DEPLOY_USERS = "deploy_users"
-#: Held in the state dir while ``up``, ``bootstrapped`` and ``down`` read and write it.
-LOCK_FILE = ".hosts.lock"
 
 
 def _quiet(_: str) -> None:
@@ -177,7 +177,7 @@ class SshCloud:
         """
         log = log or _quiet
         files = StateFiles(Path(state_dir))
-        with _made_if_missing(files.state_dir), self._lock(files, log):
+        with _made_if_missing(files.state_dir), hosts_lock(files, log):
             started = time.monotonic()
             document = _read_own(files, spec)
             before = {r.name: r for r in document["hosts"]} if document else {}
@@ -244,11 +244,6 @@ class SshCloud:
                          ssh=self.ssh_access(spec, files.state_dir),
                          extra={DEPLOY_USERS: deploy_users})
 
-    @staticmethod
-    def _lock(files: StateFiles, log: Log):
-        return exclusive_lock(files.state_dir / LOCK_FILE,
-                              f"waiting for another `infra` command on {files.state_dir}", log)
-
     # ------------------------------------------------------------ bootstrapped
 
     def bootstrapped(self, spec: FleetSpec, state_dir: Path, names: Sequence[str],
@@ -256,7 +251,7 @@ class SshCloud:
         """Hosts ``names`` now have ``deploy_user``: their records reach them as that
         user, and so do the ProxyCommands that go through one of them."""
         files = StateFiles(Path(state_dir))
-        with self._lock(files, _quiet):
+        with hosts_lock(files, _quiet):
             document = _read_own(files, spec)
             if document is None:
                 return
@@ -312,7 +307,7 @@ class SshCloud:
         files = StateFiles(Path(state_dir))
         if not files.state_dir.is_dir():
             return self._forgot(spec, [], [], log)
-        with self._lock(files, log):
+        with hosts_lock(files, log):
             document = _read_own(files, spec)
             records = list(document["hosts"]) if document else []
             removed = remove_files([files.hosts, files.known_hosts])
@@ -346,8 +341,8 @@ def _made_if_missing(directory: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        if made and [p.name for p in directory.iterdir()] == [LOCK_FILE]:
-            (directory / LOCK_FILE).unlink(missing_ok=True)
+        if made and [p.name for p in directory.iterdir()] == [HOSTS_LOCK_FILE]:
+            (directory / HOSTS_LOCK_FILE).unlink(missing_ok=True)
         for path in made:  # innermost first; rmdir leaves a directory that is not empty
             with contextlib.suppress(OSError):
                 path.rmdir()
