@@ -272,8 +272,9 @@ class LocalCloud:
         return plan_from_status(records)  # `up --prune` is refused here: see up
 
     def volume_device(self, spec: FleetSpec, host: str, volume: str) -> str | None:
-        """The loop device is passed to the host at DigitalOcean's path (loopdev.py)."""
-        return loopdev.DEVICE_PREFIX + volume
+        """None: the loop device is passed to the host at DigitalOcean's path of the
+        volume's name (loopdev.py), which is where the volumes role looks by default."""
+        return None
 
     def up(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
            confirm: Confirm | None = None, prune: bool = False,
