@@ -185,8 +185,15 @@ def test_a_service_without_image_or_with_bad_replicas_is_refused() -> None:
 def test_output_that_is_not_a_compose_config_is_refused() -> None:
     with pytest.raises(ComposeConfigError, match="gave no JSON"):
         parse_compose_config("WARN[0000] something\n{")
-    with pytest.raises(ComposeConfigError, match="defines no services"):
-        parse_compose_config('{"services": {}}')
+    with pytest.raises(ComposeConfigError, match="gave no JSON object"):
+        parse_compose_config('["services"]')
+    with pytest.raises(ComposeConfigError, match="services is not a mapping"):
+        parse_compose_config('{"services": ["web"]}')
+
+
+def test_a_host_that_runs_no_service_has_none_to_pull_or_roll() -> None:
+    assert parse_compose_config('{"name": "shop", "services": {}}') == {}
+    assert parse_compose_config('{"name": "shop"}') == {}
 
 
 def test_the_secret_environment_never_reaches_the_parsed_services() -> None:

@@ -157,7 +157,8 @@ _HASH = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 def parse_compose_config(text: str, source: str = "compose.yml") -> dict:
-    """The services of ``docker compose config --format json`` output, by name.
+    """The services of ``docker compose config --format json`` output, by name (none
+    for a host that runs no service).
 
     Raises ComposeConfigError naming the service and what to set when a service
     lacks the labels the rollout reads or sets a value it cannot use.
@@ -166,9 +167,13 @@ def parse_compose_config(text: str, source: str = "compose.yml") -> dict:
         document = json.loads(text)
     except ValueError as exc:
         raise ComposeConfigError(f"{source}: docker compose config gave no JSON ({exc})")
-    services = document.get("services") if isinstance(document, dict) else None
-    if not isinstance(services, dict) or not services:
-        raise ComposeConfigError(f"{source}: defines no services")
+    if not isinstance(document, dict):
+        raise ComposeConfigError(f"{source}: docker compose config gave no JSON object")
+    # A host none of whose roles runs a service has an empty file: nothing to pull,
+    # and its rollout only removes what an earlier release ran there.
+    services = document.get("services") or {}
+    if not isinstance(services, dict):
+        raise ComposeConfigError(f"{source}: services is not a mapping")
     result = {}
     for name, spec in services.items():
         result[name] = _desired_service(name, spec or {}, source)
