@@ -20,7 +20,10 @@ How it checks
 - Schemas are validated by ``openapi-schema-validator``'s OpenAPI 3.0 validators (the
   ones openapi-core uses): ``OAS30WriteValidator`` for request bodies (``readOnly``
   properties must not be sent and are not required), ``OAS30ReadValidator`` for
-  responses (``writeOnly`` ones must not be answered and are not required); ``nullable``,
+  responses (``writeOnly`` ones must not be answered and are not required),
+  ``OAS30Validator`` for path and query parameters: ``readOnly`` and ``writeOnly`` speak
+  of an object's properties in a body, not of a parameter (the document marks
+  ``ssh_key_fingerprint`` read-only, yet offers it as ``{ssh_key_identifier}``); ``nullable``,
   ``allOf``/``oneOf``/``anyOf``, ``discriminator`` mappings and ``$ref`` (resolved in the
   document by ``referencing``) are theirs; formats are checked (``date-time``, ``uuid``,
   ``ipv4``, ``int32``...).
@@ -96,6 +99,7 @@ import yaml
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import (
     OAS30ReadValidator,
+    OAS30Validator,
     OAS30WriteValidator,
     oas30_format_checker,
 )
@@ -227,7 +231,8 @@ def _validator(kind: str, pointer: str) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _validator_cached(kind: str, pointer: str) -> Any:
-    cls = OAS30WriteValidator if kind == "write" else OAS30ReadValidator
+    cls = {"write": OAS30WriteValidator, "read": OAS30ReadValidator,
+           "parameter": OAS30Validator}[kind]
     return cls(
         {"$ref": _DOC_URI + pointer},
         registry=_spec().registry,
@@ -373,7 +378,7 @@ def validate_exchange(record: dict[str, Any]) -> list[str]:
         param, pointer = declared
         if "schema" in param:
             value = _convert(text, spec.resolve(param["schema"], "")[0])
-            for where, message in _schema_problems("write", pointer + "/schema", value):
+            for where, message in _schema_problems("parameter", pointer + "/schema", value):
                 request(f"path parameter {name} {where}", message)
 
     # Query parameters.
@@ -396,7 +401,7 @@ def validate_exchange(record: dict[str, Any]) -> list[str]:
                 request(f"query parameter {name}", f"sent {len(values)} times, declared once")
                 continue
             value = _convert(str(values[0]), schema)
-        for where, message in _schema_problems("write", pointer + "/schema", value):
+        for where, message in _schema_problems("parameter", pointer + "/schema", value):
             request(f"query parameter {name} {where}", message)
     for (location, name), (param, _) in params.items():
         if location == "query" and param.get("required") and name not in query:

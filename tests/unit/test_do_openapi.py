@@ -287,6 +287,17 @@ def test_a_path_parameter_of_the_wrong_type_is_caught() -> None:
     assert problem.startswith("request:") and "path parameter droplet_id" in problem
 
 
+def test_an_ssh_key_is_addressed_by_its_fingerprint_or_its_id() -> None:
+    # The document marks ssh_key_fingerprint read-only (a property of the key), and
+    # offers it as {ssh_key_identifier}: read-only speaks of bodies, not parameters.
+    for identifier in ("3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa", "512189"):
+        assert problems(exchange("DELETE", f"/v2/account/keys/{identifier}", 204)) == []
+    # Parameters still meet their schemas: an action id is a positive integer.
+    (problem,) = problems(exchange("GET", "/v2/actions/0", 404,
+                                   response=media_example("responses", "not_found")))
+    assert problem.startswith("request: ") and "path parameter action_id" in problem
+
+
 def test_a_links_object_of_the_wrong_shape_is_caught() -> None:
     record = droplets_page_two_ok()
     record["response_body"]["links"] = ["https://api.digitalocean.com/v2/droplets?page=3"]
