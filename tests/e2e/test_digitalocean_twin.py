@@ -95,7 +95,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
         stop_twin(directory, process)
     # Every request and response of the whole module, against the OpenAPI document.
     if record.exists():
-        assert_recording_valid(record, __name__, requests=False)
+        assert_recording_valid(record, __name__)
 
 
 def environment() -> str:
@@ -295,4 +295,4 @@ def test_api_failures_are_retried_or_reported(tmp_path: Path, project: Path):
         assert not (project / ".stagecraft" / ENVIRONMENT / "hosts.json").exists()
     finally:
         stop_twin(directory, process)
-    assert_recording_valid(record, "test_api_failures_are_retried_or_reported", requests=False)
+    assert_recording_valid(record, "test_api_failures_are_retried_or_reported")
