@@ -152,13 +152,14 @@ def failure_message(res: Any) -> str:
     if not isinstance(res, Mapping):
         return _text(res).strip() or "failed (no message)"
     message = _text(res.get("msg")).strip()
-    # A loop reports "One or more items failed"; the first failed item says why.
+    # A loop reports "One or more items failed"; the first failed item says why, named
+    # by its loop_control label when the task gives one (its item may be a mapping).
     results = res.get("results")
     if isinstance(results, list):
         for item in results:
             if isinstance(item, Mapping) and item.get("failed"):
                 item_message = failure_message(item)
-                label = item.get("item")
+                label = item.get("_ansible_item_label", item.get("item"))
                 if label is not None and not isinstance(label, (dict, list)):
                     item_message = f"item {label}: {item_message}"
                 message = item_message if not message else f"{message}: {item_message}"

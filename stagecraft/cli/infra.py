@@ -146,13 +146,38 @@ def _confirm(app: AppContext, accept: bool) -> Callable[[str], bool] | None:
     return None
 
 
+def _print_resources(resources) -> None:
+    from stagecraft.ui.table import print_table
+
+    if resources.volumes:
+        click.echo("")
+        print_table(["volume", "size", "attached to", "host"],
+                    [[v.name, f"{v.size_gb} GiB" if v.size_gb is not None else "-",
+                      v.attached_to or "-", v.host or "-"] for v in resources.volumes])
+    if resources.firewalls:
+        click.echo("")
+        print_table(["firewall", "status", "droplets", "tags", "inbound"],
+                    [[f.name, f.status or "-", f.droplets, ", ".join(f.tags) or "-",
+                      "; ".join(f.inbound) or "-"] for f in resources.firewalls])
+
+
 @subcommand("status")
 def status(app: AppContext) -> None:
-    """List the environment's hosts: name, roles, addresses, state."""
+    """List the environment's hosts (name, roles, addresses, state, size), then what
+    its cloud made besides them: volumes (size, where attached) and cloud firewalls
+    (status, droplets, inbound rules)."""
+    from stagecraft.providers.cloud import cloud_resources
+
     env, cloud, spec, state = _context(app)
     records = cloud.status(spec, state)
-    app.emit({"environment": env.name, "hosts": [r.to_dict() for r in records]},
-             lambda d: _print_hosts(records, show_change=False))
+    resources = cloud_resources(cloud, spec, state)
+
+    def text(_: dict) -> None:
+        _print_hosts(records, show_change=False)
+        _print_resources(resources)
+
+    app.emit({"environment": env.name, "hosts": [r.to_dict() for r in records],
+              **resources.to_dict()}, text)
 
 
 @subcommand("down")

@@ -42,6 +42,22 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN,
                     "description": "A duration with a unit: 500ms, 10s, 2m, 1h."}),
 ]
+
+
+def _duration_between(low: str, high: str) -> AfterValidator:
+    """A Duration's bounds, themselves durations (checked after the unit was)."""
+
+    def check(value: str) -> str:
+        if not parse_duration(low) <= parse_duration(value) <= parse_duration(high):
+            raise ValueError(f"expected a duration from {low} to {high}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+def is_duration(info: Any) -> bool:
+    """Whether a model field (its FieldInfo) holds a Duration."""
+    return any(getattr(item, "func", None) is _check_duration for item in info.metadata)
 SecretRef = Annotated[
     str,
     AfterValidator(require_reference),
@@ -173,6 +189,11 @@ class CloudDigitalOcean(Model):
     docker_source: Literal["docker-ce", "distro"] = Field(
         "docker-ce", description="Where bootstrap installs Docker Engine from: `docker-ce`, "
         "Docker's apt repository; `distro`, the distribution's packages.")
+    wait_timeout: Annotated[Duration, _duration_between("10s", "1h")] = Field(
+        "5m", description="How long `infra up` waits for a droplet to become active (a new "
+        "one, or one powered on or resized), from 10s to 1h. A droplet still in status `new` "
+        "after that is an error that names it; the next `infra up` finds it by its name and "
+        "waits again.")
     rehearsal: bool = Field(
         False, description="Set by `--rehearse`, not in stagecraft.yml: the API is the twin "
         "on this machine, whose droplets are containers.")

@@ -14,7 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stagecraft.config.schema import CloudSSH, Host, ResolvedEnvironment
+from stagecraft.config.schema import CloudSSH, Host, ResolvedEnvironment, is_duration
+from stagecraft.config.values import parse_duration
 from stagecraft.errors import StateError
 from stagecraft.ledger import Ledger
 from stagecraft.providers.cloud import (
@@ -81,12 +82,17 @@ def cloud_for(env: ResolvedEnvironment, project_dir: Path | None = None) -> Clou
 
     A setting that is a secret reference (DigitalOcean's token) is passed as a function
     that resolves it through the secrets provider when the cloud first needs it, so
-    commands that never call the cloud's API never read the secret.
+    commands that never call the cloud's API never read the secret. A duration
+    (``wait_timeout: 5m``) is passed in seconds.
     """
-    settings = env.providers.cloud.model_dump(exclude={"kind"}, exclude_none=True)
+    cloud = env.providers.cloud
+    settings = cloud.model_dump(exclude={"kind"}, exclude_none=True)
+    fields = type(cloud).model_fields
     for key, value in list(settings.items()):
         if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
             settings[key] = _deferred_secret(env, project_dir, value)
+        elif key in fields and is_duration(fields[key]):
+            settings[key] = parse_duration(value)  # providers take seconds
     return get_cloud_provider(env.providers.cloud.kind, settings)
 
 

@@ -31,7 +31,7 @@ def run_on_controller(playbook: str, variables: Mapping[str, Any], state_dir: Pa
     bundle = prepare(request, Path(state_dir).parent / "runs")
     with steps.step(log, f"running {playbook}") as step:
         result = run(bundle, on_event=lambda state: _note_task(step, state))
-    result.raise_for_status()
+        result.raise_for_status()  # inside: a failed run's step reads "failed", not "done"
 
 
 def _note_task(step: steps.Step, state: Any) -> None:

@@ -136,20 +136,26 @@ class Twin:
         self.machines = machines
         # Firewall changes are applied in order, one at a time.
         self.firewall_worker = concurrent.futures.ThreadPoolExecutor(1, "twin-firewalls")
-        self.stuck_faults = 0
+        # The droplet_stuck faults still to take: seconds each next droplet stays
+        # ``new`` (math.inf: until it is deleted).
+        self.stuck_faults: list[float] = []
         self.fault_lock = threading.Lock()
 
     def in_background(self, work: Callable[..., None], *args: Any) -> None:
         """Run ``work`` on a worker thread of its own."""
         threading.Thread(target=work, args=args, daemon=True, name="twin-worker").start()
 
-    def take_stuck_fault(self) -> bool:
-        """Whether the next droplet must stay ``new`` (the droplet_stuck fault)."""
+    def add_stuck_faults(self, times: int, seconds: float = math.inf) -> None:
+        """The next ``times`` droplets stay ``new`` for ``seconds`` after they are
+        created (the droplet_stuck fault; math.inf: until they are deleted)."""
         with self.fault_lock:
-            if self.stuck_faults > 0:
-                self.stuck_faults -= 1
-                return True
-            return False
+            self.stuck_faults += [seconds] * times
+
+    def take_stuck_fault(self) -> float | None:
+        """How long the next droplet must stay ``new`` (the droplet_stuck fault), in
+        seconds from its creation (math.inf: until it is deleted); None: not held."""
+        with self.fault_lock:
+            return self.stuck_faults.pop(0) if self.stuck_faults else None
 
     def ensure_default_vpcs(self) -> None:
         """Every available region has a default VPC, as on DigitalOcean."""

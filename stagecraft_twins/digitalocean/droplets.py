@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import math
 import re
 import time
 from typing import Any, Callable
@@ -96,9 +97,12 @@ class ComputeApi:
                 for volume_id in volume_ids:
                     self.state.volumes[volume_id]["droplet_ids"] = [droplet["id"]]
                 action = self.state.new_action("create", droplet["id"], "droplet", region)
-                stuck = self.twin.take_stuck_fault()
+                held = self.twin.take_stuck_fault()
+                stuck = held is not None and math.isinf(held)
                 if stuck:
                     self.state.data["stuck_droplets"].append(droplet["id"])
+                elif held is not None:
+                    self.state.hold_new(droplet["id"], time.time() + held)
                 self.state.droplets[str(droplet["id"])] = droplet
                 created.append((droplet, action, stuck))
             self.state.save()
@@ -248,18 +252,21 @@ class ComputeApi:
 
     def _wait_until_ready(self, droplet_id: int, action_id: int) -> None:
         """Poll the machine every half second; ``active`` (and the create action
-        completed) once it has booted. Gives up only when the droplet is deleted."""
+        completed) once it has booted and a timed droplet_stuck fault no longer holds
+        it. Gives up only when the droplet is deleted."""
         while True:
             with self.state.lock:
                 if str(droplet_id) not in self.state.droplets:
                     return
+                held = time.time() < self.state.held_new_until(droplet_id)
             try:
-                ready = self.machines.ready(droplet_id)
+                ready = not held and self.machines.ready(droplet_id)
             except MachineError:
                 ready = False
             if ready:
                 with self.state.lock:
                     droplet = self.state.droplets.get(str(droplet_id))
+                    self.state.hold_new(droplet_id, None)
                     if droplet is not None:
                         droplet["status"] = "active"
                     self.state.finish_action(action_id, succeeded=True)

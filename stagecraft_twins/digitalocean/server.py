@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import re
 import sys
 import threading
@@ -252,10 +253,17 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
                 return Response(400, error_body(400, "bad_request", "a fault object is needed",
                                                 request_id))
             if body.get("droplet_stuck"):
-                with twin.fault_lock:
-                    twin.stuck_faults += int(body.get("times", 1))
-                return Response(201, {"fault": {"droplet_stuck": True,
-                                                "times": int(body.get("times", 1))}})
+                times, seconds = body.get("times", 1), body.get("seconds")
+                if (not isinstance(times, int) or isinstance(times, bool) or times < 1
+                        or (seconds is not None and (isinstance(seconds, bool) or not
+                                                     isinstance(seconds, (int, float))
+                                                     or seconds <= 0))):
+                    return Response(400, error_body(
+                        400, "bad_request", "droplet_stuck takes times (an integer >= 1) "
+                        "and seconds (a number > 0, or none: stuck until deleted)", request_id))
+                twin.add_stuck_faults(times, math.inf if seconds is None else float(seconds))
+                return Response(201, {"fault": {"droplet_stuck": True, "times": times,
+                                                "seconds": seconds}})
             try:
                 fault = Fault(body)
             except (TypeError, ValueError, re.error) as error:
@@ -266,12 +274,12 @@ class TwinRequestHandler(BaseHTTPRequestHandler):
         if path == "/_twin/faults" and self.command == "GET":
             with server.lock:
                 return Response(200, {"faults": [f.describe() for f in server.faults],
-                                      "droplet_stuck": twin.stuck_faults})
+                                      "droplet_stuck": len(twin.stuck_faults)})
         if path == "/_twin/faults" and self.command == "DELETE":
             with server.lock:
                 server.faults.clear()
             with twin.fault_lock:
-                twin.stuck_faults = 0
+                twin.stuck_faults.clear()
             return Response(204)
         if path == "/_twin/account" and self.command == "PATCH":
             return self.patch_account(body, request_id)

@@ -79,6 +79,9 @@ def fresh_state(droplet_limit: int) -> dict[str, Any]:
         "tags": {},
         # droplets that must never become active (the droplet_stuck fault)
         "stuck_droplets": [],
+        # droplet id -> time (epoch seconds) before which it stays `new` (droplet_stuck
+        # with seconds)
+        "held_new": {},
     }
 
 
@@ -277,6 +280,19 @@ class State:
         stuck = self.data["stuck_droplets"]
         if droplet_id in stuck:
             stuck.remove(droplet_id)
+        self.hold_new(droplet_id, None)
+
+    def hold_new(self, droplet_id: int, until: float | None) -> None:
+        """Keep a droplet ``new`` until ``until`` (epoch seconds); None: no longer."""
+        held = self.data.setdefault("held_new", {})
+        if until is None:
+            held.pop(str(droplet_id), None)
+        else:
+            held[str(droplet_id)] = until
+
+    def held_new_until(self, droplet_id: int) -> float:
+        """Until when a droplet stays ``new`` whatever its machine says (0: it does not)."""
+        return float(self.data.get("held_new", {}).get(str(droplet_id), 0))
 
     def vpc_members(self, vpc_id: str) -> list[dict[str, Any]]:
         return [{"name": d["name"], "urn": f"do:droplet:{d['id']}", "created_at": d["created_at"]}

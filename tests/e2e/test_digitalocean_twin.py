@@ -12,8 +12,11 @@ examples/shop as `staging`, rehearsed (`--rehearse`, so `staging-rehearsal`): in
 plan → infra up (a second up changes nothing) → bootstrap (the volume mounted by its
 by-id path) → deploy → a second deploy under load with zero failed requests → a size
 change planned and applied → infra down removes the environment's resources and
-nothing of another environment on the same twin. Then the API failing: a 429 is
-retried, a 422 is reported naming the refused resource.
+nothing of another environment on the same twin. On the way, `infra status` lists the
+volume and the cloud firewalls, and a new droplet stuck in status `new` past
+`wait_timeout` is an error naming it, with hosts.json left as it was, until a later
+`infra up` waits for it. Then the API failing: a 429 is retried, a 422 is reported
+naming the refused resource.
 """
 
 from __future__ import annotations
@@ -196,6 +199,24 @@ def test_infra_plan_then_up_makes_the_droplets_volume_vpc_and_firewalls(project:
     unchanged = run(project, "infra", "plan", "--output", "json", twin=twin)
     assert last_json(unchanged)["changes"] == []
 
+    # infra status: the droplets, then the volume and the two cloud firewalls.
+    status = run(project, "infra", "status", "--output", "json", twin=twin)
+    assert status.returncode == 0, status.stderr[-3000:]
+    report = last_json(status)
+    name = f"{config_name(project)}-{REHEARSED}"
+    assert {(h["name"], h["state"], h["public_ip"]) for h in report["hosts"]} == {
+        (h, "running", found[h]["public_ip"]) for h in ("edge-1", "app-1")}
+    assert [(v["name"], v["size_gb"], v["attached_to"], v["host"], v["volume"])
+            for v in report["volumes"]] == [
+        (f"{name}-edge-1-pgdata", 2, f"{name}-edge-1", "edge-1", "pgdata")]
+    walls = {f["name"]: f for f in report["firewalls"]}
+    assert set(walls) == {f"stagecraft-{name}", f"stagecraft-{name}--edge"}
+    edge_wall = walls[f"stagecraft-{name}--edge"]
+    assert (edge_wall["droplets"], edge_wall["tags"]) == (1, [f"stagecraft-{name}--edge"])
+    assert edge_wall["inbound"] == ["tcp 80 from 0.0.0.0/0, ::/0", "tcp 443 from 0.0.0.0/0, ::/0"]
+    assert walls[f"stagecraft-{name}"]["droplets"] == 2
+    assert {f["status"] for f in walls.values()} <= {"waiting", "succeeded"}
+
 
 def config_name(project: Path) -> str:
     text = (project / "stagecraft.yml").read_text()
@@ -244,6 +265,55 @@ def test_a_size_change_is_planned_alone_and_applied(project: Path, twin: Twin):
     assert up.returncode == 0, up.stderr[-4000:]
     assert records(project)["app-1"]["size"] == "s-2vcpu-2gb"
     assert last_json(run(project, "infra", "plan", "--output", "json", twin=twin))["changes"] == []
+
+
+#: How long the twin keeps the stuck droplet `new` (from its creation): well past the
+#: 15s that the first `infra up` waits, well within the 2m of the second.
+STUCK_SECONDS = 40
+
+
+def test_a_droplet_stuck_in_new_is_named_and_a_later_up_continues(project: Path, twin: Twin):
+    """A new host whose droplet stays `new` past wait_timeout (the twin's droplet_stuck
+    fault, for STUCK_SECONDS, as a droplet slow to be created): exit 8 naming it and
+    what to do, hosts.json without it; `infra up` again, with a longer wait_timeout as
+    the hint says, waits for it and records it."""
+    config = project / "stagecraft.yml"
+    config.write_text(config.read_text().replace(
+        'token: "${secret:DO_TOKEN}", region: fra1 }',
+        'token: "${secret:DO_TOKEN}", region: fra1, wait_timeout: 15s }').replace(
+        "      - { name: app-1, roles: [app], size: s-2vcpu-2gb }\n",
+        "      - { name: app-1, roles: [app], size: s-2vcpu-2gb }\n"
+        "      - { name: app-2, roles: [app], size: s-1vcpu-1gb }\n"))
+    assert "app-2" in config.read_text() and "wait_timeout: 15s" in config.read_text()
+    before = records(project)
+    droplet = f"{config_name(project)}-{REHEARSED}-app-2"
+    twin.fault(droplet_stuck=True, seconds=STUCK_SECONDS)
+
+    up = run(project, "infra", "up", twin=twin)
+    assert up.returncode == 8, up.stderr[-4000:]
+    assert (f"error: droplet {droplet} (host app-2) stayed in status `new` for more than "
+            "15s: DigitalOcean has not finished creating it\n") in up.stderr, up.stderr[-4000:]
+    hint = up.stderr.split("hint: ", 1)[1]
+    assert hint.startswith("look at it in DigitalOcean's control panel (cloud.digitalocean.com)")
+    assert "run `stagecraft infra up` again: it finds the droplet by its name" in hint
+    assert "raise providers.cloud.wait_timeout, now 15s" in hint
+    assert "Traceback" not in up.stderr
+    assert records(project) == before  # nothing recorded for app-2
+    (stuck,) = twin.api(f"droplets?name={droplet}")["droplets"]
+    assert stuck["status"] == "new"
+
+    planned = run(project, "infra", "plan", "--output", "json", twin=twin)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert [(c["kind"], c["name"], c["action"]) for c in last_json(planned)["changes"]] == [
+        ("droplet", droplet, "wait")]
+
+    config.write_text(config.read_text().replace("wait_timeout: 15s", "wait_timeout: 2m"))
+    again = run(project, "infra", "up", "--output", "json", twin=twin)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert twin.api(f"droplets/{stuck['id']}")["droplet"]["status"] == "active"
+    found = records(project)
+    assert found["app-2"]["state"] == "running" and found["app-2"]["provider_id"] == str(stuck["id"])
+    assert {h: found[h] for h in before} == before
 
 
 def test_infra_down_removes_the_environment_and_nothing_else(project: Path, twin: Twin):

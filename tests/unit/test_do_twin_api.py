@@ -373,6 +373,27 @@ def test_injected_faults_answer_instead_and_then_stop(twin: RunningTwin) -> None
     assert counts["GET /v2/account"] == 2 and counts["GET /v2/droplets/{droplet_id}"] >= 1
 
 
+def test_a_droplet_stuck_for_seconds_is_new_that_long_then_active(twin: RunningTwin) -> None:
+    """droplet_stuck with seconds: a droplet slow to be created, as DigitalOcean has them
+    at times; it becomes active by itself, so `infra up` run again carries on."""
+    for bad in ({"droplet_stuck": True, "times": 0}, {"droplet_stuck": True, "seconds": -1},
+                {"droplet_stuck": True, "seconds": "10"}):
+        assert twin.call("POST", "/_twin/faults", bad)[0] == 400
+    answer = twin.ok("POST", "/_twin/faults", {"droplet_stuck": True, "seconds": 1.5}, 201)
+    assert answer["fault"] == {"droplet_stuck": True, "times": 1, "seconds": 1.5}
+    assert twin.ok("GET", "/_twin/faults")["droplet_stuck"] == 1
+    body = {"name": "slow-1", "size": "s-1vcpu-1gb", "region": "fra1", "image": "debian-12-x64"}
+    created = time.monotonic()
+    droplet = twin.ok("POST", "droplets", body, 202)["droplet"]
+    assert twin.ok("GET", "/_twin/faults")["droplet_stuck"] == 0
+    time.sleep(0.8)
+    assert twin.ok("GET", f"droplets/{droplet['id']}")["droplet"]["status"] == "new"
+    twin.wait_for(f"droplets/{droplet['id']}", "droplet", "status", "active")
+    assert time.monotonic() - created >= 1.5
+    # The next droplet is not held.
+    assert twin.active_droplet("quick-1")["status"] == "active"
+
+
 def test_every_exchange_is_recorded_without_the_token(twin: RunningTwin) -> None:
     twin.ok("GET", "sizes?per_page=3")
     twin.ok("GET", "/_twin/requests")

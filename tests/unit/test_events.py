@@ -170,6 +170,19 @@ def test_stop_request_and_run_level_errors() -> None:
             },
             "One or more items failed: item b: bad b",
         ),
+        (
+            {
+                "msg": "One or more items failed",
+                "results": [{"item": {"name": "d-1", "size": "s"}, "_ansible_item_label": "d-1",
+                             "failed": True, "msg": "Wait for Droplet [active,off] status timeout"}],
+            },
+            "One or more items failed: item d-1: Wait for Droplet [active,off] status timeout",
+        ),
+        (
+            {"msg": "One or more items failed",
+             "results": [{"item": {"name": "d-1"}, "failed": True, "msg": "no label"}]},
+            "One or more items failed: no label",
+        ),
         ({}, "failed (no message)"),
         ("not a dict", "not a dict"),
     ],

@@ -16,6 +16,7 @@ from stagecraft.providers import registry
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
+    CREATING,
     MISSING,
     ORPHANED,
     REMOVED,
@@ -33,8 +34,13 @@ from stagecraft.providers.cloud.base import (
     CloudCapabilities,
     CloudChange,
     CloudPlan,
+    CloudResources,
+    FirewallStatus,
+    ResourceReporter,
     SshAccess,
     StateFiles,
+    VolumeStatus,
+    cloud_resources,
     read_hosts_file,
 )
 from stagecraft.providers.kinds import CLOUD_BUILTIN, CLOUD_GROUP
@@ -45,8 +51,9 @@ ENTRY_POINT_GROUP = CLOUD_GROUP
 BUILTIN = CLOUD_BUILTIN
 
 __all__ = [
-    "CloudCapabilities", "CloudChange", "CloudPlan",
-    "ABSENT", "CREATED", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
+    "CloudCapabilities", "CloudChange", "CloudPlan", "CloudResources", "FirewallStatus",
+    "ResourceReporter", "VolumeStatus", "cloud_resources",
+    "ABSENT", "CREATED", "CREATING", "MISSING", "ORPHANED", "REMOVED", "RUNNING", "STARTED", "STOPPED",
     "UNCHANGED", "UNREACHABLE", "BUILTIN", "ENTRY_POINT_GROUP", "CloudProvider", "DownResult", "FleetSpec",
     "HostRecord", "HostSpec", "RegistryAccess", "SshAccess", "StateFiles",
     "available_kinds", "get_cloud_provider", "read_hosts_file",

@@ -35,6 +35,7 @@ HOSTS_FILE_VERSION = 1
 RUNNING = "running"
 STOPPED = "stopped"
 MISSING = "missing"
+CREATING = "creating"  # made, not ready yet (a droplet still in status `new`)
 UNREACHABLE = "unreachable"  # recorded, but does not answer SSH now (cloud `ssh`)
 
 #: What one ``up``/``down`` call did to a host (HostRecord.change).
@@ -123,7 +124,7 @@ class HostRecord:
 
     name: str
     roles: tuple[str, ...]
-    state: str  # running | stopped | missing | unreachable
+    state: str  # running | stopped | missing | unreachable | creating
     ssh_host: str | None  # address the controller connects to
     ssh_port: int | None
     ssh_user: str
@@ -198,6 +199,51 @@ class DownResult:
             "removed": list(self.removed),
             "changed": self.changed,
         }
+
+
+@dataclass(frozen=True)
+class VolumeStatus:
+    """A block-storage volume of the environment, as its cloud has it now."""
+
+    name: str  # the cloud's name (DigitalOcean: <project>-<env>-<host>-<volume>)
+    size_gb: int | None
+    host: str | None  # the environment's host it is attached to; None: none of them
+    attached_to: str | None  # the cloud's machine it is attached to (droplet, container)
+    volume: str | None = None  # its name in stagecraft.yml (``volumes.<name>``), when known
+    provider_id: str | None = None  # the cloud's id of it (an id, or a file on this machine)
+    device: str | None = None  # its block device (in the host, or on this machine)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FirewallStatus:
+    """A cloud firewall of the environment (DigitalOcean's), as its cloud has it now."""
+
+    name: str
+    status: str | None  # DigitalOcean: waiting | succeeded | failed
+    droplets: int  # how many droplets it applies to now (by tag or by id)
+    tags: tuple[str, ...]  # it applies to the droplets with these tags
+    inbound: tuple[str, ...]  # one line per inbound rule: "tcp 80 from 0.0.0.0/0, ::/0"
+    provider_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tags"], data["inbound"] = list(self.tags), list(self.inbound)
+        return data
+
+
+@dataclass(frozen=True)
+class CloudResources:
+    """What a cloud made for an environment besides its hosts, for `infra status`."""
+
+    volumes: tuple[VolumeStatus, ...] = ()
+    firewalls: tuple[FirewallStatus, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"volumes": [v.to_dict() for v in self.volumes],
+                "firewalls": [f.to_dict() for f in self.firewalls]}
 
 
 @dataclass(frozen=True)
@@ -561,3 +607,22 @@ class CloudProvider(Protocol):
         """Build base image ``name`` (one of ``capabilities.base_images``) on this
         machine if it is not built yet; return its tag."""
         ...
+
+
+@runtime_checkable
+class ResourceReporter(Protocol):
+    """Optional for a cloud: one that makes more than hosts for an environment (block
+    volumes, cloud firewalls) reports what it has of them now. A cloud without it
+    reports none (cloud `ssh`: servers exist already, it makes nothing else)."""
+
+    def resources(self, spec: FleetSpec, state_dir: Path) -> CloudResources:
+        """The environment's volumes and cloud firewalls as the cloud has them now
+        (including ones the environment no longer lists). Changes nothing."""
+        ...
+
+
+def cloud_resources(cloud: object, spec: FleetSpec, state_dir: Path) -> CloudResources:
+    """What ``cloud`` reports besides hosts: nothing when it is no ResourceReporter."""
+    if isinstance(cloud, ResourceReporter):
+        return cloud.resources(spec, state_dir)
+    return CloudResources()

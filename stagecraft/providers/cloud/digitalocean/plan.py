@@ -29,8 +29,8 @@ ANYWHERE = ("0.0.0.0/0", "::/0")
 #: "0": every port of a protocol, as the API writes it back (ICMP always has "0").
 ALL_PORTS = "0"
 
-CREATE, RESIZE, UPDATE, DELETE, ATTACH, START = (
-    "create", "resize", "update", "delete", "attach", "start")
+CREATE, RESIZE, UPDATE, DELETE, ATTACH, START, WAIT = (
+    "create", "resize", "update", "delete", "attach", "start", "wait")
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,9 @@ def plan_up(spec: FleetSpec, settings: Settings, found: Found, public_key: str, 
                                       "for the resize; the disk is kept)"))
             elif droplet.get("status") == "off":
                 changes.append(Change("droplet", name, START, "powered off: power it on"))
+            elif droplet.get("status") == "new":
+                changes.append(Change("droplet", name, WAIT, "status new: DigitalOcean is "
+                                      "still creating it; wait until it is active"))
             have = set(droplet.get("tags") or [])
             for tag in tags:
                 if tag not in have:

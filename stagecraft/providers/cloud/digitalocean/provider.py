@@ -12,6 +12,7 @@ The token never enters Ansible: the modules talk to a relay on 127.0.0.1 that ad
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import time
@@ -28,6 +29,7 @@ from stagecraft.hosts.ssh import sshd_answers
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
+    CREATING,
     MISSING,
     ORPHANED,
     REMOVED,
@@ -36,6 +38,7 @@ from stagecraft.providers.cloud.base import (
     STOPPED,
     UNCHANGED,
     CloudCapabilities,
+    CloudResources,
     Confirm,
     DownResult,
     FleetSpec,
@@ -52,7 +55,7 @@ from stagecraft.providers.cloud.base import (
     remove_files,
     write_hosts_file,
 )
-from stagecraft.providers.cloud.digitalocean import names
+from stagecraft.providers.cloud.digitalocean import failures, names, report
 from stagecraft.providers.cloud.digitalocean.api import DEFAULT_API_URL, DigitalOceanAPI
 from stagecraft.providers.cloud.digitalocean.plan import (
     Found,
@@ -90,15 +93,17 @@ class DigitalOceanCloud:
     def __init__(self, token: Secret, region: str, image: str = "debian-13-x64",
                  size: str = "s-1vcpu-2gb", vpc: str | None = None,
                  api_url: str = DEFAULT_API_URL, docker_source: str = "docker-ce",
-                 wait_timeout: int = 300, rehearsal: bool = False) -> None:
+                 wait_timeout: float = 300, rehearsal: bool = False) -> None:
         """``token``: the API token, or a function that returns it (read when the API
-        is first called). ``rehearsal``: the API is the twin on this machine, whose
-        droplets are containers that need the quirks of containers-as-hosts at bootstrap."""
+        is first called). ``wait_timeout``: seconds a droplet has to become active (the
+        droplet module's, whole seconds). ``rehearsal``: the API is the twin on this
+        machine, whose droplets are containers that need the quirks of
+        containers-as-hosts at bootstrap."""
         self._token = token
         self.settings = Settings(region=region, image=image, size=size, vpc=vpc)
         self.api_url = api_url
         self.docker_source = docker_source
-        self.wait_timeout = wait_timeout
+        self.wait_timeout = max(1, math.ceil(wait_timeout))
         self.container_hosts = rehearsal
         self.capabilities = CloudCapabilities(
             deploy_user_logins=True,
@@ -176,14 +181,8 @@ class DigitalOceanCloud:
         project, env = spec.project, spec.environment
         env_tag = names.env_tag(project, env)
         droplets = api.list("droplets", "droplets", tag_name=env_tag)
-        ours = {names.volume_name(project, env, h.name, v) for h in spec.hosts for v in h.volumes}
-        droplet_ids = {d["id"] for d in droplets}
-        volumes = [v for v in api.list("volumes", "volumes", region=self.settings.region)
-                   if env_tag in (v.get("tags") or []) or v["name"] in ours
-                   or droplet_ids & set(v.get("droplet_ids") or [])]
-        firewall_names = {names.firewall_name(project, env),
-                          names.firewall_name(project, env, "edge")}
-        firewalls = [f for f in api.list("firewalls", "firewalls") if f["name"] in firewall_names]
+        volumes = self._volumes(spec, api, droplets)
+        firewalls = self._firewalls(spec, api)
         vpc_name = names.vpc_name(project, env, self.settings.vpc)
         vpc = next((v for v in api.list("vpcs", "vpcs") if v["name"] == vpc_name), None)
         ssh_key = None
@@ -197,6 +196,24 @@ class DigitalOceanCloud:
         return Found(droplets=droplets, volumes=volumes, firewalls=firewalls, vpc=vpc,
                      ssh_key=ssh_key, tags=tags, account_droplets=int(total or 0),
                      droplet_limit=account.get("droplet_limit"))
+
+    def _volumes(self, spec: FleetSpec, api: DigitalOceanAPI,
+                 droplets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The environment's volumes: tagged with its tag, named as one of its hosts'
+        volumes, or attached to one of its ``droplets``."""
+        project, env = spec.project, spec.environment
+        env_tag = names.env_tag(project, env)
+        ours = {names.volume_name(project, env, h.name, v) for h in spec.hosts for v in h.volumes}
+        droplet_ids = {d["id"] for d in droplets}
+        return [v for v in api.list("volumes", "volumes", region=self.settings.region)
+                if env_tag in (v.get("tags") or []) or v["name"] in ours
+                or droplet_ids & set(v.get("droplet_ids") or [])]
+
+    def _firewalls(self, spec: FleetSpec, api: DigitalOceanAPI) -> list[dict[str, Any]]:
+        """The environment's cloud firewalls, by their names."""
+        wanted = {names.firewall_name(spec.project, spec.environment),
+                  names.firewall_name(spec.project, spec.environment, "edge")}
+        return [f for f in api.list("firewalls", "firewalls") if f["name"] in wanted]
 
     # ------------------------------------------------------------------- plan
 
@@ -241,8 +258,22 @@ class DigitalOceanCloud:
                 log(f"{change.action} {change.kind} {change.name}"
                     + (f": {change.detail}" if change.detail else ""))
             if plan.changed:
-                self._apply(plan.variables, files, log, provisioner)
+                try:
+                    self._apply(plan.variables, files, log, provisioner)
+                except RunFailed as failed:
+                    waited = self._waited_too_long(spec, api, failed)
+                    if waited is None:
+                        raise
+                    raise waited from failed
                 found = self.read_found(spec, api, public_key)
+            # Nothing is recorded while a droplet the spec lists is still being created.
+            creating = [d for d in found.droplets if d.get("status") == failures.NEW
+                        and spec.host(names.host_of(spec.project, spec.environment,
+                                                    d["name"]) or "") is not None]
+            if creating:
+                raise failures.stuck_error(creating, project=spec.project,
+                                           environment=spec.environment,
+                                           wait_timeout=self.wait_timeout)
             before = _read_own(files)
             records = self._records(spec, found, before, created={
                 c.name for c in plan.changes if c.kind == "droplet" and c.action == "create"})
@@ -270,6 +301,24 @@ class DigitalOceanCloud:
                 error = refusal.error()
                 error.hint = f"{error.hint} ({failed.hint})" if failed.hint else error.hint
                 raise error from failed
+
+    def _waited_too_long(self, spec: FleetSpec, api: DigitalOceanAPI,
+                         failed: RunFailed) -> StagecraftError | None:
+        """The error for a run the droplet module ended because a droplet did not become
+        active in time, naming it (read from the API now); None for another failure."""
+        if not failures.waited_too_long(failed.message):
+            return None
+        try:
+            droplets = api.list("droplets", "droplets",
+                                tag_name=names.env_tag(spec.project, spec.environment))
+        except StagecraftError:
+            droplets = []
+        error = failures.wait_timeout_error(
+            failed.message, droplets, project=spec.project, environment=spec.environment,
+            wait_timeout=self.wait_timeout)
+        if error is not None and failed.hint:
+            error.hint = f"{error.hint} ({failed.hint})"
+        return error
 
     def _records(self, spec: FleetSpec, found: Found, before: dict[str, Any] | None,
                  created: set[str]) -> list[HostRecord]:
@@ -358,12 +407,23 @@ class DigitalOceanCloud:
     # ---------------------------------------------------------------- status
 
     def status(self, spec: FleetSpec, state_dir: Path) -> list[HostRecord]:
-        """Every host of the spec as the API has it now (running, stopped, missing),
-        then droplets of the environment it no longer lists."""
+        """Every host of the spec as the API has it now (running: `active`; creating:
+        `new`; stopped: `off`; missing), then droplets of the environment it no longer
+        lists."""
         files = StateFiles(Path(state_dir))
         found = self.read_found(spec, self.api(), _read_public_key(files.state_dir))
         records = self._records(spec, found, _read_own(files), created=set())
         return [replace(r, change=None) for r in records]
+
+    def resources(self, spec: FleetSpec, state_dir: Path) -> CloudResources:
+        """The environment's volumes (size, the droplet each is attached to) and cloud
+        firewalls (status, droplets, inbound rules), as the API has them now."""
+        api = self.api()
+        droplets = api.list("droplets", "droplets",
+                            tag_name=names.env_tag(spec.project, spec.environment))
+        return CloudResources(
+            volumes=report.volume_statuses(spec, self._volumes(spec, api, droplets), droplets),
+            firewalls=report.firewall_statuses(self._firewalls(spec, api), droplets))
 
     # ------------------------------------------------------------------ down
 
@@ -405,7 +465,7 @@ def _record(droplet: dict[str, Any], host: str, roles: Sequence[str], user: str,
     public = next((n["ip_address"] for n in v4 if n.get("type") == "public"), None)
     private = next((n["ip_address"] for n in v4 if n.get("type") == "private"), None)
     status = droplet.get("status")
-    state = RUNNING if status == "active" else STOPPED
+    state = RUNNING if status == "active" else CREATING if status == failures.NEW else STOPPED
     if change == UNCHANGED and status != "active":
         change = STARTED
     return HostRecord(

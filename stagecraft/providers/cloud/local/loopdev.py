@@ -26,12 +26,15 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stagecraft.errors import EnvironmentMissing
 from stagecraft.fsutil import write_atomic
-from stagecraft.providers.cloud.base import Log
+from stagecraft.providers.cloud.base import FleetSpec, Log, VolumeStatus
+from stagecraft.providers.cloud.local.addressing import container_name
 from stagecraft.providers.cloud.local.dockercli import run
 
 #: Where DigitalOcean puts a volume's device; the role looks there on both clouds.
@@ -180,6 +183,25 @@ def read_record(state_dir: Path) -> dict[str, dict[str, dict[str, object]]]:
     except (OSError, ValueError):
         return {}
     return data.get("hosts", {}) if isinstance(data, dict) else {}
+
+
+def volume_statuses(spec: FleetSpec, record: Mapping[str, Mapping[str, Mapping[str, Any]]]
+                    ) -> tuple[VolumeStatus, ...]:
+    """The volumes of :func:`read_record`'s ``record`` as `infra status` lists them:
+    ``<host>/<volume>``, its size, the host container it is given to, its file and the
+    loop device it was last attached to. Hosts the environment no longer lists too."""
+    rows = []
+    for host in sorted(record):
+        for volume in sorted(record[host]):
+            entry = record[host][volume]
+            size = entry.get("size_bytes")
+            rows.append(VolumeStatus(
+                name=f"{host}/{volume}",
+                size_gb=size // GIB if isinstance(size, int) else None, host=host,
+                attached_to=container_name(spec.project, spec.environment, host),
+                volume=volume, provider_id=str(entry.get("file") or "") or None,
+                device=str(entry.get("loop") or "") or None))
+    return tuple(rows)
 
 
 def _record(state_dir: Path, attached: LoopVolume) -> None:

@@ -46,6 +46,7 @@ from stagecraft.providers.cloud.base import (
     CloudCapabilities,
     CloudChange,
     CloudPlan,
+    CloudResources,
     Confirm,
     DownResult,
     FleetSpec,
@@ -397,6 +398,15 @@ class LocalCloud:
             for c in containers.values() if spec.host(c.host) is None
         ]
         return records
+
+    def resources(self, spec: FleetSpec, state_dir: Path) -> CloudResources:
+        """The environment's volumes: files on loop devices (volumes.json); no cloud
+        firewall (each host's own nftables is the firewall role's)."""
+        record = loopdev.read_record(Path(state_dir))
+        present = {host: {volume: entry for volume, entry in volumes.items()
+                          if Path(str(entry.get("file"))).exists()}
+                   for host, volumes in record.items()}
+        return CloudResources(volumes=loopdev.volume_statuses(spec, present))
 
     def down(self, spec: FleetSpec, state_dir: Path, *, log: Log | None = None,
              provisioner: Provisioner | None = None) -> DownResult:
