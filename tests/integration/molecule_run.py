@@ -79,20 +79,24 @@ class MoleculeRun:
 
 
 def run_scenario(scenario: str, tmp_path: Path, *, timeout: float = 1800,
-                 tail_lines: int = 120, cleanup_images: str | None = None) -> MoleculeRun:
+                 tail_lines: int = 120, cleanup_images: str | None = None,
+                 on_controller: bool = False) -> MoleculeRun:
     """`molecule test -s scenario` on a host of its own; fails the test when it fails.
 
     ``cleanup_images``: a repository prefix whose tags (``<prefix>/<host>``) the
     scenario made on the controller and this run removes afterwards.
+    ``on_controller``: the scenario runs on this machine (its one host is
+    ``localhost``, delegated driver): no host image, no host container.
     """
     molecule = BIN / "molecule"
     assert molecule.exists(), f"{molecule} is missing: run `make setup` (test extras)"
-    host = f"molecule-{scenario}-{secrets.token_hex(3)}"
+    host = "localhost" if on_controller else f"molecule-{scenario}-{secrets.token_hex(3)}"
+    fleet_host = {} if on_controller else {"STAGECRAFT_HOST_IMAGE": host_image(),
+                                           "STAGECRAFT_MOLECULE_HOST": host}
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "STAGECRAFT_HOST_IMAGE": host_image(),
-        "STAGECRAFT_MOLECULE_HOST": host,
+        **fleet_host,
         "MOLECULE_EPHEMERAL_DIRECTORY": str(tmp_path / "molecule"),
         "NO_COLOR": "1",
         "PY_COLORS": "0",
@@ -111,7 +115,8 @@ def run_scenario(scenario: str, tmp_path: Path, *, timeout: float = 1800,
     finally:
         # Molecule destroys the host itself, also after a failed step; this is for a
         # timeout or an interrupt. The name is this run's own.
-        subprocess.run(["docker", "rm", "-fv", host], capture_output=True, timeout=120)
+        if not on_controller:
+            subprocess.run(["docker", "rm", "-fv", host], capture_output=True, timeout=120)
         if cleanup_images:
             tags = subprocess.run(
                 ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
