@@ -180,10 +180,9 @@ def test_digitalocean_scenario_creates_converges_and_removes(
     assert {e["request_body"]["type"] for e in exchanges if e["method"] == "POST"
             and _template(e["path"]) == "/v2/droplets/{id}/actions"} <= {"power_on"}
 
-    # Every answer the twin gave, against DigitalOcean's OpenAPI document. Requests are
-    # not held to it: the modules send what the document does not allow (a droplet
-    # create with their whole argument set; see tests/do_openapi.py).
-    checked = assert_recording_valid(twin.record, request.node.nodeid, requests=False)
+    # Every request the modules and the role sent, and every answer the twin gave,
+    # against DigitalOcean's OpenAPI document (tests/do_openapi.py).
+    checked = assert_recording_valid(twin.record, request.node.nodeid)
     assert checked == counted["total"] > 100
     print(f"molecule test -s digitalocean: {run.elapsed:.0f} s; converge {converge}, "
           f"idempotence {idempotence}; {checked} exchanges checked")
