@@ -17,6 +17,7 @@ from typing import Iterator, Mapping, Sequence
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.config.positions import Issue
 from stagecraft.config.values import check_hostname
+from stagecraft.providers.kinds import MESH_SERVER_CLOUDS
 
 _PLACEHOLDER = re.compile(r"\{([^}]*)\}")
 _MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
@@ -33,6 +34,7 @@ def check_environment(env: ResolvedEnvironment,
         *_check_volumes(env),
         *_check_migrations(env),
         *_check_cloud(env),
+        *_check_network(env),
     ]
 
 
@@ -217,6 +219,21 @@ def _check_cloud(env: ResolvedEnvironment) -> Iterator[Issue]:
             yield Issue(("hosts", index, "proxy_jump"),
                         f"bastion '{jump}' is itself reached through a bastion; stagecraft "
                         "takes one hop: point proxy_jump at a host reached directly")
+
+
+def _check_network(env: ResolvedEnvironment) -> Iterator[Issue]:
+    """Headscale names its server and key, except on a cloud that runs both."""
+    network, cloud = env.providers.network, env.providers.cloud.kind
+    if network.kind != "headscale" or cloud in MESH_SERVER_CLOUDS:
+        return
+    for name, what in (("login_server", "the URL of your Headscale server"),
+                       ("auth_key", "a reference to a pre-auth key (headscale preauthkeys "
+                                    "create --reusable), e.g. ${secret:HEADSCALE_KEY}")):
+        if getattr(network, name) is None:
+            yield Issue(("providers", "network", name),
+                        f"network 'headscale' needs {name} on cloud '{cloud}': give {what} "
+                        "(clouds that run a Headscale server of their own: "
+                        f"{', '.join(MESH_SERVER_CLOUDS)})")
 
 
 def _check_provider_kinds(env: ResolvedEnvironment,

@@ -146,25 +146,42 @@ class FrontendGeneric(Model):
     workdir: Optional[str] = Field(None, description="Directory the commands run in.")
 
 
+_SSH_OVER_MESH = (
+    "Whether Ansible and `stagecraft ssh` reach the hosts at their tailnet addresses once "
+    "they joined (the controller must reach the tailnet: Tailscale running on it, or a "
+    "node the cloud runs for it). False keeps SSH on the cloud's addresses; services talk "
+    "over the tailnet either way."
+)
+
+
 class NetworkTailscale(Model):
     """Hosts join a Tailscale tailnet; private traffic goes over it."""
 
     kind: Literal["tailscale"] = Field(description="Provider kind.")
-    auth_key: SecretRef = Field(description="Tailscale auth key, as a reference.")
+    auth_key: SecretRef = Field(
+        description="Tailscale auth key, as a reference: reusable (one key joins every "
+                    "host), tagged keys recommended; used only by a host that must log in.")
     tags: list[TailnetTag] = Field(
         default_factory=list, description="ACL tags advertised by the hosts (tag:name)."
     )
+    ssh_over_mesh: bool = Field(True, description=_SSH_OVER_MESH)
 
 
 class NetworkHeadscale(Model):
     """Hosts join a tailnet run by a Headscale control server."""
 
     kind: Literal["headscale"] = Field(description="Provider kind.")
-    login_server: str = Field(description="URL of the Headscale server.", pattern=r"^https?://")
-    auth_key: SecretRef = Field(description="Pre-auth key, as a reference.")
+    login_server: Optional[str] = Field(
+        None, description="URL of the Headscale server. Required, except on a cloud that "
+                          "runs a Headscale server of its own (local).", pattern=r"^https?://")
+    auth_key: Optional[SecretRef] = Field(
+        None, description="Pre-auth key, as a reference (`headscale preauthkeys create "
+                          "--reusable`). Required, except on a cloud that makes its own "
+                          "(local).")
     tags: list[TailnetTag] = Field(
         default_factory=list, description="ACL tags advertised by the hosts (tag:name)."
     )
+    ssh_over_mesh: bool = Field(True, description=_SSH_OVER_MESH)
 
 
 class NetworkNone(Model):

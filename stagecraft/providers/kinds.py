@@ -23,6 +23,10 @@ CLOUD_BUILTIN = {
 }
 #: The cloud of a stagecraft.yml that names none, and of `doctor` outside a project.
 DEFAULT_CLOUD_KIND = "local"
+#: Cloud kinds that run a Headscale server of their own for network ``headscale`` and
+#: make its pre-auth key (their providers' ``capabilities.mesh_server``): there the
+#: network needs no ``login_server`` or ``auth_key``.
+MESH_SERVER_CLOUDS = ("local",)
 
 NETWORK_GROUP = "stagecraft.providers.network"
 

@@ -242,8 +242,18 @@ def test_provider_kind_missing_its_own_required_field() -> None:
     assert problems(BASE + "providers:\n  network: { kind: tailscale }\n") == [
         "16:3: providers.network.auth_key: missing required setting 'auth_key'",
     ]
-    assert problems(BASE + "providers:\n  network: { kind: headscale, auth_key: '${secret:K}' }\n") == [
-        "16:3: providers.network.login_server: missing required setting 'login_server'",
+
+
+@pytest.mark.usefixtures("stand_in_providers")
+def test_headscale_names_its_server_and_key_except_on_the_local_cloud() -> None:
+    # Cloud local runs a Headscale server of its own and makes the key.
+    load(BASE + "providers:\n  network: { kind: headscale }\n")
+    cloud = "  cloud: { kind: digitalocean, token: '${secret:T}', region: fra1 }\n"
+    assert problems(BASE + "providers:\n" + cloud
+                    + "  network: { kind: headscale, auth_key: '${secret:K}' }\n") == [
+        "17:12: providers.network.login_server: network 'headscale' needs login_server on "
+        "cloud 'digitalocean': give the URL of your Headscale server (clouds that run a "
+        "Headscale server of their own: local)",
     ]
 
 

@@ -149,3 +149,19 @@ def test_a_registered_provider_makes_its_kind_valid(monkeypatch: pytest.MonkeyPa
 def test_usable_kinds_without_plugins() -> None:
     assert kinds.all_usable_kinds() == {"cloud": ["digitalocean", "local", "ssh"],
                                         "network": ["none"]}
+
+
+def test_the_mesh_server_clouds_are_those_whose_capabilities_say_so() -> None:
+    from importlib import import_module
+
+    from stagecraft.providers.cloud.digitalocean import DigitalOceanCloud
+
+    says = {}
+    for kind, target in kinds.CLOUD_BUILTIN.items():
+        module, _, name = target.partition(":")
+        cls = getattr(import_module(module), name)
+        if cls is DigitalOceanCloud:  # its capabilities are made per instance
+            says[kind] = DigitalOceanCloud(token=lambda: "t", region="fra1").capabilities.mesh_server
+        else:
+            says[kind] = cls.capabilities.mesh_server
+    assert tuple(kind for kind, yes in says.items() if yes) == kinds.MESH_SERVER_CLOUDS == ("local",)

@@ -510,6 +510,9 @@ class CloudCapabilities:
     #: (a public CA), or ``local`` (the environment's own CA) for hosts that no public
     #: CA can reach.
     default_tls: Literal["acme", "local", "off"] = "acme"
+    #: It runs a Headscale control server for network ``headscale`` and makes its
+    #: pre-auth key, so the network names neither (kinds.MESH_SERVER_CLOUDS lists it).
+    mesh_server: bool = False
 
 
 @runtime_checkable

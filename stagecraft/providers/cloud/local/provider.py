@@ -154,10 +154,12 @@ class LocalCloud:
 
     kind = KIND
     # No registry can be reached from the machines this runs on: the local cloud runs
-    # its own, publishes Traefik there, and builds the base images apps start FROM.
+    # its own, publishes Traefik there, and builds the base images apps start FROM;
+    # for network headscale it runs the control server too.
     capabilities = CloudCapabilities(registry=True, traefik_image=True,
                                      base_images=(RUNTIME_REPO, POSTGRES_REPO),
-                                     disposable_hosts=True, default_tls="local")
+                                     disposable_hosts=True, default_tls="local",
+                                     mesh_server=True)
 
     def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
                  registry: bool = True) -> None:
