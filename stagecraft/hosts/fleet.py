@@ -9,7 +9,7 @@ logs, ssh, exec, audit, lock, migrate, doctor, the inventory) starts from one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,8 @@ from stagecraft.providers.cloud import (
     SshAccess,
     get_cloud_provider,
 )
-from stagecraft.providers.cloud.base import StateFiles, read_hosts_file
+from stagecraft.hosts.mesh import TAILNET_KINDS, MeshNode, over_mesh, read_nodes
+from stagecraft.providers.cloud.base import StateFiles, mesh_route, read_hosts_file
 
 if TYPE_CHECKING:
     from stagecraft.hosts.remote import RemoteHost
@@ -64,6 +65,7 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
         volume_sizes={name: volume.size_gb for name, volume in env.volumes.items()},
         public_ports=tuple(sorted(set(env.firewall.public))),
         ssh_from=tuple(env.firewall.ssh_from) if env.firewall.ssh == "public" else (),
+        mesh=env.providers.network.kind in TAILNET_KINDS,
     )
 
 
@@ -177,6 +179,9 @@ class Fleet:
     cloud: CloudProvider
     spec: FleetSpec
     records: Mapping[str, HostRecord]  # only the records :func:`in_fleet` keeps
+    # The hosts that joined the environment's tailnet (none without one). With
+    # ssh_over_mesh, ``records`` reach them at these addresses.
+    mesh: Mapping[str, MeshNode] = field(default_factory=dict)
 
     @classmethod
     def load(cls, env: ResolvedEnvironment, project_dir: Path, *,
@@ -193,8 +198,16 @@ class Fleet:
                     f"environment '{env.name}' has no host record for {', '.join(missing)}",
                     hint=f"create the hosts first: stagecraft infra up --env {env.name} "
                          "--bootstrap")
-        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud_for(env, project_dir),
-                   spec=fleet_spec(env), records=records)
+        cloud, spec = cloud_for(env, project_dir), fleet_spec(env)
+        network = env.providers.network
+        nodes = read_nodes(sdir) if spec.mesh else {}
+        nodes = {name: node for name, node in nodes.items() if name in records}
+        if nodes and getattr(network, "ssh_over_mesh", False):
+            route = mesh_route(cloud, spec, sdir)
+            records = {name: over_mesh(record, nodes[name], route) if name in nodes else record
+                       for name, record in records.items()}
+        return cls(env=env, project_dir=project_dir, state_dir=sdir, cloud=cloud, spec=spec,
+                   records=records, mesh=nodes)
 
     @cached_property
     def access(self) -> SshAccess:
@@ -238,8 +251,10 @@ class Fleet:
 
     @property
     def private_ips(self) -> dict[str, str]:
-        """Each host's address on the private network (its SSH address when it has none)."""
-        return {name: r.private_ip or r.ssh_host or name for name, r in self.records.items()}
+        """Each host's address on the private network: its tailnet address once it
+        joined one, else its VPC address (its SSH address when it has neither)."""
+        return {name: (self.mesh[name].ipv4 if name in self.mesh else None)
+                or r.private_ip or r.ssh_host or name for name, r in self.records.items()}
 
 
 __all__ = [

@@ -34,6 +34,7 @@ class RemoteHost:
     access: SshAccess
     private_key: Path | None = None  # this host's own key; None: the access's
     proxy: str | None = None  # the bastion, user@address:port
+    route: ssh.Route | None = None  # the whole way (over the tailnet), in place of proxy
 
     @property
     def key(self) -> Path | None:
@@ -46,7 +47,7 @@ class RemoteHost:
         return ssh.ssh_argv(private_key=self.key,
                             known_hosts=self.access.known_hosts, address=self.address,
                             port=self.port, user=self.user, command=command, flags=flags,
-                            proxy=self.proxy)
+                            proxy=self.proxy, route=self.route)
 
     def run(self, command: str, *, input: str | None = None, timeout: float = 60,
             check: bool = True, what: str | None = None) -> Completed:
@@ -79,8 +80,14 @@ def remote_hosts(records: Mapping[str, HostRecord], access: SshAccess,
                                  port=record.ssh_port or 22, user=record.ssh_user or access.user,
                                  access=access,
                                  private_key=Path(record.ssh_key) if record.ssh_key else None,
-                                 proxy=record.ssh_proxy)
+                                 proxy=record.ssh_proxy, route=route_of(record))
     return hosts
+
+
+def route_of(record: HostRecord) -> ssh.Route:
+    """The way to a host beyond its address: its bastion, or the tailnet's."""
+    return ssh.Route(proxy=record.ssh_proxy, proxy_command=record.proxy_command,
+                     host_key_alias=record.host_key_alias)
 
 
 def in_parallel(hosts: Iterable[RemoteHost], fn: Callable[[RemoteHost], T]) -> dict[str, T]:

@@ -19,6 +19,7 @@ import shlex
 import socket
 import stat
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from stagecraft.errors import EnvironmentMissing
@@ -105,6 +106,29 @@ def split_destination(destination: str, default_user: str) -> tuple[str, str, in
     return user or default_user, address, port
 
 
+@dataclass(frozen=True)
+class Route:
+    """How ssh gets to a host besides its address: a bastion (``proxy``,
+    ``user@address:port``), or a command that connects to ``%h:%p`` (a tailnet node's
+    ``tailscale nc``), and the known_hosts name its key is pinned under when that is
+    not the address ssh connects to (``host_key_alias``)."""
+
+    proxy: str | None = None
+    proxy_command: str | None = None
+    host_key_alias: str | None = None
+
+    def options(self, private_key: Path | str | None,
+                known_hosts: Path | str | None) -> list[str]:
+        options = []
+        if self.proxy_command is not None:
+            options.append(f"ProxyCommand={self.proxy_command}")
+        else:
+            options += proxy_options(self.proxy, private_key, known_hosts)
+        if self.host_key_alias is not None:
+            options.append(f"HostKeyAlias={self.host_key_alias}")
+        return options
+
+
 def proxy_options(proxy: str | None, private_key: Path | str | None,
                   known_hosts: Path | str | None) -> list[str]:
     """``ProxyCommand`` through the bastion ``proxy`` (``user@address:port``), checked
@@ -124,12 +148,13 @@ def proxy_options(proxy: str | None, private_key: Path | str | None,
 def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
              address: str, port: int, user: str, command: str | None = None,
              flags: Sequence[str] = (), proxy: str | None = None, share: bool = True,
-             connect_timeout: int = CONNECT_TIMEOUT) -> list[str]:
+             connect_timeout: int = CONNECT_TIMEOUT, route: Route | None = None) -> list[str]:
     """``ssh`` argv to ``user@address:port``, running ``command`` (a shell string) there.
 
     ``command`` None leaves it out (a login shell). ``flags`` come right after
     ``ssh`` (``-t``, more ``-o`` options). ``proxy``: the bastion to go through
-    (``user@address:port``). ``share`` False: a connection of its own, neither using
+    (``user@address:port``); ``route``: the whole way there (:class:`Route`), in its
+    place. ``share`` False: a connection of its own, neither using
     nor leaving a control socket (to find out whether this key and these host keys
     get in, rather than an open connection). Call :func:`make_control_dir` before
     running it.
@@ -137,7 +162,7 @@ def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
     argv = [
         "ssh", *flags,
         *connection_options(private_key, known_hosts),
-        *as_args(proxy_options(proxy, private_key, known_hosts)),
+        *as_args((route or Route(proxy=proxy)).options(private_key, known_hosts)),
         *as_args(control_options() if share else unshared_options()),
         "-o", f"ConnectTimeout={connect_timeout}",
         "-p", str(port), "-l", user, address,
@@ -182,14 +207,16 @@ def close_shared_argv(address: str, port: int, user: str) -> list[str]:
 
 
 def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None,
-                        proxy: str | None = None) -> str:
+                        proxy: str | None = None, route: Route | None = None) -> str:
     """The ``ansible_ssh_common_args`` of a host: pinned host keys, checked, one key,
-    and the bastion's ProxyCommand when it has one.
+    and the bastion's ProxyCommand when it has one (``route``: the whole way, in
+    place of ``proxy``).
 
     The key file itself reaches Ansible as ``ansible_ssh_private_key_file``.
     """
+    route = route or Route(proxy=proxy)
     return shlex.join(as_args([*ansible_key_options(private_key, known_hosts),
-                               *proxy_options(proxy, private_key, known_hosts)]))
+                               *route.options(private_key, known_hosts)]))
 
 
 def ansible_key_options(private_key: Path | str | None,

@@ -152,17 +152,18 @@ def _host_vars(env: ResolvedEnvironment, host: Host, record: HostRecord | None,
         str(connection.private_key) if connection.private_key is not None else None)
     if key is not None:
         facts["ansible_ssh_private_key_file"] = key
-    proxy = record.ssh_proxy if record is not None else None
-    facts["ansible_ssh_common_args"] = ssh_common_args(connection, key, proxy)
+    route = ssh.Route(proxy=record.ssh_proxy, proxy_command=record.proxy_command,
+                      host_key_alias=record.host_key_alias) if record is not None else None
+    facts["ansible_ssh_common_args"] = ssh_common_args(connection, key, route=route)
     return facts
 
 
 def ssh_common_args(connection: ConnectionSettings, key: str | None = None,
-                    proxy: str | None = None) -> str:
+                    proxy: str | None = None, route: ssh.Route | None = None) -> str:
     """The ``-o`` options every ssh/scp/sftp call gets: pinned host keys, checked,
-    and the way through the bastion ``proxy``."""
+    and the way through the bastion ``proxy`` (or the whole ``route``)."""
     return ssh.ansible_common_args(key or connection.private_key, connection.known_hosts,
-                                   proxy)
+                                   proxy, route)
 
 
 # ------------------------------------------------------------------ state files

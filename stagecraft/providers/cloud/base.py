@@ -90,6 +90,9 @@ class FleetSpec:
     # side, e.g. when a tailnet carries SSH).
     public_ports: tuple[int, ...] = (80, 443)
     ssh_from: tuple[str, ...] = ()
+    # Whether the hosts join a tailnet (network tailscale or headscale): a cloud then
+    # tells bootstrap how tailscale gets onto its hosts (bootstrap_vars).
+    mesh: bool = False
 
     def __post_init__(self) -> None:
         # The config layer validates names for users; this guards every other caller,
@@ -147,11 +150,18 @@ class HostRecord:
     # What the provider found on the host: "debian 13", "x86_64" (cloud `ssh`).
     os: str | None = None
     arch: str | None = None
+    # Set only on the fleet's view of a host reached over the tailnet (hosts/mesh.py),
+    # never written: a ProxyCommand that connects to %h:%p on the tailnet (None: the
+    # controller routes there itself), and the known_hosts name its key is pinned under.
+    proxy_command: str | None = None
+    host_key_alias: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data (tuples become lists)."""
         data = asdict(self)
         data["roles"] = list(self.roles)
+        for derived in ("proxy_command", "host_key_alias"):  # the fleet's view only
+            del data[derived]
         return data
 
     @classmethod
@@ -622,6 +632,50 @@ class ResourceReporter(Protocol):
         """The environment's volumes and cloud firewalls as the cloud has them now
         (including ones the environment no longer lists). Changes nothing."""
         ...
+
+
+@dataclass(frozen=True)
+class MeshServer:
+    """A tailnet control server a cloud runs for an environment (network ``headscale``
+    without a ``login_server``): where hosts log in, the pre-auth key it made for them,
+    and the CA that signed its certificate when no public CA did."""
+
+    login_server: str
+    auth_key: str = field(repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class MeshRoute:
+    """How the controller reaches hosts at their tailnet addresses: a ProxyCommand that
+    connects to ``%h:%p`` on the tailnet (None: the controller is on the tailnet and
+    routes there itself), and the port sshd answers on there (None: the host record's)."""
+
+    proxy_command: str | None = None
+    ssh_port: int | None = None
+
+
+@runtime_checkable
+class MeshCloud(Protocol):
+    """Optional for a cloud (capability ``mesh_server``): it runs the tailnet's control
+    server for its environments, and a node on the controller to reach them through."""
+
+    def mesh_server(self, spec: FleetSpec, state_dir: Path, log: Log) -> MeshServer:
+        """Start the environment's control server (and the controller's node) unless
+        they run; make the user and a reusable pre-auth key on first use. Idempotent."""
+        ...
+
+    def mesh_route(self, spec: FleetSpec, state_dir: Path) -> MeshRoute:
+        """How the controller reaches the environment's tailnet addresses."""
+        ...
+
+
+def mesh_route(cloud: object, spec: FleetSpec, state_dir: Path) -> MeshRoute:
+    """The cloud's way onto the tailnet; a cloud that runs none leaves it to the
+    controller (Tailscale running on it)."""
+    if isinstance(cloud, MeshCloud):
+        return cloud.mesh_route(spec, state_dir)
+    return MeshRoute()
 
 
 def cloud_resources(cloud: object, spec: FleetSpec, state_dir: Path) -> CloudResources:
