@@ -21,6 +21,10 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
     from stagecraft.ui.progress import progress_view
 
     fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
+    if fleet.spec.mesh and fleet.records:
+        join_tailnet(app, fleet, limit)
+        # Joined hosts are reached over the tailnet from here on.
+        fleet = Fleet.load(fleet.env, fleet.project_dir, require=False)
     request = bootstrap_request(fleet, check=app.dry_run, verbosity=app.verbose, limit=limit)
     runs_dir = fleet.runs_dir
     with progress_view(app.output, -1 if app.quiet else app.verbose,
@@ -30,6 +34,25 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
         # Also after a failed run: a host whose sshd already stopped taking root
         # must be reached as the deploy user next time.
         switch_to_deploy_user(fleet)
+    result.raise_for_status()
+    return result
+
+
+def join_tailnet(app: AppContext, fleet: Fleet, limit: str | None = None) -> RunResult:
+    """Join the hosts to the environment's tailnet (playbooks/mesh.yml) with live
+    progress, starting the cloud's control server first when it runs one; record what
+    the hosts that joined report, then raise if some did not."""
+    from stagecraft.infra.bootstrap import run_bootstrap
+    from stagecraft.infra.mesh import join_request, mesh_server, record_join
+    from stagecraft.ui.progress import progress_view
+
+    server = mesh_server(fleet, app.say)
+    request = join_request(fleet, server, check=app.dry_run, verbosity=app.verbose,
+                           limit=limit)
+    with progress_view(app.output, -1 if app.quiet else app.verbose,
+                       run_id=request.run_id) as view:
+        result = run_bootstrap(request, fleet.runs_dir, on_event=view.update)
+    record_join(fleet, result)
     result.raise_for_status()
     return result
 

@@ -45,10 +45,12 @@ def command(app: AppContext, force: bool, detailed_exitcode: bool) -> None:
 def _infra_changes(fleet):
     """Firewall and volume changes bootstrap would make, from one probe per host."""
     from stagecraft.infra import firewall
+    from stagecraft.infra.bootstrap import over_tailnet
     from stagecraft.infra.plan import infra_changes
     from stagecraft.hosts.probe import probe_hosts
 
     facts = probe_hosts(fleet)
     cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
-    cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in fleet.records.values()))
+    cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in fleet.records.values()),
+                                   tailnet_only=over_tailnet(fleet))
     return infra_changes(fleet.env, facts, cidrs)

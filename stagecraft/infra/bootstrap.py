@@ -51,7 +51,8 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
     registry_vars = registry_ca_vars(fleet)
     public_key = StateFiles(fleet.state_dir).public_key
     cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
-    private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()))
+    private_cidrs = firewall.private_cidrs(cloud_vars, (r.private_ip for r in records.values()),
+                                           tailnet_only=over_tailnet(fleet))
     extravars: dict[str, Any] = {
         **host_root_extravars(),
         "bootstrap_project": env.project.name,
@@ -76,6 +77,14 @@ def bootstrap_request(fleet: Fleet, *, check: bool = False, verbosity: int = 0,
         limit=limit,
         ssh=SshSettings.of(access),
     )
+
+
+def over_tailnet(fleet: Fleet) -> bool:
+    """Whether every host joined the tailnet and is reached over it: then the tailnet
+    is the whole private side (SSH and the private ports come only over it)."""
+    network = fleet.env.providers.network
+    return (bool(fleet.records) and set(fleet.records) <= set(fleet.mesh)
+            and bool(getattr(network, "ssh_over_mesh", False)))
 
 
 def registry_ca_vars(fleet: Fleet) -> dict[str, str]:

@@ -66,10 +66,15 @@ def hosts_private_cidrs(addresses: Iterable[str | None]) -> list[str]:
     return sorted({f"{a}/32" for a in addresses if a})
 
 
-def private_cidrs(cloud_vars: Mapping[str, Any], addresses: Iterable[str | None]) -> list[str]:
+def private_cidrs(cloud_vars: Mapping[str, Any], addresses: Iterable[str | None],
+                  tailnet_only: bool = False) -> list[str]:
     """The private side of an environment: the networks the cloud names
     (``firewall_private_cidrs`` in its ``bootstrap_vars``: its private network, a
-    VPC), else each host's private address (``addresses``)."""
+    VPC), else each host's private address (``addresses``); none with
+    ``tailnet_only`` (every host is reached over the tailnet, whose interface is the
+    private side: :func:`environment_vars`)."""
+    if tailnet_only:
+        return []
     named = cloud_vars.get("firewall_private_cidrs")
     return sorted(set(named)) if named else hosts_private_cidrs(addresses)
 
