@@ -194,6 +194,8 @@ def down(app: AppContext, yes: bool) -> None:
         return
     from stagecraft.infra.provision import run_on_controller
 
+    if spec.mesh:
+        _leave_tailnet(app)
     result = cloud.down(spec, state, log=app.say, provisioner=run_on_controller)
 
     def text(_: dict) -> None:
@@ -205,6 +207,28 @@ def down(app: AppContext, yes: bool) -> None:
             click.echo("nothing to remove")
 
     app.emit({"environment": env.name, **result.to_dict()}, text)
+
+
+def _leave_tailnet(app: AppContext) -> None:
+    """The hosts that joined log out of the tailnet before they go, so no stale node
+    stays in it. Best effort: a host that cannot be reached is removed anyway (its
+    node then expires, or an admin removes it)."""
+    from stagecraft.hosts.fleet import Fleet
+    from stagecraft.hosts.mesh import forget_nodes
+    from stagecraft.infra.bootstrap import run_bootstrap
+    from stagecraft.infra.mesh import leave_request
+    from stagecraft.ui.progress import progress_view
+
+    fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
+    if fleet.mesh:
+        request = leave_request(fleet, verbosity=app.verbose)
+        with progress_view(app.output, -1 if app.quiet else app.verbose,
+                           run_id=request.run_id) as view:
+            result = run_bootstrap(request, fleet.runs_dir, on_event=view.update)
+        if not result.ok:
+            app.say(f"warning: some hosts could not leave the tailnet ({result.summary()}); "
+                    "remove their nodes in the tailnet's admin console")
+    forget_nodes(fleet.state_dir)
 
 
 command.add_command(plan)

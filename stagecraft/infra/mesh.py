@@ -106,6 +106,23 @@ def join_request(fleet: Fleet, server: MeshServer | None, *, check: bool = False
     )
 
 
+def leave_request(fleet: Fleet, *, verbosity: int = 0) -> RunRequest:
+    """The run that logs the joined hosts out of the tailnet and stops tailscaled."""
+    env = fleet.env
+    joined = {name: record for name, record in fleet.records.items() if name in fleet.mesh}
+    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
+    return RunRequest(
+        run_id=new_run_id("mesh-leave", env.name),
+        playbook=PLAYBOOK,
+        inventory=render_inventory(env, fleet.records, fleet.connection),
+        extravars={**{k: v for k, v in cloud_vars.items() if k.startswith("tailscale_")},
+                   "tailscale_state": "absent"},
+        verbosity=max(0, verbosity - 1),
+        limit=",".join(sorted(joined)),
+        ssh=SshSettings.of(fleet.access),
+    )
+
+
 def record_join(fleet: Fleet, result: RunResult) -> dict[str, MeshNode]:
     """Keep what the hosts that joined reported (also after a run that failed on some
     hosts: those that joined are reached over the tailnet next time). Returns every
@@ -116,5 +133,5 @@ def record_join(fleet: Fleet, result: RunResult) -> dict[str, MeshNode]:
     return record_nodes(fleet.state_dir, joined, keep=fleet.host_names)
 
 
-__all__ = ["PLAYBOOK", "join_request", "join_secret_vars", "join_vars", "mesh_server",
+__all__ = ["PLAYBOOK", "join_request", "leave_request", "join_secret_vars", "join_vars", "mesh_server",
            "record_join", "tailnet_settings"]

@@ -129,3 +129,15 @@ def test_once_every_host_is_reached_over_the_tailnet_it_is_the_whole_private_sid
     assert firewall.private_cidrs({"firewall_private_cidrs": ["10.9.0.0/24"]}, []) == ["10.9.0.0/24"]
     assert firewall.private_cidrs({"firewall_private_cidrs": ["10.9.0.0/24"]}, [],
                                   tailnet_only=True) == []
+
+
+def test_leaving_logs_out_only_the_hosts_that_joined(tmp_path, monkeypatch):
+    from stagecraft.infra.mesh import leave_request
+
+    monkeypatch.setenv("TS_AUTHKEY", KEY)
+    fleet = fleet_of(tmp_path)
+    record_nodes(fleet.state_dir, {"app-1": MeshNode("app-1", "100.64.0.2")})
+    request = leave_request(Fleet.load(fleet.env, tmp_path))
+    assert request.extravars["tailscale_state"] == "absent"
+    assert request.limit == "app-1"
+    assert request.secret_extravars == {}  # no key is needed to leave
