@@ -9,8 +9,8 @@ choices below were made by experiment with tailscale v1.102.5 and Headscale v0.2
 - **TLS, from the environment's CA.** A plain-http ``server_url`` is enough for the
   control protocol, and hosts on one Docker network then reach each other directly
   over UDP; but tailscale clients speak DERP only over TLS, so the embedded DERP relay
-  would be unusable ("tls: first record does not look like a TLS handshake") and every
-  host would carry a health warning. Headscale therefore serves TLS itself with a
+  would be unusable ("tls: first record does not look like a TLS handshake"): no relay
+  when a direct path fails. Headscale therefore serves TLS itself with a
   certificate from stagecraft.infra.tls, which hosts already trust (the bootstrap role
   installs the environment's CA in their system store).
 - **An IP literal in server_url.** Given a name, tailscaled's control client, when a
