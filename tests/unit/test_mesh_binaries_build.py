@@ -24,8 +24,8 @@ from stagecraft.providers.cloud.local.mesh_binaries import (
 
 #: A stand-in for go: `env -json` answers from FAKE_GO_VERSION; `mod download` and
 #: `install` append their argv and environment to FAKE_GO_CALLS, and `install` writes
-#: one executable per target into $GOBIN. FAKE_GO_FAIL makes `mod download` fail with
-#: that text.
+#: one executable per target into $GOBIN (after FAKE_GO_SLEEP seconds). FAKE_GO_FAIL
+#: makes `mod download` fail with that text.
 FAKE_GO = textwrap.dedent(f"""\
     #!{sys.executable}
     import json, os, sys
@@ -43,6 +43,8 @@ FAKE_GO = textwrap.dedent(f"""\
         print(os.environ["FAKE_GO_FAIL"], file=sys.stderr)
         sys.exit(1)
     if args[0] == "install":
+        import time
+        time.sleep(float(os.environ.get("FAKE_GO_SLEEP", "0")))
         for target in args:
             if "@" in target:
                 name = target.split("@")[0].rsplit("/", 1)[-1]
@@ -203,3 +205,29 @@ def test_real_go_against_a_proxy_nobody_answers(
     assert "cannot download github.com/juanfont/headscale@v0.29.3" in caught.value.message
     assert "127.0.0.1:9" in caught.value.message
     assert mesh_binaries.cached(HEADSCALE) is None
+
+
+def test_two_builders_at_once_build_once(fake_go: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second waits on the lock (and says so), then finds the first one's build.
+    import threading
+
+    monkeypatch.setenv("FAKE_GO_SLEEP", "1.5")
+    said: list[str] = []
+    results: list[Path] = []
+    barrier = threading.Barrier(2)
+
+    def build() -> None:
+        barrier.wait()
+        results.append(mesh_binaries.ensure_programs(HEADSCALE, said.append))
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 2 and results[0] == results[1]
+    installs = [c for c in calls_of(fake_go) if c["args"][0] == "install"]
+    assert len(installs) == 1
+    assert any(line.startswith("waiting for another process that is building headscale")
+               for line in said), said
