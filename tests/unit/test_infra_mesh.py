@@ -26,7 +26,20 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
 )
 
-pytestmark = pytest.mark.usefixtures("stand_in_providers")
+pytestmark = pytest.mark.usefixtures("stand_in_providers", "binaries_built")
+
+
+@pytest.fixture
+def binaries_built(monkeypatch, tmp_path):
+    """The local cloud hands hosts the controller's tailscale binaries: built by
+    `stagecraft doctor --fix`; here, files standing in for them."""
+    from stagecraft.providers.cloud.local.mesh_binaries import MeshBinaries
+
+    built = MeshBinaries(*(tmp_path / "bin" / name for name in ("tailscale", "tailscaled",
+                                                                "headscale")))
+    monkeypatch.setattr("stagecraft.providers.cloud.local.provider.ensure_mesh_binaries",
+                        lambda log=None: built)
+    return built
 
 CONFIG = """
 version: 1
@@ -66,6 +79,10 @@ def test_tailscale_joins_with_the_configured_key_kept_secret(tmp_path, monkeypat
     assert request.extravars["tailscale_tags"] == ["tag:shop"]
     assert request.extravars["tailscale_login_server"] == ""
     # The local cloud's hosts get the controller's binaries (its bootstrap_vars).
+    assert request.extravars["tailscale_install_method"] == "binaries"
+    assert request.extravars["tailscale_binaries_dir"].endswith("/bin")
+    assert request.extravars["tailscale_daemon_flags"] == ["--no-logs-no-support"]
+    assert not any(k.startswith("bootstrap_") for k in request.extravars)
     assert request.secret_extravars == {"tailscale_auth_key": KEY}
     assert KEY not in json.dumps(dict(request.extravars), default=str)
     bundle = prepare(request, tmp_path / "runs")

@@ -30,7 +30,7 @@ from typing import Any
 
 from stagecraft import steps
 from stagecraft.doctor.model import Check
-from stagecraft.errors import EnvironmentMissing, ProviderError
+from stagecraft.errors import EnvironmentMissing, ProviderError, StateError
 from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.hosts.ssh import sshd_answers
 from stagecraft.providers.cloud.base import (
@@ -53,6 +53,8 @@ from stagecraft.providers.cloud.base import (
     HostRecord,
     HostSpec,
     Log,
+    MeshRoute,
+    MeshServer,
     Provisioner,
     RegistryAccess,
     SshAccess,
@@ -66,10 +68,11 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
 )
 from stagecraft.providers.cloud import keys
-from stagecraft.providers.cloud.local import addressing, loopdev, registry
+from stagecraft.providers.cloud.local import addressing, loopdev, registry, tailnet
 from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.host_image import cache_dir, ensure_host_image
+from stagecraft.providers.cloud.local.mesh_binaries import ensure_mesh_binaries
 from stagecraft.providers.cloud.local.service_images import (
     POSTGRES_REPO,
     RUNTIME_REPO,
@@ -106,6 +109,9 @@ HOST_ENGINE_FLAGS = (
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
 )
+#: The TUN device hosts get when they join a tailnet.
+TUN_DEVICE = "/dev/net/tun"
+
 #: Every flag a host container runs with.
 HOST_RUN_FLAGS = (
     *HOST_ENGINE_FLAGS,
@@ -214,7 +220,29 @@ class LocalCloud:
         if info is not None:
             variables["bootstrap_registry_server"] = str(info["pull_server"])
             variables["bootstrap_registry_ca_pem"] = load_ca(Path(state_dir)).cert_pem
+        if spec.mesh:
+            # No host reaches Tailscale's apt repository: they get the controller's
+            # binaries, and tailscaled uploads no logs.
+            binaries = ensure_mesh_binaries()
+            variables["tailscale_install_method"] = "binaries"
+            variables["tailscale_binaries_dir"] = str(binaries.tailscale.parent)
+            variables["tailscale_daemon_flags"] = ["--no-logs-no-support"]
         return variables
+
+    def mesh_server(self, spec: FleetSpec, state_dir: Path, log: Log) -> MeshServer:
+        """The environment's Headscale and the controller's node (tailnet.py)."""
+        document = read_hosts_file(StateFiles(Path(state_dir))) or {}
+        subnet = (document.get("network") or {}).get("subnet")
+        if not subnet:
+            raise StateError(f"environment {spec.environment} of {spec.project} has no "
+                             "network yet", hint="create its hosts first: stagecraft infra up")
+        net = addressing.network_name(spec.project, spec.environment)
+        return tailnet.ensure_tailnet(spec.project, spec.environment, Path(state_dir), net,
+                                      IPv4Network(subnet), _env_labels(spec), log)
+
+    def mesh_route(self, spec: FleetSpec, state_dir: Path) -> MeshRoute:
+        """Through the controller's node: ``docker exec -i <node> tailscale nc %h %p``."""
+        return tailnet.route(spec.project, spec.environment)
 
     def registry_access(self, spec: FleetSpec, state_dir: Path) -> RegistryAccess:
         """Servers, credentials and CA of the environment's registry.
@@ -444,6 +472,7 @@ class LocalCloud:
                         provider=KIND, size=host.size, change=ABSENT,
                     ))
             removed += registry.remove_registry(spec, Path(state_dir), log)
+            removed += tailnet.remove_tailnet(spec.project, spec.environment, Path(state_dir), log)
             # After the containers: a loop device in use by none detaches at once.
             removed += loopdev.detach_all(Path(state_dir), log=log)
             # Docker volumes of environments made before volumes were loop devices.
@@ -537,6 +566,8 @@ class LocalCloud:
         volumes: list[str] = []
         for device in devices:
             volumes += ["--device", device]
+        if spec.mesh:  # tailscaled's interface (tailscale0) is a TUN device
+            volumes += ["--device", TUN_DEVICE]
         taken_ports = _taken_ports()
         key = f"{spec.project}/{spec.environment}/{host.name}"
         for _attempt in range(10):
