@@ -9,7 +9,7 @@ logs, ssh, exec, audit, lock, migrate, doctor, the inventory) starts from one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,6 +202,10 @@ class Fleet:
         network = env.providers.network
         nodes = read_nodes(sdir) if spec.mesh else {}
         nodes = {name: node for name, node in nodes.items() if name in records}
+        # A joined host's private address is its tailnet one: services, Traefik's
+        # backends and the private ports are reached (and bound) there.
+        records = {name: replace(record, private_ip=nodes[name].ipv4) if name in nodes
+                   else record for name, record in records.items()}
         if nodes and getattr(network, "ssh_over_mesh", False):
             route = mesh_route(cloud, spec, sdir)
             records = {name: over_mesh(record, nodes[name], route) if name in nodes else record
@@ -253,8 +257,7 @@ class Fleet:
     def private_ips(self) -> dict[str, str]:
         """Each host's address on the private network: its tailnet address once it
         joined one, else its VPC address (its SSH address when it has neither)."""
-        return {name: (self.mesh[name].ipv4 if name in self.mesh else None)
-                or r.private_ip or r.ssh_host or name for name, r in self.records.items()}
+        return {name: r.private_ip or r.ssh_host or name for name, r in self.records.items()}
 
 
 __all__ = [

@@ -30,11 +30,15 @@ MESH_SERVER_CLOUDS = ("local",)
 
 NETWORK_GROUP = "stagecraft.providers.network"
 
+#: Network kinds that ship with stagecraft. `none`: hosts use the cloud's private
+#: network; `tailscale` and `headscale`: they join a tailnet (infra/mesh.py, the role
+#: tailscale).
+NETWORK_BUILTIN = ("none", "tailscale", "headscale")
+
 #: family -> (entry-point group, kinds that work without a registered provider).
-#: Network `none` needs no provider: hosts use the cloud's private network.
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cloud": (CLOUD_GROUP, tuple(CLOUD_BUILTIN)),
-    "network": (NETWORK_GROUP, ("none",)),
+    "network": (NETWORK_GROUP, NETWORK_BUILTIN),
 }
 
 

@@ -49,7 +49,8 @@ def render_host(env: ResolvedEnvironment, host: str, inp: RenderInput) -> HostRe
     compose = render_compose(env, target, inp)
     traefik_files = render_traefik(env, target, inp)
     state = HostState(services=compose.services,
-                      traefik_hash=traefik_hash(traefik_files, inp.traefik_image))
+                      traefik_hash=traefik_hash(traefik_files, inp.traefik_image,
+                                                inp.private_ips.get(target.name, "")))
     release_files: dict[str, RenderedFile] = {
         COMPOSE_FILE: RenderedFile(compose_yaml(env, target, compose.document)),
         RELEASE_FILE: RenderedFile(release_json(env, target, inp.release_id, state)),

@@ -242,11 +242,15 @@ def _pem(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def traefik_hash(files: Mapping[str, RenderedFile], image: str) -> str:
-    """Hash of the Traefik image and every Traefik file (path, mode, content):
-    it changes exactly when the host's Traefik must be updated."""
+def traefik_hash(files: Mapping[str, RenderedFile], image: str,
+                 private_address: str = "") -> str:
+    """Hash of the Traefik image, the address its private entrypoint is published on
+    (the host's tailnet address once it joined one) and every Traefik file (path, mode,
+    content): it changes exactly when the host's Traefik must be updated."""
     digest = hashlib.sha256()
     digest.update(f"image\0{image}\0".encode())
+    if private_address:
+        digest.update(f"private\0{private_address}\0".encode())
     for path in sorted(files):
         file = files[path]
         digest.update(f"{path}\0{file.mode:o}\0{len(file.content)}\0".encode())

@@ -99,8 +99,14 @@ def test_flag_combinations_write_valid_configs(tmp_path: Path, args: tuple[str, 
 
 
 @pytest.mark.parametrize("option", ["--network tailscale", "--network headscale"])
-def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str) -> None:
-    # validate would reject them: init must not write what validate refuses.
+def test_kinds_without_a_provider_are_not_offered(tmp_path: Path, option: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # validate would reject them: init must not write what validate refuses. (An install
+    # whose network kinds are `none` only, as before the tailnet shipped.)
+    from stagecraft.cli.init import command as init_command
+
+    (network,) = [p for p in init_command.params if p.name == "network"]
+    monkeypatch.setattr(network.type, "choices", ("none",))
     result = CliRunner().invoke(cli, ["init", "--yes", "--dir", str(tmp_path), *option.split()],
                                 prog_name="stagecraft")
     assert result.exit_code == 2
@@ -190,9 +196,9 @@ def test_prompts_on_a_terminal(tmp_path: Path, monkeypatch) -> None:
     # CliRunner swaps sys.stdin for the answers; init's terminal check must see a TTY.
     terminal = SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True))
     monkeypatch.setattr("stagecraft.cli.init.sys", terminal)
-    # Prompts: name, environments, services, backend, frontend, cloud, secrets, ci.
-    # Network has one choice today (none): nothing to ask.
-    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "", "", "github"]) + "\n"
+    # Prompts: name, environments, services, backend, frontend, network, cloud, secrets, ci.
+    answers = "\n".join(["asked", "", "api:9000", "encore-ts", "", "headscale", "", "",
+                         "github"]) + "\n"
     result = CliRunner().invoke(cli, ["init", "--dir", str(tmp_path)], input=answers,
                                 prog_name="stagecraft", catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -201,6 +207,7 @@ def test_prompts_on_a_terminal(tmp_path: Path, monkeypatch) -> None:
     assert loaded.config.project.name == "asked"
     assert (production.providers.backend.kind, production.providers.cloud.kind) == ("encore-ts", "local")
     assert production.providers.ci.kind == "github"
+    assert production.providers.network.kind == "headscale"
     assert list(production.services) == ["api"]
 
 

@@ -125,13 +125,20 @@ def test_a_kind_no_environment_uses_is_not_an_error() -> None:
     assert list(load_config_text(text).environments) == ["local", "prod"]
 
 
+@pytest.fixture
+def mesh_unbuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install whose network kinds are `none` only (as before the tailnet shipped)."""
+    monkeypatch.setitem(kinds.FAMILIES, "network", (kinds.NETWORK_GROUP, ("none",)))
+
+
+@pytest.mark.usefixtures("mesh_unbuilt")
 def test_network_kinds_without_a_provider_are_refused_too() -> None:
     assert problems(config(network=TAILSCALE)) == [
         "stagecraft.yml:5:20: providers.network.kind: network kind 'tailscale' has no provider "
         "in this version, so it cannot be used yet; network kinds that work now: none"]
 
 
-@pytest.mark.usefixtures("digitalocean_unbuilt")
+@pytest.mark.usefixtures("digitalocean_unbuilt", "mesh_unbuilt")
 def test_a_registered_provider_makes_its_kind_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     registered = {kinds.CLOUD_GROUP: [EntryPoint("digitalocean", "some_plugin:DoCloud",
                                                  kinds.CLOUD_GROUP)]}
@@ -148,7 +155,7 @@ def test_a_registered_provider_makes_its_kind_valid(monkeypatch: pytest.MonkeyPa
 
 def test_usable_kinds_without_plugins() -> None:
     assert kinds.all_usable_kinds() == {"cloud": ["digitalocean", "local", "ssh"],
-                                        "network": ["none"]}
+                                        "network": ["headscale", "none", "tailscale"]}
 
 
 def test_the_mesh_server_clouds_are_those_whose_capabilities_say_so() -> None:

@@ -221,6 +221,9 @@ def test_the_traefik_hash_follows_the_image_and_every_file(config):
     base = traefik_hash(files, "traefik:v3.6")
     assert traefik_hash(dict(reversed(list(files.items()))), "traefik:v3.6") == base
     assert traefik_hash(files, "traefik:v3.7") != base
+    # Published on another address (the host joined a tailnet): Traefik is updated.
+    assert traefik_hash(files, "traefik:v3.6", "100.64.0.2") != traefik_hash(
+        files, "traefik:v3.6", "10.0.0.2")
     key = replace(files["certs/shop-two.key"], content="x\n")
     changed = {**files, "certs/shop-two.key": key}
     assert traefik_hash(changed, "traefik:v3.6") != base
