@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 
 import click
@@ -216,7 +218,7 @@ def _leave_tailnet(app: AppContext) -> None:
     from stagecraft.hosts.fleet import Fleet
     from stagecraft.hosts.mesh import forget_nodes
     from stagecraft.infra.bootstrap import run_bootstrap
-    from stagecraft.infra.mesh import leave_request
+    from stagecraft.infra.mesh import LEAVE_DELAY, leave_request
     from stagecraft.ui.progress import progress_view
 
     fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
@@ -225,7 +227,9 @@ def _leave_tailnet(app: AppContext) -> None:
         with progress_view(app.output, -1 if app.quiet else app.verbose,
                            run_id=request.run_id) as view:
             result = run_bootstrap(request, fleet.runs_dir, on_event=view.update)
-        if not result.ok:
+        if result.ok:
+            time.sleep(LEAVE_DELAY + 3)  # they log out now, before the cloud removes them
+        else:
             app.say(f"warning: some hosts could not leave the tailnet ({result.summary()}); "
                     "remove their nodes in the tailnet's admin console")
     forget_nodes(fleet.state_dir)

@@ -121,7 +121,10 @@ class Route:
                 known_hosts: Path | str | None) -> list[str]:
         options = []
         if self.proxy_command is not None:
-            options.append(f"ProxyCommand={self.proxy_command}")
+            # A tailnet path can vanish under a live connection (a logout, tailscaled
+            # restarting): notice within 30 s instead of waiting forever.
+            options += [f"ProxyCommand={self.proxy_command}", "ServerAliveInterval=10",
+                        "ServerAliveCountMax=3"]
         else:
             options += proxy_options(self.proxy, private_key, known_hosts)
         if self.host_key_alias is not None:

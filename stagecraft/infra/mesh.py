@@ -27,6 +27,10 @@ from stagecraft.render.inventory import render_inventory
 from stagecraft.steps import Log
 
 PLAYBOOK = "mesh.yml"
+#: Seconds after the leave run until the hosts log out (role tailscale schedules it, as
+#: the run itself may travel over the tailnet); ``infra down`` waits this long and a
+#: little more before the cloud removes them.
+LEAVE_DELAY = 3
 
 
 def tailnet_settings(env: ResolvedEnvironment) -> NetworkTailscale | NetworkHeadscale | None:
@@ -116,7 +120,7 @@ def leave_request(fleet: Fleet, *, verbosity: int = 0) -> RunRequest:
         playbook=PLAYBOOK,
         inventory=render_inventory(env, fleet.records, fleet.connection),
         extravars={**{k: v for k, v in cloud_vars.items() if k.startswith("tailscale_")},
-                   "tailscale_state": "absent"},
+                   "tailscale_state": "absent", "tailscale_leave_delay": LEAVE_DELAY},
         verbosity=max(0, verbosity - 1),
         limit=",".join(sorted(joined)),
         ssh=SshSettings.of(fleet.access),

@@ -114,7 +114,8 @@ def test_a_route_becomes_ssh_options_in_place_of_a_bastion():
     route = ssh.Route(proxy="admin@203.0.113.5:22", proxy_command="tailscale nc %h %p",
                       host_key_alias="[127.0.0.1]:22001")
     options = route.options("/k", "/kh")
-    assert options == ["ProxyCommand=tailscale nc %h %p", "HostKeyAlias=[127.0.0.1]:22001"]
+    assert options == ["ProxyCommand=tailscale nc %h %p", "ServerAliveInterval=10",
+                       "ServerAliveCountMax=3", "HostKeyAlias=[127.0.0.1]:22001"]
     argv = ssh.ssh_argv(private_key="/k", known_hosts="/kh", address="100.64.0.1", port=22,
                         user="root", command="true", route=route)
     assert "ProxyCommand=tailscale nc %h %p" in argv and argv[-2:] == ["100.64.0.1", "true"]
