@@ -57,19 +57,28 @@ class MoleculeRun:
         # `bootstrap ➜ converge: Executing` on a terminal, `[bootstrap > converge] Executing` without.
         return rf"\[?{re.escape(self.scenario)}\s*(?:➜|>)\s*{step}\]?:?\s*{event}"
 
-    def step_output(self, step: str) -> str:
-        """The part of the output between a step's `Executing` and `Executed`."""
-        match = re.search(self._marker(step, "Executing") + r"\n(.*?)"
-                          + self._marker(step, "Executed"), self.output, re.S)
-        assert match, f"molecule never ran the {step} step:\n{self.tail()}"
-        return match.group(1)
+    def step_outputs(self, step: str) -> list[str]:
+        """The output of each run of a step (a sequence may name a step several times:
+        `verify`, `side_effect other.yml`), in order."""
+        return [match.group(1) for match in re.finditer(
+            self._marker(step, "Executing") + r"\n(.*?)" + self._marker(step, "Executed"),
+            self.output, re.S)]
+
+    def step_output(self, step: str, run: int = 0) -> str:
+        """The part of the output between a step's `Executing` and `Executed` (of its
+        ``run``-th run, counted from 0)."""
+        outputs = self.step_outputs(step)
+        assert len(outputs) > run, (f"molecule ran the {step} step {len(outputs)} times, "
+                                    f"not {run + 1}:\n{self.tail()}")
+        return outputs[run]
 
     def step_succeeded(self, step: str) -> bool:
         return re.search(self._marker(step, "Executed: Successful"), self.output) is not None
 
-    def recap(self, step: str) -> dict[str, int]:
-        """ok/changed/failed/... of the host in a step's last PLAY RECAP."""
-        text = self.step_output(step)
+    def recap(self, step: str, run: int = 0) -> dict[str, int]:
+        """ok/changed/failed/... of the host in a step's last PLAY RECAP (of its
+        ``run``-th run)."""
+        text = self.step_output(step, run)
         recap = text.rsplit("PLAY RECAP", 1)[-1]
         # Molecule boxes and wraps long lines: drop the box drawing, join the words.
         flat = " ".join(re.sub(r"[│└┌─]", " ", recap).split())

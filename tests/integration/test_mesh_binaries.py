@@ -16,21 +16,19 @@ Timings are printed (run with -s to see them).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
-import subprocess
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 
 import pytest
+from headscale_fixture import docker, headscale_server, on, wait_for
 
-from stagecraft.infra.tls import ensure_ca, issue
-from stagecraft.providers.cloud.local import addressing, headscale
+from stagecraft.providers.cloud.local import headscale
 from stagecraft.providers.cloud.local.host_image import ensure_host_image
 from stagecraft.providers.cloud.local.mesh_binaries import (
     HEADSCALE_VERSION,
@@ -38,8 +36,7 @@ from stagecraft.providers.cloud.local.mesh_binaries import (
     MeshBinaries,
     ensure_mesh_binaries,
 )
-from stagecraft.providers.cloud.local.provider import HOST_RUN_FLAGS, _taken_subnets
-from stagecraft.providers.cloud.local.service_images import ensure_headscale_image
+from stagecraft.providers.cloud.local.provider import HOST_RUN_FLAGS
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -47,7 +44,7 @@ LABEL = "org.stagecraft.test=mesh-binaries"
 SOCKET = "/run/tailscale/tailscaled.sock"
 #: What the tailscale role will install; here written by hand. --no-logs-no-support:
 #: otherwise tailscaled uploads logs to log.tailscale.com (and asks Tailscale's DERP
-#: servers for its address when DNS cannot find it).
+#: servers for its address when DNS cannot find it); the --cleanup run at stop too.
 TAILSCALED_UNIT = textwrap.dedent(f"""\
     [Unit]
     Description=Tailscale node agent
@@ -57,7 +54,7 @@ TAILSCALED_UNIT = textwrap.dedent(f"""\
     [Service]
     ExecStart=/usr/local/sbin/tailscaled --state=/var/lib/tailscale/tailscaled.state \\
       --socket={SOCKET} --port=41641 --no-logs-no-support
-    ExecStopPost=/usr/local/sbin/tailscaled --cleanup
+    ExecStopPost=/usr/local/sbin/tailscaled --cleanup --no-logs-no-support
     Type=notify
     Restart=on-failure
     RuntimeDirectory=tailscale
@@ -83,33 +80,6 @@ GREETER = textwrap.dedent("""\
 GREETER_PORT = 7070
 
 
-def docker(*args: str, check: bool = True, input: str | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, input=input,
-                          timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}:\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def on(container: str, command: str, *, check: bool = True, input: str | None = None,
-       timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return docker("exec", "-i", container, "sh", "-c", command, check=check, input=input,
-                  timeout=timeout)
-
-
-def wait_for(what: str, probe, timeout: float = 60.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
-
-
 @dataclass
 class Tailnet:
     network: str
@@ -127,20 +97,6 @@ class Tailnet:
         return on(host, f"tailscale --socket={SOCKET} ip -4").stdout.strip()
 
 
-def _create_network(name: str) -> IPv4Network:
-    taken = _taken_subnets()
-    for _attempt in range(10):
-        subnet = addressing.choose_subnet(name, taken)
-        proc = docker("network", "create", "--driver", "bridge", "--subnet", str(subnet),
-                      "--label", LABEL, name, check=False)
-        if proc.returncode == 0:
-            return subnet
-        if "overlap" not in proc.stderr:
-            raise AssertionError(proc.stderr)
-        taken.append(subnet)
-    raise AssertionError("no free subnet for the test network")
-
-
 @pytest.fixture(scope="module")
 def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
     tmp = tmp_path_factory.mktemp("mesh")
@@ -153,38 +109,17 @@ def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
     binaries = ensure_mesh_binaries(print)
     timed("mesh binaries (cached or built)", started)
     started = time.monotonic()
-    headscale_image = ensure_headscale_image(print)
     host_image = ensure_host_image(print)
-    timed("headscale and host images (cached or built)", started)
+    timed("host image (cached or built)", started)
 
-    suffix = uuid.uuid4().hex[:6]
-    network = f"stagecraft-meshtest-{suffix}"
-    hs_name = f"stagecraft-meshtest-{suffix}-headscale"
-    hosts = [f"stagecraft-meshtest-{suffix}-{n}" for n in ("a", "b")]
-    try:
-        started = time.monotonic()
-        subnet = _create_network(network)
-        hs_ip = str(subnet.network_address + addressing.REGISTRY_OFFSET + 1)
-        url = headscale.server_url(hs_ip)
-        ca = ensure_ca(tmp / "state", common_name="stagecraft mesh test CA")
-        cert, key = issue(ca, dns_names=[hs_name], ip_addresses=[hs_ip])
-        config = headscale.render_config(headscale.HeadscaleSettings(
-            server_url=url, derp_ipv4=hs_ip))
-        files = tmp / "headscale"
-        (files / "tls").mkdir(parents=True)
-        (files / "config.yaml").write_text(config)
-        (files / "tls" / "headscale.crt").write_text(cert)
-        (files / "tls" / "headscale.key").write_text(key)
-        # Created, given its files, then started: as the local cloud does the registry.
-        docker("create", "--name", hs_name, "--label", LABEL, "--network", network,
-               "--ip", hs_ip, headscale_image)
-        docker("cp", str(files / "config.yaml"), f"{hs_name}:{headscale.CONFIG_PATH}")
-        docker("cp", f"{files / 'tls'}/.", f"{hs_name}:/etc/headscale/tls")
-        docker("start", hs_name)
-        wait_for("headscale to be healthy", lambda: docker(
-            "inspect", "-f", "{{.State.Health.Status}}", hs_name).stdout.strip() == "healthy")
-        timed("headscale up (network, CA, config, healthy)", started)
-
+    with contextlib.ExitStack() as cleanup:
+        # Undone in reverse: the hosts, then Headscale and the network, then the report.
+        cleanup.callback(_print_timings, timings)
+        server = cleanup.enter_context(
+            headscale_server(tmp, "stagecraft-meshtest", LABEL, timings))
+        hs_name, url = server.container, server.url
+        hosts = [f"{server.network}-{n}" for n in ("a", "b")]
+        cleanup.callback(_remove_containers, hosts)
         started = time.monotonic()
         user_id = headscale.ensure_user(hs_name, "fleet")
         assert headscale.ensure_user(hs_name, "fleet") == user_id  # found, not made twice
@@ -198,7 +133,7 @@ def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
             short = host.rsplit("-", 1)[-1]
             docker("run", "-d", "--name", host, "--hostname", f"mesh-{short}",
                    "--label", LABEL, *HOST_RUN_FLAGS, "--device", "/dev/net/tun",
-                   "--network", network, host_image, "/sbin/init")
+                   "--network", server.network, host_image, "/sbin/init")
         for host in hosts:
             wait_for(f"systemd in {host}", lambda h=host: on(
                 h, "systemctl is-system-running", check=False).stdout.strip()
@@ -209,7 +144,7 @@ def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
         for host in hosts:
             docker("cp", str(binaries.tailscale), f"{host}:/usr/local/bin/tailscale")
             docker("cp", str(binaries.tailscaled), f"{host}:/usr/local/sbin/tailscaled")
-            docker("cp", str(ca.cert_path),
+            docker("cp", str(server.ca.cert_path),
                    f"{host}:/usr/local/share/ca-certificates/stagecraft-mesh-test.crt")
             on(host, "update-ca-certificates >/dev/null 2>&1")
             on(host, "cat > /etc/systemd/system/tailscaled.service", input=TAILSCALED_UNIT)
@@ -224,15 +159,19 @@ def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
                "--timeout=60s", timeout=90)
         timed("both hosts joined (tailscale up)", started)
 
-        net = Tailnet(network, subnet, hs_name, hs_ip, hosts, binaries, timings)
-        yield net
-    finally:
-        for name in (*hosts, hs_name):
-            docker("rm", "-fv", name, check=False)
-        docker("network", "rm", network, check=False)
-        print("\nmesh spike timings:")
-        for name, seconds in timings.items():
-            print(f"  {name}: {seconds:.1f} s")
+        yield Tailnet(server.network, server.subnet, hs_name, server.ip, hosts,
+                      binaries, timings)
+
+
+def _remove_containers(names: list[str]) -> None:
+    for name in names:
+        docker("rm", "-fv", name, check=False)
+
+
+def _print_timings(timings: dict[str, float]) -> None:
+    print("\nmesh spike timings:")
+    for name, seconds in timings.items():
+        print(f"  {name}: {seconds:.1f} s")
 
 
 def test_the_binaries_are_the_pinned_versions(tailnet: Tailnet) -> None:
