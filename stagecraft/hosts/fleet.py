@@ -66,6 +66,7 @@ def fleet_spec(env: ResolvedEnvironment) -> FleetSpec:
         public_ports=tuple(sorted(set(env.firewall.public))),
         ssh_from=tuple(env.firewall.ssh_from) if env.firewall.ssh == "public" else (),
         mesh=env.providers.network.kind in TAILNET_KINDS,
+        mesh_tags=tuple(getattr(env.providers.network, "tags", ())),
     )
 
 

@@ -62,9 +62,13 @@ def join_vars(env: ResolvedEnvironment, server: MeshServer | None) -> dict[str, 
                          f"is '{env.providers.network.kind}')")
     login_server = (getattr(network, "login_server", None)
                     or (server.login_server if server is not None else ""))
+    # Headscale (v0.29) refuses tags a node advertises when it registers with a
+    # pre-auth key: there the key carries them (`preauthkeys create --tags`; the
+    # cloud's own server makes its key so).
+    advertised = list(network.tags) if network.kind == "tailscale" else []
     return {
         "tailscale_state": "present",
-        "tailscale_tags": list(network.tags),
+        "tailscale_tags": advertised,
         "tailscale_login_server": login_server or "",
         "tailscale_login_server_ca_pem": (server.ca_pem or "") if server is not None else "",
     }

@@ -115,7 +115,7 @@ def test_tailscale_scenario_joins_rejoins_without_a_key_and_leaves(
     # One change: the transient unit that logs out, stops tailscaled and forgets the hash.
     assert leave["changed"] == 1 and leave["failed"] == 0, leave
     assert _outcome(run.step_output("side_effect", 4),
-                    "Leave the tailnet (tailscale logout)") == "changed"
+                    "Leave the tailnet and stop tailscaled in a few seconds") == "changed"
     assert leave_again["changed"] == 0 and leave_again["failed"] == 0, leave_again
 
     # The key never reached Molecule's output or the files it keeps (its inventory).

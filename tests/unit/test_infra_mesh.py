@@ -93,7 +93,10 @@ def test_tailscale_joins_with_the_configured_key_kept_secret(tmp_path, monkeypat
 
 def test_headscale_of_its_own_uses_the_server_and_key_the_cloud_made(tmp_path):
     fleet = fleet_of(tmp_path, "{kind: headscale, tags: [tag:shop]}")
+    assert fleet.spec.mesh_tags == ("tag:shop",)  # the cloud puts them on its key
     server = MeshServer("https://10.9.0.254:8080", "hskey-auth-1234", "-----BEGIN CERT")
+    # Headscale refuses advertised tags at registration: the key carries them.
+    assert join_vars(fleet.env, server)["tailscale_tags"] == []
     assert join_vars(fleet.env, server)["tailscale_login_server"] == "https://10.9.0.254:8080"
     assert join_vars(fleet.env, server)["tailscale_login_server_ca_pem"] == "-----BEGIN CERT"
     assert join_request(fleet, server).secret_extravars == {"tailscale_auth_key": "hskey-auth-1234"}

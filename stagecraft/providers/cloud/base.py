@@ -93,6 +93,9 @@ class FleetSpec:
     # Whether the hosts join a tailnet (network tailscale or headscale): a cloud then
     # tells bootstrap how tailscale gets onto its hosts (bootstrap_vars).
     mesh: bool = False
+    # The ACL tags its nodes carry (network ``tags``): a cloud that runs the control
+    # server puts them on the pre-auth key it makes.
+    mesh_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # The config layer validates names for users; this guards every other caller,

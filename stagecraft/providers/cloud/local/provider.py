@@ -238,7 +238,8 @@ class LocalCloud:
                              "network yet", hint="create its hosts first: stagecraft infra up")
         net = addressing.network_name(spec.project, spec.environment)
         return tailnet.ensure_tailnet(spec.project, spec.environment, Path(state_dir), net,
-                                      IPv4Network(subnet), _env_labels(spec), log)
+                                      IPv4Network(subnet), _env_labels(spec), log,
+                                      tags=spec.mesh_tags)
 
     def mesh_route(self, spec: FleetSpec, state_dir: Path) -> MeshRoute:
         """Through the controller's node: ``docker exec -i <node> tailscale nc %h %p``."""

@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -82,9 +83,11 @@ def route(project: str, environment: str) -> MeshRoute:
 
 
 def ensure_tailnet(project: str, environment: str, state_dir: Path, net: str,
-                   subnet: IPv4Network, labels: dict[str, str], log: Log) -> MeshServer:
+                   subnet: IPv4Network, labels: dict[str, str], log: Log,
+                   tags: tuple[str, ...] = ()) -> MeshServer:
     """Make the environment's Headscale and the controller's node run (idempotent), and
-    return where hosts log in, a fresh reusable pre-auth key and the CA to trust."""
+    return where hosts log in, a fresh reusable pre-auth key carrying ``tags`` (the
+    nodes it registers get them) and the CA to trust."""
     ip = str(subnet.network_address + HEADSCALE_OFFSET)
     url = headscale.server_url(ip)
     ca = ensure_ca(state_dir, common_name=f"stagecraft {project}/{environment} CA")
@@ -113,8 +116,12 @@ def ensure_tailnet(project: str, environment: str, state_dir: Path, net: str,
                    hint=f"see `docker logs {server}`")
     _wait_healthy(server)
     user_id = headscale.ensure_user(server, USER)
-    auth_key = headscale.create_auth_key(server, user_id, reusable=True, expiration="30m")
-    _ensure_tailnode(node, net, subnet, labels, url, ca.cert_pem, auth_key, log)
+    auth_key = headscale.create_auth_key(server, user_id, reusable=True, expiration="30m",
+                                         tags=tags)
+    # The controller's own node carries no tags: a key of its own, made when it must
+    # log in.
+    _ensure_tailnode(node, net, subnet, labels, url, ca.cert_pem, log, lambda: (
+        headscale.create_auth_key(server, user_id, reusable=False, expiration="30m")))
     return MeshServer(login_server=url, auth_key=auth_key, ca_pem=ca.cert_pem)
 
 
@@ -144,7 +151,7 @@ def remove_tailnet(project: str, environment: str, state_dir: Path, log: Log) ->
 
 
 def _ensure_tailnode(node: str, net: str, subnet: IPv4Network, labels: dict[str, str],
-                     url: str, ca_pem: str, auth_key: str, log: Log) -> None:
+                     url: str, ca_pem: str, log: Log, make_key: Callable[[], str]) -> None:
     """The controller's node: tailscaled (userspace networking) in a runtime container
     with the controller's binaries, logged in to ``url``."""
     binaries = ensure_mesh_binaries(log)
@@ -176,7 +183,7 @@ def _ensure_tailnode(node: str, net: str, subnet: IPv4Network, labels: dict[str,
     if state != "Running":
         with steps.step(log, f"logging the controller's node in to {url}"):
             docker("exec", "-i", node, "sh", "-c",
-                   f"umask 077; cat > {_KEY_IN_NODE}", input=auth_key,
+                   f"umask 077; cat > {_KEY_IN_NODE}", input=make_key(),
                    what=f"hand the pre-auth key to {node}", timeout=30)
             try:
                 docker("exec", node, "tailscale", f"--socket={_NODE_SOCKET}", "up",
