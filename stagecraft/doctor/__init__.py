@@ -56,5 +56,6 @@ def hosts_report(report: Report, fleet: Fleet) -> Report:
 
     env = fleet.env
     hosts = fleet.remotes(fleet.host_names)
-    report.checks += check_hosts(hosts, env.project.name, env.name, env.primary_host.name)
+    report.checks += check_hosts(hosts, env.project.name, env.name, env.primary_host.name,
+                                 mesh=fleet.spec.mesh)
     return report

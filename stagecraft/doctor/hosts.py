@@ -13,7 +13,13 @@ from stagecraft.doctor.controller import MIN_COMPOSE, MIN_DOCKER
 from stagecraft.doctor.model import Check, missing, ok, todo, version_tuple, wrong
 from stagecraft.errors import StagecraftError
 from stagecraft.hosts.lock import base_dir
-from stagecraft.hosts.probe import MARK, TRAEFIK_CONTAINER, lock_from_lines, split_sections
+from stagecraft.hosts.probe import (
+    MARK,
+    TRAEFIK_CONTAINER,
+    lock_from_lines,
+    split_sections,
+    tailnet_facts,
+)
 from stagecraft.hosts.remote import RemoteHost, in_parallel, quote
 
 #: More than this between a host's clock and the controller's breaks TLS, ACME and
@@ -38,6 +44,9 @@ def doctor_script(project: str, environment: str) -> str:
          '|| echo "{}"; else echo none; fi'),
         f"echo '{MARK}clock'",
         "date +%s.%N",
+        f"echo '{MARK}tailnet'",
+        ("command -v tailscale >/dev/null 2>&1 && "
+         "tailscale status --json --peers=false 2>/dev/null | tr -d '\\n'; echo"),
         f"echo '{MARK}end'",
         "exit 0",
     ]) + "\n"
@@ -72,8 +81,10 @@ def _first(sections: dict[str, list[str]], name: str) -> str:
     return next((line.strip() for line in sections.get(name, []) if line.strip()), "")
 
 
-def host_checks(name: str, answer: Answer, *, env: str, primary: bool) -> list[Check]:
-    """The checks of one host from its answer (pure: tests feed it recorded answers)."""
+def host_checks(name: str, answer: Answer, *, env: str, primary: bool,
+                mesh: bool = False) -> list[Check]:
+    """The checks of one host from its answer (pure: tests feed it recorded answers);
+    ``mesh``: the environment's hosts join a tailnet."""
     if answer.error:
         return [missing(name, "reachable", f"no answer over SSH: {answer.error}",
                         f"check the host is up (`stagecraft infra status -e {env}`), then "
@@ -111,6 +122,8 @@ def host_checks(name: str, answer: Answer, *, env: str, primary: bool) -> list[C
                               f"`stagecraft ssh -e {env} {name} docker logs {TRAEFIK_CONTAINER}`"))
 
     checks.append(clock_check(name, _first(sections, "clock"), answer))
+    if mesh:
+        checks.append(tailnet_check(name, "".join(sections.get("tailnet", [])), env))
     if primary:
         checks.append(lock_check(name, sections.get("lock", []), env))
     return checks
@@ -134,6 +147,22 @@ def clock_check(name: str, printed: str, answer: Answer) -> Check:
     return ok(name, "clock skew", detail)
 
 
+def tailnet_check(name: str, printed: str, env: str) -> Check:
+    """Whether the host is on the environment's tailnet: logged in and online."""
+    facts = tailnet_facts(printed)
+    if facts is None:
+        return missing(name, "tailnet", "tailscale is not installed or tailscaled does not "
+                       "answer", f"run `stagecraft bootstrap -e {env}`: it joins the hosts")
+    if not facts.connected:
+        why = (f"tailscaled says {facts.state}" if facts.state != "Running"
+               else "the control server sees it offline")
+        return wrong(name, "tailnet", f"{facts.ipv4 or 'no address'}: {why}",
+                     f"see `stagecraft ssh -e {env} {name} -- journalctl -u tailscaled`; "
+                     f"`stagecraft bootstrap -e {env}` logs it in again")
+    return ok(name, "tailnet", f"{facts.ipv4} ({facts.dns_name or 'no MagicDNS name'}), "
+                               "connected")
+
+
 def lock_check(name: str, lines: list[str], env: str) -> Check:
     info = lock_from_lines(lines)
     if info is None:
@@ -145,10 +174,11 @@ def lock_check(name: str, lines: list[str], env: str) -> Check:
 
 
 def check_hosts(hosts: dict[str, RemoteHost], project: str, environment: str,
-                primary: str) -> list[Check]:
+                primary: str, mesh: bool = False) -> list[Check]:
     """Every host's checks, in the order of ``hosts``."""
     answers = in_parallel(hosts.values(), lambda h: ask(h, project, environment))
     checks: list[Check] = []
     for name in hosts:
-        checks += host_checks(name, answers[name], env=environment, primary=name == primary)
+        checks += host_checks(name, answers[name], env=environment, primary=name == primary,
+                              mesh=mesh)
     return checks

@@ -53,6 +53,20 @@ class ContainerFacts:
 
 
 @dataclass(frozen=True)
+class TailnetFacts:
+    """What the host's tailscaled says of itself (``tailscale status --json``)."""
+
+    state: str  # tailscaled's BackendState: Running, NeedsLogin, Stopped, ...
+    ipv4: str | None
+    dns_name: str | None
+    online: bool  # as the control server sees it
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "Running" and self.online
+
+
+@dataclass(frozen=True)
 class HostFacts:
     host: str
     reachable: bool
@@ -64,6 +78,7 @@ class HostFacts:
     routes: tuple[dict, ...] = ()  # Traefik's HTTP routers, only when probed with routes=True
     firewall_hash: str | None = None  # sha256 of the firewall role's rules file, if any
     mounts: Mapping[str, str] = field(default_factory=dict)  # mount point under /mnt -> fstype
+    tailnet: TailnetFacts | None = None  # the host's tailscaled, when it has one
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +92,7 @@ class HostFacts:
             "routes": [dict(r) for r in self.routes],
             "firewall_hash": self.firewall_hash,
             "mounts": dict(self.mounts),
+            "tailnet": asdict(self.tailnet) if self.tailnet is not None else None,
         }
 
     def service_containers(self, service: str) -> list[ContainerFacts]:
@@ -107,6 +123,10 @@ def probe_script(project: str, environment: str, *, routes: bool = False) -> str
         f"sha256sum {FIREWALL_RULES} 2>/dev/null",
         f"echo '{MARK}mounts'",
         "findmnt -rn -o TARGET,FSTYPE 2>/dev/null | grep '^/mnt/'",
+        # Only on hosts that joined a tailnet (role tailscale); one JSON document.
+        f"echo '{MARK}tailnet'",
+        ("command -v tailscale >/dev/null 2>&1 && "
+         "tailscale status --json --peers=false 2>/dev/null | tr -d '\\n'; echo"),
     ]
     if routes:
         # The API is published on the host's loopback only; curl or wget, whichever
@@ -208,6 +228,7 @@ def parse_probe_output(text: str, host: str = "") -> HostFacts:
     return HostFacts(
         host=host,
         reachable=True,
+        tailnet=tailnet_facts("".join(sections.get("tailnet", []))),
         error="; ".join(problems),
         current_release=current.rstrip("/").rpartition("/")[2] or None,
         containers=tuple(sorted(containers, key=lambda c: (c.service, c.name))),
@@ -217,6 +238,22 @@ def parse_probe_output(text: str, host: str = "") -> HostFacts:
         firewall_hash=firewall_hash,
         mounts=mounts,
     )
+
+
+def tailnet_facts(text: str) -> TailnetFacts | None:
+    """TailnetFacts from ``tailscale status --json`` (None: no tailscale, or no answer)."""
+    try:
+        data = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    me = data.get("Self") or {}
+    addresses = [a for a in me.get("TailscaleIPs") or [] if ":" not in a]
+    dns_name = str(me.get("DNSName") or "").rstrip(".") or None
+    return TailnetFacts(state=str(data.get("BackendState") or ""),
+                        ipv4=addresses[0] if addresses else None, dns_name=dns_name,
+                        online=bool(me.get("Online")))
 
 
 def probe_host(host: RemoteHost, project: str, environment: str, *, routes: bool = False,

@@ -51,6 +51,12 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         shown = [r for r in host["routes"] if r.get("provider") != "internal"]
         lines.append(f"{head}: release {host['current_release'] or '(none)'}, "
                      f"traefik {traefik}, {len(shown)} routes")
+        tailnet = host.get("tailnet")
+        if tailnet is not None:
+            connected = ("connected" if tailnet["state"] == "Running" and tailnet["online"]
+                         else f"NOT CONNECTED ({tailnet['state'] or 'no answer'})")
+            words = [tailnet["ipv4"] or "-", tailnet["dns_name"] or "", connected]
+            lines.append("  tailnet: " + " ".join(word for word in words if word))
         if host["error"]:
             lines.append(f"  problem: {host['error']}")
         rows = _container_rows(host) + [["route", r["name"], r["status"], r["rule"]]

@@ -197,3 +197,32 @@ def test_doctor_without_a_config_checks_this_machine_and_exits_by_its_verdict(
     assert names[:3] == ["python", "docker engine", "compose v2 plugin"]
     assert proc.returncode == (0 if report["ok"] else 10), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_on_a_tailnet_each_host_must_be_logged_in_and_online() -> None:
+    import json
+
+    def tailnet(state: str, online: bool) -> str:
+        return json.dumps({"BackendState": state, "Self": {
+            "TailscaleIPs": ["100.64.0.7"], "DNSName": "web-1.mesh.internal.", "Online": online}})
+
+    assert "tailscale status --json" in doctor_script("shop", "prod")
+    joined = {c.name: c for c in host_checks(
+        "web-1", answer({**HEALTHY, "tailnet": tailnet("Running", True)}), env="prod",
+        primary=False, mesh=True)}
+    assert str(joined["tailnet"].status) == "ok"
+    assert joined["tailnet"].detail == "100.64.0.7 (web-1.mesh.internal), connected"
+    offline = {c.name: c for c in host_checks(
+        "web-1", answer({**HEALTHY, "tailnet": tailnet("Running", False)}), env="prod",
+        primary=False, mesh=True)}["tailnet"]
+    assert offline.failing and "offline" in offline.detail and "bootstrap" in offline.fix
+    logged_out = {c.name: c for c in host_checks(
+        "web-1", answer({**HEALTHY, "tailnet": tailnet("NeedsLogin", False)}), env="prod",
+        primary=False, mesh=True)}["tailnet"]
+    assert logged_out.failing and "NeedsLogin" in logged_out.detail
+    absent = {c.name: c for c in host_checks("web-1", answer({**HEALTHY, "tailnet": ""}),
+                                             env="prod", primary=False, mesh=True)}["tailnet"]
+    assert str(absent.status) == "missing"
+    # Without a tailnet nothing is asked of it.
+    assert "tailnet" not in verdicts(host_checks("web-1", answer(HEALTHY), env="prod",
+                                                 primary=False))

@@ -87,3 +87,32 @@ def test_lock_report_and_text() -> None:
     assert "stale:   no" in text and "deploy of R2" in text
     stale = "\n".join(lock_lines(lock_report(dead_lock(), "h1")))
     assert "message: hot fix" in stale and "stagecraft lock release" in stale
+
+
+def test_each_hosts_tailnet_address_and_whether_it_is_connected() -> None:
+    from stagecraft.hosts.probe import parse_probe_output, probe_script
+
+    # What `tailscale status --json --peers=false` prints, on one line.
+    joined = json.dumps({"BackendState": "Running", "Self": {
+        "TailscaleIPs": ["100.64.0.2", "fd7a:115c:a1e0::2"], "DNSName": "h1.mesh.internal.",
+        "Online": True}})
+    logged_out = json.dumps({"BackendState": "NeedsLogin", "Self": {"TailscaleIPs": None}})
+    script = probe_script("shop", "local")
+    assert "@@stagecraft-probe:tailnet" in script and "tailscale status --json" in script
+
+    def output(tailnet: str) -> str:
+        return ("@@stagecraft-probe:current\n@@stagecraft-probe:tailnet\n"
+                f"{tailnet}\n@@stagecraft-probe:end\n")
+
+    h1, h2 = parse_probe_output(output(joined), "h1"), parse_probe_output(output(logged_out), "h2")
+    assert (h1.tailnet.ipv4, h1.tailnet.dns_name, h1.tailnet.connected) == (
+        "100.64.0.2", "h1.mesh.internal", True)
+    assert (h2.tailnet.ipv4, h2.tailnet.connected) == (None, False)
+    assert parse_probe_output(output(""), "h3").tailnet is None  # no tailscale there
+
+    env = load_config_text(CONFIG).environment("local")
+    report = json.loads(json.dumps(status_report(env, {"h1": h1, "h2": h2})))
+    assert report["hosts"][0]["tailnet"]["ipv4"] == "100.64.0.2"
+    text = "\n".join(status_lines(report))
+    assert "  tailnet: 100.64.0.2 h1.mesh.internal connected" in text
+    assert "  tailnet: - NOT CONNECTED (NeedsLogin)" in text
