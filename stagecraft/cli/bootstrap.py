@@ -21,7 +21,12 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
     from stagecraft.ui.progress import progress_view
 
     fleet = Fleet.load(app.environment(), app.load().project_dir, require=False)
-    if fleet.spec.mesh and fleet.records:
+    if fleet.spec.mesh and fleet.records and app.dry_run:
+        # Joining would start a control server and log nodes in: nothing a dry run does.
+        unjoined = [name for name in fleet.records if name not in fleet.mesh]
+        if unjoined:
+            app.say(f"dry run: {', '.join(unjoined)} would join the tailnet first")
+    elif fleet.spec.mesh and fleet.records:
         join_tailnet(app, fleet, limit)
         # Joined hosts are reached over the tailnet from here on.
         fleet = Fleet.load(fleet.env, fleet.project_dir, require=False)
