@@ -9,11 +9,14 @@ Ansible runs (ansible/bundle.py, render/inventory.py):
 - one control socket per host: ``ControlPath=<CONTROL_PATH_DIR>/%C``. ssh
   expands ``%C`` to a hash of the local host name and the remote address, port
   and user, so a playbook run reuses the connection the probe just opened
-  (and the other way round) instead of logging in again.
+  (and the other way round) instead of logging in again. A host reached through a
+  ProxyCommand (a bastion, a tailnet node) has the way there in the socket's name
+  too (:attr:`Route.socket_prefix`): its address alone does not tell it apart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import socket
@@ -24,9 +27,11 @@ from pathlib import Path
 
 from stagecraft.errors import EnvironmentMissing
 
-# A socket path must fit in 104 bytes: %C is 40 characters, and ssh adds a
-# 17-character temporary suffix while it sets the socket up.
-_SOCKET_PATH_MAX = 104 - 1 - 40 - 17
+#: Hex digits of the hash of a route that start its hosts' socket names (and a "-").
+ROUTE_HASH_LENGTH = 8
+# A socket path must fit in 104 bytes: a route's prefix is 9 characters, %C is 40,
+# and ssh adds a 17-character temporary suffix while it sets the socket up.
+_SOCKET_PATH_MAX = 104 - 1 - (ROUTE_HASH_LENGTH + 1) - 40 - 17
 
 
 def _control_path_dir() -> Path:
@@ -67,9 +72,15 @@ def sharing_options() -> list[str]:
     return ["ControlMaster=auto", f"ControlPersist={CONTROL_PERSIST}"]
 
 
-def control_options() -> list[str]:
-    """Share connections through one socket per host, named by ``%C``."""
-    return [*sharing_options(), f"ControlPath={CONTROL_PATH_DIR}/%C"]
+def control_path(route: Route | None = None) -> str:
+    """The control socket of a host: ``%C`` (address, port, user), after the prefix of
+    the route that leads there, if any."""
+    return f"{CONTROL_PATH_DIR}/{route.socket_prefix if route else ''}%C"
+
+
+def control_options(route: Route | None = None) -> list[str]:
+    """Share connections through one socket per host (:func:`control_path`)."""
+    return [*sharing_options(), f"ControlPath={control_path(route)}"]
 
 
 def unshared_options() -> list[str]:
@@ -117,6 +128,23 @@ class Route:
     proxy_command: str | None = None
     host_key_alias: str | None = None
 
+    @property
+    def socket_prefix(self) -> str:
+        """How the control sockets of hosts reached this way begin: nothing for a host
+        reached at its own address, else a hash of the way there and a dash.
+
+        ``%C`` hashes only the address, port and user ssh connects to, and behind a
+        ProxyCommand those are not unique: every Headscale hands out 100.64.0.1 and
+        on, VPCs reuse 10.x addresses. With one socket for both, a
+        command meant for one environment's host ran on another's, over a connection
+        the other environment had left open.
+        """
+        if self.proxy is None and self.proxy_command is None and self.host_key_alias is None:
+            return ""
+        way = "\0".join(part or "" for part in (self.proxy, self.proxy_command,
+                                                self.host_key_alias))
+        return hashlib.sha256(way.encode()).hexdigest()[:ROUTE_HASH_LENGTH] + "-"
+
     def options(self, private_key: Path | str | None,
                 known_hosts: Path | str | None) -> list[str]:
         options = []
@@ -162,11 +190,12 @@ def ssh_argv(*, private_key: Path | str | None, known_hosts: Path | str | None,
     get in, rather than an open connection). Call :func:`make_control_dir` before
     running it.
     """
+    route = route or Route(proxy=proxy)
     argv = [
         "ssh", *flags,
         *connection_options(private_key, known_hosts),
-        *as_args((route or Route(proxy=proxy)).options(private_key, known_hosts)),
-        *as_args(control_options() if share else unshared_options()),
+        *as_args(route.options(private_key, known_hosts)),
+        *as_args(control_options(route) if share else unshared_options()),
         "-o", f"ConnectTimeout={connect_timeout}",
         "-p", str(port), "-l", user, address,
     ]
@@ -202,11 +231,13 @@ def host_key_scan_argv(*, address: str, port: int, user: str, collect_into: Path
     return ["ssh", *as_args(options), "-p", str(port), "-l", user, address, "true"]
 
 
-def close_shared_argv(address: str, port: int, user: str) -> list[str]:
-    """``ssh -O exit`` for the shared connection to ``user@address:port``, if one is open:
-    the next command then connects, and checks the host key, anew."""
-    return ["ssh", *as_args(control_options()), "-O", "exit", "-p", str(port), "-l", user,
-            address]
+def close_shared_argv(address: str, port: int, user: str,
+                      route: Route | None = None) -> list[str]:
+    """``ssh -O exit`` for the shared connection to ``user@address:port`` (reached by
+    ``route``), if one is open: the next command then connects, and checks the host
+    key, anew."""
+    return ["ssh", *as_args(control_options(route)), "-O", "exit", "-p", str(port),
+            "-l", user, address]
 
 
 def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str | None,
@@ -215,11 +246,14 @@ def ansible_common_args(private_key: Path | str | None, known_hosts: Path | str 
     and the bastion's ProxyCommand when it has one (``route``: the whole way, in
     place of ``proxy``).
 
-    The key file itself reaches Ansible as ``ansible_ssh_private_key_file``.
+    The key file itself reaches Ansible as ``ansible_ssh_private_key_file``. A host
+    behind a route gets the route's control socket here (:func:`control_path`):
+    Ansible then adds none of its own.
     """
     route = route or Route(proxy=proxy)
+    socket = [f"ControlPath={control_path(route)}"] if route.socket_prefix else []
     return shlex.join(as_args([*ansible_key_options(private_key, known_hosts),
-                               *route.options(private_key, known_hosts)]))
+                               *route.options(private_key, known_hosts), *socket]))
 
 
 def ansible_key_options(private_key: Path | str | None,

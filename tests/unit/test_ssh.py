@@ -78,8 +78,11 @@ def test_without_a_key_or_known_hosts_ansible_still_checks_host_keys() -> None:
 
 
 def test_socket_paths_fit_the_unix_socket_limit() -> None:
-    # dir + "/" + %C (40 hex digits) + the temporary suffix ssh adds (".XXXXXXXXXXXXXXXX")
-    assert len(str(ssh.CONTROL_PATH_DIR)) + 1 + 40 + 17 < 104
+    # dir + "/" + a route's prefix + %C (40 hex digits) + the temporary suffix ssh adds
+    # (".XXXXXXXXXXXXXXXX")
+    prefix = ssh.Route(proxy_command="nc %h %p").socket_prefix
+    assert len(prefix) == ssh.ROUTE_HASH_LENGTH + 1
+    assert len(str(ssh.CONTROL_PATH_DIR)) + 1 + len(prefix) + 40 + 17 < 104
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
@@ -110,6 +113,68 @@ def test_ansibles_ssh_plugin_and_our_argv_name_the_same_socket(monkeypatch) -> N
     ours = control_path(HOST.ssh_argv(None))
     assert ours.startswith(f"{ssh.CONTROL_PATH_DIR}/") and "%" not in ours
     assert control_path(ansible_argv) == ours
+
+
+def ssh_g_control_path(argv: list[str]) -> str:
+    """Where ``ssh`` would put the control socket of ``argv`` (``ssh -G`` connects nowhere)."""
+    shown = subprocess.run(["ssh", "-G", *argv[1:]], capture_output=True, text=True,
+                           check=True, stdin=subprocess.DEVNULL).stdout
+    return next(line.split(" ", 1)[1] for line in shown.splitlines()
+                if line.startswith("controlpath "))
+
+
+def tailnet_host(tailnode: str, alias: str) -> RemoteHost:
+    """app-1 at 100.64.0.3 (every Headscale's first hosts get the same addresses), reached
+    through one environment's tailnet node."""
+    return RemoteHost("app-1", "100.64.0.3", 22, "root", SshAccess("root", KEY, KNOWN_HOSTS),
+                      route=ssh.Route(proxy_command=f"docker exec -i {tailnode} tailscale nc "
+                                                    "%h %p", host_key_alias=alias))
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+def test_hosts_at_one_address_behind_different_routes_share_no_socket() -> None:
+    # Two environments' hosts, both 100.64.0.3 on their own tailnets: a socket shared
+    # between them ran the first one's commands on the second's host.
+    staging = tailnet_host("stagecraft-shop-staging-tailnode", "[127.0.0.1]:22001")
+    production = tailnet_host("stagecraft-shop-production-tailnode", "[127.0.0.1]:22002")
+    paths = {ssh_g_control_path(host.ssh_argv("true")) for host in (staging, production)}
+    assert len(paths) == 2, paths
+    # Behind a bastion too (two VPCs both hand out 10.110.0.2).
+    behind = [RemoteHost("db", "10.110.0.2", 22, "root", SshAccess("root", KEY, KNOWN_HOSTS),
+                         proxy=f"root@{bastion}:22") for bastion in ("192.0.2.1", "192.0.2.2")]
+    paths = {ssh_g_control_path(host.ssh_argv("true")) for host in behind}
+    assert len(paths) == 2, paths
+    # A host reached at its own address keeps the plain per-host socket, and
+    # `-O exit` for a routed host names the socket its commands use.
+    assert ssh_g_control_path(HOST.ssh_argv("true")) == \
+        ssh_g_control_path(ssh.close_shared_argv(HOST.address, HOST.port, HOST.user))
+    assert ssh.control_path() == f"{ssh.CONTROL_PATH_DIR}/%C"
+    close = ssh.close_shared_argv(staging.address, 22, "root", staging.route)
+    assert ssh_g_control_path(close) == ssh_g_control_path(staging.ssh_argv("true"))
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client")
+@pytest.mark.filterwarnings("ignore:DSA is deprecated")  # ansible imports it; not ours
+def test_ansible_uses_the_socket_of_the_route_too(monkeypatch) -> None:
+    from ansible.playbook.play_context import PlayContext
+    from ansible.plugins.loader import connection_loader
+
+    for name, value in ssh.ansible_env(KEY, KNOWN_HOSTS).items():
+        monkeypatch.setenv(name, value)
+    host = tailnet_host("stagecraft-shop-staging-tailnode", "[127.0.0.1]:22001")
+    connection = connection_loader.get("ssh", PlayContext(), None)
+    connection.set_options(var_options={
+        "ansible_host": host.address, "ansible_port": host.port, "ansible_user": host.user,
+        "ansible_ssh_private_key_file": str(KEY),
+        "ansible_ssh_common_args": ssh_common_args(ConnectionSettings(KEY, KNOWN_HOSTS),
+                                                   route=host.route),
+    })
+    argv = [a.decode() for a in connection._build_command("ssh", "ssh", host.address)]
+    # Ours only: Ansible adds no second ControlPath when the host's arguments name one.
+    assert sum(1 for a in argv if a.startswith("ControlPath=")) == 1, argv
+    ours = ssh_g_control_path(host.ssh_argv(None))
+    assert ours.startswith(f"{ssh.CONTROL_PATH_DIR}/{host.route.socket_prefix}")
+    assert ssh_g_control_path(argv) == ours
 
 
 def test_control_dir_is_made_private(tmp_path, monkeypatch) -> None:

@@ -25,7 +25,13 @@ from stagecraft.doctor.model import Check, missing, ok
 from stagecraft.errors import HostKeyChanged, ProviderError, StagecraftError, StateError
 from stagecraft.execs import run
 from stagecraft.fsutil import write_atomic
-from stagecraft.hosts.ssh import CONNECT_TIMEOUT, close_shared_argv, split_destination, ssh_argv
+from stagecraft.hosts.ssh import (
+    CONNECT_TIMEOUT,
+    Route,
+    close_shared_argv,
+    split_destination,
+    ssh_argv,
+)
 from stagecraft.providers.cloud.base import (
     ABSENT,
     CREATED,
@@ -79,7 +85,9 @@ def _quiet(_: str) -> None:
 def _close_shared_connections(records: Iterable[HostRecord]) -> None:
     for record in records:
         if record.ssh_host and record.ssh_user:
-            run(close_shared_argv(record.ssh_host, record.ssh_port or 22, record.ssh_user),
+            run(close_shared_argv(record.ssh_host, record.ssh_port or 22, record.ssh_user,
+                                  Route(record.ssh_proxy, record.proxy_command,
+                                        record.host_key_alias)),
                 check=False, timeout=CONNECT_TIMEOUT)
 
 
