@@ -91,6 +91,13 @@ def join_secret_vars(env: ResolvedEnvironment, project_dir: Path,
                              "e.g. ${secret:TS_AUTHKEY}")
 
 
+def _install_vars(fleet: Fleet) -> dict[str, Any]:
+    """How tailscale gets onto the cloud's hosts: the role's variables among the cloud's
+    bootstrap variables."""
+    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
+    return {k: v for k, v in cloud_vars.items() if k.startswith("tailscale_")}
+
+
 def join_request(fleet: Fleet, server: MeshServer | None, *, check: bool = False,
                  verbosity: int = 0, limit: str | None = None) -> RunRequest:
     """The run that joins the fleet's hosts (reached as the fleet reaches them now)."""
@@ -98,9 +105,7 @@ def join_request(fleet: Fleet, server: MeshServer | None, *, check: bool = False
     if not fleet.records:
         raise StateError(f"environment '{env.name}' has no hosts yet",
                          hint=f"create them first: stagecraft infra up --env {env.name}")
-    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
-    extravars = {**{k: v for k, v in cloud_vars.items() if k.startswith("tailscale_")},
-                 **join_vars(env, server)}
+    extravars = {**_install_vars(fleet), **join_vars(env, server)}
     return RunRequest(
         run_id=new_run_id("mesh", env.name),
         playbook=PLAYBOOK,
@@ -118,13 +123,12 @@ def leave_request(fleet: Fleet, *, verbosity: int = 0) -> RunRequest:
     """The run that logs the joined hosts out of the tailnet and stops tailscaled."""
     env = fleet.env
     joined = {name: record for name, record in fleet.records.items() if name in fleet.mesh}
-    cloud_vars = fleet.cloud.bootstrap_vars(fleet.spec, fleet.state_dir)
     return RunRequest(
         run_id=new_run_id("mesh-leave", env.name),
         playbook=PLAYBOOK,
         inventory=render_inventory(env, fleet.records, fleet.connection),
-        extravars={**{k: v for k, v in cloud_vars.items() if k.startswith("tailscale_")},
-                   "tailscale_state": "absent", "tailscale_leave_delay": LEAVE_DELAY},
+        extravars={**_install_vars(fleet), "tailscale_state": "absent",
+                   "tailscale_leave_delay": LEAVE_DELAY},
         verbosity=max(0, verbosity - 1),
         limit=",".join(sorted(joined)),
         ssh=SshSettings.of(fleet.access),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 from collections.abc import Sequence
 
 from stagecraft import execs
@@ -139,6 +140,26 @@ def raise_for(proc: Completed, *, what: str, hint: str | None = None) -> None:
     """Raise the error for ``proc`` (run with check=False) if it failed."""
     if proc.returncode != 0:
         raise failure(what, list(proc.argv), proc.returncode, proc.stderr or proc.stdout, hint)
+
+
+def copy_tar(container: str, directory: str, tar: bytes, *, what: str, hint: str) -> None:
+    """Extract ``tar`` into ``directory`` of ``container`` (created or running).
+
+    ``docker cp -`` keeps the archive's owners and modes (``-a`` would look the image's
+    user up, which fails in a container that never ran). execs.run passes text only,
+    so this one call uses subprocess directly.
+    """
+    argv = [docker_binary(), "cp", "-", f"{container}:{directory}"]
+    try:
+        proc = subprocess.run(argv, input=tar, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"cannot {what}: timed out", argv=argv,
+                            hint="check `docker info`") from exc
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace")
+        raise CommandFailed(f"cannot {what}: `docker cp` exited {proc.returncode}: "
+                            f"{tail(stderr, 300)}", argv=argv, returncode=proc.returncode,
+                            output_tail=tail(stderr), hint=hint)
 
 
 def exists(kind: str, name: str) -> bool:

@@ -28,7 +28,6 @@ import secrets
 import shutil
 import socket
 import ssl
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -53,8 +52,8 @@ from stagecraft.providers.cloud.base import (
 )
 from stagecraft.providers.cloud.local import addressing
 from stagecraft.providers.cloud.local.dockercli import (
+    copy_tar,
     docker,
-    docker_binary,
     exists,
     raise_for,
     tail,
@@ -441,23 +440,8 @@ def _create(name: str, image: str, net: str, ip: str, volume: str, labels: dict[
 
 
 def _copy_config(name: str, files: RegistryFiles) -> None:
-    # `docker cp -` extracts a tar from stdin as it is, owners included (`-a` would look
-    # the image's user up, which fails in a container that never ran). execs.run passes
-    # text only, so this one call uses subprocess directly.
-    argv = [docker_binary(), "cp", "-", f"{name}:{CONFIG_DIR}"]
-    try:
-        proc = subprocess.run(argv, input=_config_tar(files), capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(f"cannot copy the registry's files into {name}: timed out",
-                            argv=argv, hint="check `docker info`") from exc
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace")
-        raise CommandFailed(
-            f"cannot copy the registry's files into {name}: `docker cp` exited "
-            f"{proc.returncode}: {tail(stderr, 300)}",
-            argv=argv, returncode=proc.returncode, output_tail=tail(stderr),
-            hint="check `docker info`, then run `stagecraft infra up` again",
-        )
+    copy_tar(name, CONFIG_DIR, _config_tar(files), what=f"copy the registry's files into {name}",
+             hint="check `docker info`, then run `stagecraft infra up` again")
 
 
 def _port_free(port: int) -> bool:

@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import shlex
-import subprocess
 import tarfile
 import time
 from collections.abc import Callable
@@ -30,12 +29,12 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from stagecraft import steps
-from stagecraft.errors import CommandFailed, ProviderError
+from stagecraft.errors import ProviderError
 from stagecraft.fsutil import write_atomic
 from stagecraft.infra.tls import ensure_ca, issue
 from stagecraft.providers.cloud.base import Log, MeshRoute, MeshServer
 from stagecraft.providers.cloud.local import addressing, headscale
-from stagecraft.providers.cloud.local.dockercli import docker, docker_binary, exists
+from stagecraft.providers.cloud.local.dockercli import copy_tar, docker, exists
 from stagecraft.providers.cloud.local.mesh_binaries import ensure_mesh_binaries
 from stagecraft.providers.cloud.local.service_images import (
     ensure_headscale_image,
@@ -291,18 +290,8 @@ def _copy_in(container: str, files: dict[str, str]) -> None:
             info = tarfile.TarInfo("/".join(parts))
             info.size, info.mode = len(data), 0o600 if path.endswith(".key") else 0o644
             tar.addfile(info, io.BytesIO(data))
-    # execs.run passes text only: the tar goes through subprocess directly.
-    argv = [docker_binary(), "cp", "-", f"{container}:/"]
-    try:
-        proc = subprocess.run(argv, input=buffer.getvalue(), capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(f"cannot copy files into {container}: timed out", argv=argv,
-                            hint="check `docker info`") from exc
-    if proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace")
-        raise CommandFailed(f"cannot copy files into {container}: `docker cp` exited "
-                            f"{proc.returncode}: {stderr.strip()[-300:]}", argv=argv,
-                            returncode=proc.returncode, hint="check `docker info`")
+    copy_tar(container, "/", buffer.getvalue(), what=f"copy files into {container}",
+             hint="check `docker info`")
 
 
 def _wait_healthy(server: str) -> None:
