@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lock": ("lock", "Show or release the deploy lock."),
     "audit": ("audit", "Show the hosts' audit logs, merged by time."),
     "migrate": ("migrate", "List or run database migrations."),
+    "ci": ("ci", "Write CI workflows, start and follow CI runs."),
 }
 
 
