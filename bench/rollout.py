@@ -34,7 +34,7 @@ ROLL_STEPS = (
     "Per host, the rollout module: scales web up beside the old containers (`up --no-recreate "
     "--scale`), polls every 0.5 s until the new ones are healthy (start period 1s + 1s interval), "
     "writes the drain file into the old ones and waits until Docker marks them unhealthy "
-    "(up to retries x interval = 3 s), sleeps `rollout_provider_throttle` (2 s, roles/rollout "
+    "(up to retries x interval = 3 s), sleeps `rollout_provider_throttle` (2 s, role stagecraft.platform.rollout "
     "defaults) + `drain` (1 s), then stops and removes them. The floor recreates the containers "
     "on all hosts at once and waits for none of this.")
 NOOP_TARGET = 1.3

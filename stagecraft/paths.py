@@ -1,7 +1,8 @@
 """Where things live: the bundled Ansible content here, and stagecraft's root on a host.
 
-In a checkout (or an editable install) playbooks/, roles/ and collections/ sit
-next to the package; a wheel carries them under ``stagecraft/_bundled/``.
+The roles and playbooks belong to the stagecraft.platform collection. In a checkout
+(or an editable install) collections/ sits next to the package; a wheel carries it
+under ``stagecraft/_bundled/``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 # stagecraft's directory on every host: <HOST_ROOT>/<project>/<environment>/ holds
 # releases/, current, shared/, the lock, audit.log and traefik/. Every playbook
 # gets it as the extra variable HOST_ROOT_VAR; the Ansible side repeats it only as
-# defaults (playbooks/group_vars/all.yml, role defaults), which
+# defaults (the playbooks' `stagecraft_root | default(...)`, role defaults), which
 # tests/unit/test_host_root.py keeps equal to this.
 HOST_ROOT = "/opt/stagecraft"
 HOST_ROOT_VAR = "stagecraft_root"
@@ -30,28 +31,37 @@ def host_root_extravars() -> dict[str, str]:
     return {HOST_ROOT_VAR: HOST_ROOT}
 
 
+COLLECTION = ("stagecraft", "platform")
+
+
 @cache
 def content_root() -> Path:
-    """The directory that holds playbooks/, roles/ and collections/."""
+    """The directory that holds collections/ (with the stagecraft.platform collection)."""
     bundled = _PACKAGE_DIR / "_bundled"
-    if (bundled / "playbooks").is_dir():
-        return bundled
     checkout = _PACKAGE_DIR.parent
-    if (checkout / "playbooks").is_dir():
-        return checkout
+    for root in (bundled, checkout):
+        if (root / "collections" / "ansible_collections" / Path(*COLLECTION)).is_dir():
+            return root
     raise FileNotFoundError(
         f"stagecraft's Ansible content is missing: looked in {bundled} and {checkout}"
     )
 
 
-def playbooks_dir() -> Path:
-    return content_root() / "playbooks"
-
-
-def roles_dir() -> Path:
-    return content_root() / "roles"
-
-
 def collections_dir() -> Path:
     """The path to put on ANSIBLE_COLLECTIONS_PATH (it contains ansible_collections/)."""
     return content_root() / "collections"
+
+
+def collection_dir() -> Path:
+    """The stagecraft.platform collection itself."""
+    return collections_dir() / "ansible_collections" / Path(*COLLECTION)
+
+
+def playbooks_dir() -> Path:
+    """The collection's playbooks (stagecraft.platform.deploy is deploy.yml here)."""
+    return collection_dir() / "playbooks"
+
+
+def roles_dir() -> Path:
+    """The collection's roles (stagecraft.platform.rollout is rollout/ here)."""
+    return collection_dir() / "roles"

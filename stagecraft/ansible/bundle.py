@@ -155,7 +155,7 @@ def _resolve_playbook(playbook: str | Path) -> Path:
             candidate = paths.playbooks_dir() / candidate
         except FileNotFoundError as exc:
             raise EnvironmentMissing(
-                str(exc), hint="reinstall stagecraft; its playbooks/ are part of the package"
+                str(exc), hint="reinstall stagecraft; its collection's playbooks are part of the package"
             ) from None
     if not candidate.is_file():
         raise EnvironmentMissing(
@@ -168,10 +168,10 @@ def _resolve_playbook(playbook: str | Path) -> Path:
 def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
     """The ANSIBLE_* environment that makes a run fast, safe and readable."""
     try:
-        roles, collections = paths.roles_dir(), paths.collections_dir()
+        collections = paths.collections_dir()
     except FileNotFoundError as exc:
         raise EnvironmentMissing(
-            str(exc), hint="reinstall stagecraft; its roles/ and collections/ are part of the package"
+            str(exc), hint="reinstall stagecraft; its collections/ are part of the package"
         ) from None
 
     settings = {
@@ -182,9 +182,9 @@ def ansible_settings(request: RunRequest, root: Path) -> dict[str, str]:
         # Key, pinned host keys and control sockets as for every other ssh call,
         # so a playbook reuses the connection the probe opened.
         **ssh.ansible_env(request.ssh.private_key_file, request.ssh.known_hosts_file),
-        "ANSIBLE_ROLES_PATH": str(roles),
-        # The ansible package's own collections (community.docker, ...) are
-        # still found on sys.path; ~/.ansible/collections is not consulted.
+        # The playbooks name roles by FQCN (stagecraft.platform.rollout). The
+        # ansible package's own collections (community.docker, ...) are still
+        # found on sys.path; ~/.ansible/collections is not consulted.
         "ANSIBLE_COLLECTIONS_PATH": str(collections),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         # Events carry the display text; keep it free of colour codes, and

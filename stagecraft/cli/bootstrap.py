@@ -44,7 +44,7 @@ def bootstrap_hosts(app: AppContext, limit: str | None = None) -> RunResult:
 
 
 def join_tailnet(app: AppContext, fleet: Fleet, limit: str | None = None) -> RunResult:
-    """Join the hosts to the environment's tailnet (playbooks/mesh.yml) with live
+    """Join the hosts to the environment's tailnet (stagecraft.platform.mesh) with live
     progress, starting the cloud's control server first when it runs one; record what
     the hosts that joined report, then raise if some did not."""
     from stagecraft.infra.bootstrap import run_bootstrap

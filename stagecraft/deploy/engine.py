@@ -3,7 +3,7 @@
 One release = lock -> build -> (render, plan) -> upload -> pull -> migrate-pre ->
 rollout -> migrate-post -> finalize -> unlock. The controller-side phases (lock,
 build, finalize, unlock) run here; the host phases run in one Ansible run of
-playbooks/deploy.yml (or rollback.yml), whose plays carry the same phase names.
+stagecraft.platform.deploy (or rollback.yml), whose plays carry the same phase names.
 Everything the release did is written to the ledger as it happens, so a run
 killed at any point leaves a record the next run can read.
 """

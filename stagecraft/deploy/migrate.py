@@ -1,6 +1,6 @@
 """Migration phases of a release: which engine runs, on which host, in which image,
 with which environment; and the runner that does it through the ``migrations`` role
-(playbooks/migrate.yml), the same path for deploy, ``migrate run`` and ``migrate plan``.
+(stagecraft.platform.migrate), the same path for deploy, ``migrate run`` and ``migrate plan``.
 
 spec/migrations/README.md has the contract.
 """
@@ -124,7 +124,7 @@ def engine_for(setup: MigrationSetup) -> Migrator:
 
 
 class PlaybookRunner:
-    """A ContainerRunner that runs each command through playbooks/migrate.yml (role
+    """A ContainerRunner that runs each command through stagecraft.platform.migrate (role
     ``migrations``) on the setup's host: the production path of every migration."""
 
     def __init__(self, fleet: Fleet, setup: MigrationSetup, *, label: str,

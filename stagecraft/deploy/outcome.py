@@ -1,6 +1,6 @@
 """What a deploy run did, per phase and host, folded from ansible-runner events.
 
-Plays of playbooks/deploy.yml and rollback.yml are named ``phase <name>: ...``;
+Plays of stagecraft.platform.deploy and rollback.yml are named ``phase <name>: ...``;
 this module turns the stream of job events into ``{phase: {host: HostOutcome}}``
 and keeps what ``compose_rollout`` returned for each host (per-service
 actions), which is what the ledger records. Pure: events in, data out.

@@ -1,4 +1,4 @@
-"""Running a release's host phases: one Ansible run of playbooks/deploy.yml or
+"""Running a release's host phases: one Ansible run of stagecraft.platform.deploy or
 rollback.yml, whose request deploy/request.py builds."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Non-secret rendered files travel as host variables in the inventory; files
 holding secrets (env files, TLS keys) and the registry password travel as
 secret extra variables, which the run bundle keeps in a 0600 file deleted when
-the run ends. See spec/deploy/contracts.md and playbooks/deploy.yml.
+the run ends. See spec/deploy/contracts.md and stagecraft.platform.deploy.
 """
 
 from __future__ import annotations

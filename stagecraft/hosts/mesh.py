@@ -25,7 +25,7 @@ MESH_FILE = "mesh.json"
 #: Tailscale's address ranges: CGNAT IPv4 and its ULA IPv6 prefix.
 TAILNET_IPV4 = ipaddress.ip_network("100.64.0.0/10")
 TAILNET_IPV6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
-#: The fact the tailscale role sets on each host it joined (roles/tailscale/tasks/join.yml).
+#: The fact the tailscale role sets on each host it joined (role stagecraft.platform.tailscale, tasks/join.yml).
 FACT = "tailscale_node"
 #: Network kinds whose hosts join a tailnet.
 TAILNET_KINDS = frozenset({"tailscale", "headscale"})

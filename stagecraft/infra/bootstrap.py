@@ -1,4 +1,4 @@
-"""Bootstrap the hosts of an environment: playbooks/bootstrap.yml through the driver.
+"""Bootstrap the hosts of an environment: stagecraft.platform.bootstrap through the driver.
 
 The inventory comes from the same renderer the inventory plugin uses; the role's
 variables are the project/environment names, the environment's SSH public key for

@@ -2,7 +2,7 @@
 environment, and the nftables ruleset the role writes, rendered here from the role's
 own template so the planner can show and diff it without running Ansible.
 
-Pure functions; the role (roles/firewall) is the one that touches hosts.
+Pure functions; the role (role stagecraft.platform.firewall) is the one that touches hosts.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import yaml
 from stagecraft import paths
 from stagecraft.config.schema import Host, ResolvedEnvironment
 
-#: Where the role writes the ruleset on a host (roles/firewall/vars/main.yml).
+#: Where the role writes the ruleset on a host (role stagecraft.platform.firewall, vars/main.yml).
 RULES_FILE = "/etc/nftables.d/stagecraft-firewall.nft"
 
 #: Host role whose hosts open the public ports.
 EDGE_ROLE = "edge"
 
-#: Traefik's `private` entrypoint (roles/traefik): edges reach other hosts' services here.
+#: Traefik's `private` entrypoint (role stagecraft.platform.traefik): edges reach other hosts' services here.
 TRAEFIK_PRIVATE_PORT = 8000
 
 #: The interface of the tailnet, for network providers that make one.

@@ -1,5 +1,5 @@
 """Join an environment's hosts to its tailnet (PROVIDER_NETWORK_TAILSCALE):
-playbooks/mesh.yml (role tailscale) through the driver, before bootstrap.
+stagecraft.platform.mesh (role tailscale) through the driver, before bootstrap.
 
 Network ``tailscale`` logs in at Tailscale with the configured auth key; network
 ``headscale`` at its ``login_server``, or, on a cloud that runs the server itself

@@ -10,7 +10,7 @@ from typing import Any
 
 from stagecraft.config.schema import ResolvedEnvironment
 
-VOLUME_ROOT = "/mnt"  # roles/volumes: /mnt/<volume>
+VOLUME_ROOT = "/mnt"  # role stagecraft.platform.volumes: /mnt/<volume>
 
 
 @dataclass(frozen=True)

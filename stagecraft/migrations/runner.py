@@ -109,7 +109,7 @@ def role_vars(image: str, command: ContainerCommand, *, timeout: float,
               secret_env: Mapping[str, str] | None = None,
               env: Mapping[str, str] | None = None, network: str | None = None,
               name: str | None = None, changed_when_applied: bool = False) -> dict:
-    """The variables of the ``migrations`` role (and playbooks/migrate.yml, plus
+    """The variables of the ``migrations`` role (and stagecraft.platform.migrate, plus
     ``migrations_host``) that run ``command`` as LocalDockerRunner would on the host.
     ``migrations_secret_env`` holds secret values: extravars the caller keeps out of
     logs and files (the ansible driver's secret handling)."""

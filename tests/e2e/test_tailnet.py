@@ -4,7 +4,7 @@
 examples/shop on two hosts: edge-1 (edge) and app-1 (app and db: web, worker, db), with
 `providers.network: headscale` and `firewall.ssh: private`. The local cloud runs the
 environment's Headscale and the controller's tailnet node; bootstrap joins the hosts
-(playbooks/mesh.yml) and then runs over the tailnet. One fleet for the module:
+(stagecraft.platform.mesh) and then runs over the tailnet. One fleet for the module:
 
 1. after infra up and bootstrap, mesh.json, both hosts' tailscaled and Headscale agree
    that both hosts are online on 100.64.0.0/10; a second bootstrap changes nothing;

@@ -128,7 +128,7 @@ def thaw(value: Any) -> Any:
 
 
 def volumes_play(tmp_path: Path) -> Path:
-    """playbooks/bootstrap.yml's volumes play alone, as a playbook of its own.
+    """stagecraft.platform.bootstrap's volumes play alone, as a playbook of its own.
 
     The rest of bootstrap (Docker, sshd, upgrades: minutes) has its own tests; this
     runs the very play and variables `stagecraft bootstrap` runs for volumes.
@@ -136,7 +136,7 @@ def volumes_play(tmp_path: Path) -> Path:
     plays = yaml.safe_load((REPO / "playbooks" / "bootstrap.yml").read_text())
     chosen = [p for p in plays if any(
         (r.get("role") if isinstance(r, dict) else r) == "volumes" for r in p.get("roles", []))]
-    assert len(chosen) == 1, "playbooks/bootstrap.yml has no single play with the volumes role"
+    assert len(chosen) == 1, "stagecraft.platform.bootstrap has no single play with the volumes role"
     path = tmp_path / "volumes.yml"
     path.write_text(yaml.safe_dump(chosen))
     return path

@@ -1,8 +1,9 @@
-"""Every playbook passes `ansible-playbook --syntax-check`; playbooks/ and roles/ pass
-`ansible-lint --profile production` (offline: Galaxy is never asked).
+"""Every playbook of the stagecraft.platform collection passes `ansible-playbook
+--syntax-check` by its FQCN; the collection passes `ansible-lint --profile production`
+(offline: Galaxy is never asked).
 
-No Docker needed. The tools are the venv's own, with the repo's roles/ and
-collections/ on their search paths, as the CLI's runs have them.
+No Docker needed. The tools are the venv's own, with the repo's collections/ on their
+search path, as the CLI's runs have it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
+COLLECTION = REPO / "collections" / "ansible_collections" / "stagecraft" / "platform"
+PLAYBOOKS = sorted((COLLECTION / "playbooks").glob("*.yml"))
 
 
 def ansible_env() -> dict[str, str]:
@@ -24,7 +26,6 @@ def ansible_env() -> dict[str, str]:
         **os.environ,
         # ansible-lint runs ansible-playbook and ansible-config by name.
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
         "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
         "ANSIBLE_NOCOLOR": "1",
         "NO_COLOR": "1",
@@ -44,16 +45,16 @@ def test_there_are_playbooks_to_check() -> None:
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
 def test_playbook_passes_syntax_check(playbook: Path) -> None:
     result = run(str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
-                 str(playbook.relative_to(REPO)))
+                 f"stagecraft.platform.{playbook.stem}")
     assert result.returncode == 0, (
         f"ansible-playbook --syntax-check {playbook.name} failed "
         f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
     )
 
 
-def test_playbooks_and_roles_pass_ansible_lint_production_profile() -> None:
+def test_the_collection_passes_ansible_lint_production_profile() -> None:
     result = run(str(BIN / "ansible-lint"), "--offline", "--profile", "production",
-                 "--nocolor", "playbooks", "roles")
+                 "--nocolor", str(COLLECTION.relative_to(REPO)))
     assert result.returncode == 0, (
         f"ansible-lint --profile production failed (exit {result.returncode}):\n"
         f"{result.stdout}\n{result.stderr}"

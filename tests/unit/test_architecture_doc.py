@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 # Files a user of a clone (or of the wheel) reads: docs, specs, code, roles, playbooks.
-USER_FACING = ("README.md", "docs", "spec", "stagecraft", "roles", "playbooks", "collections",
+USER_FACING = ("README.md", "docs", "spec", "stagecraft", "collections",
                "inventories", "bench")
 TEXT_SUFFIXES = {".md", ".py", ".yml", ".yaml", ".j2", ".txt", ".cfg", ".toml", ".sh"}
 

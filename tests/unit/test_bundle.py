@@ -84,7 +84,7 @@ def test_ansible_settings(tmp_path: Path) -> None:
     assert env["ANSIBLE_RETRY_FILES_ENABLED"] == "False"
     assert env["ANSIBLE_PRIVATE_KEY_FILE"] == str(key)
     assert env["ANSIBLE_REMOTE_USER"] == "deploy"
-    assert env["ANSIBLE_ROLES_PATH"] == str(paths.roles_dir())
+    assert "ANSIBLE_ROLES_PATH" not in env  # the playbooks name roles by FQCN
     assert env["ANSIBLE_COLLECTIONS_PATH"] == str(paths.collections_dir())
     assert env["ANSIBLE_CONFIG"] == str(bundle.root / "ansible.cfg")
     assert (bundle.root / "ansible.cfg").is_file()

@@ -1,4 +1,4 @@
-"""The digitalocean role's contract (roles/digitalocean/meta/argument_specs.yml) holds
+"""The digitalocean role's contract (role stagecraft.platform.digitalocean, meta/argument_specs.yml) holds
 what stagecraft gives the role: the variables of `infra up` and `infra down` plans
 (stagecraft/providers/cloud/digitalocean/plan.py, plus what provider.py adds) pass
 ansible-core's own validator, which ansible-playbook runs before the role's first task.

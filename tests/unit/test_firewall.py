@@ -17,12 +17,12 @@ from stagecraft.infra import firewall
 from stagecraft.infra.bootstrap import bootstrap_request
 from stagecraft.config import load_config_text
 from stagecraft.hosts.fleet import Fleet, fleet_spec
-from stagecraft.paths import HOST_ROOT
+from stagecraft.paths import HOST_ROOT, roles_dir
 from stagecraft.providers.cloud import HostRecord, SshAccess, StateFiles
 from stagecraft.providers.cloud.base import write_hosts_file
 
 REPO = Path(__file__).resolve().parents[2]
-SESSION_CHECK = REPO / "roles" / "firewall" / "files" / "session_allowed.py"
+SESSION_CHECK = roles_dir() / "firewall" / "files" / "session_allowed.py"
 
 CONFIG = """
 version: 1

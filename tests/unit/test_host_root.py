@@ -7,6 +7,7 @@ stay equal to it.
 
 from __future__ import annotations
 
+import re
 import json
 from pathlib import Path
 
@@ -64,7 +65,14 @@ def test_python_builds_host_paths_from_the_root() -> None:
 
 def test_the_ansible_defaults_equal_the_root() -> None:
     # Runs started with plain ansible-playbook use these; the CLI passes HOST_ROOT.
-    assert load_yaml(playbooks_dir() / "group_vars" / "all.yml")[HOST_ROOT_VAR] == HOST_ROOT
+    seen = []
+    for playbook in sorted(playbooks_dir().glob("*.yml")):
+        expressions = re.findall(r"\{\{\s*(" + HOST_ROOT_VAR + r"\b[^}]*?)\s*\}\}",
+                                 playbook.read_text(encoding="utf-8"))
+        for expression in expressions:
+            assert expression == f"{HOST_ROOT_VAR} | default('{HOST_ROOT}')", (playbook, expression)
+        seen += expressions
+    assert seen, "no playbook uses the root variable"
 
     for role, variable in (("rollout", "rollout_root"), ("bootstrap", "bootstrap_layout_root")):
         assert load_yaml(roles_dir() / role / "defaults" / "main.yml")[variable] == HOST_ROOT
@@ -76,8 +84,7 @@ def test_the_ansible_defaults_equal_the_root() -> None:
 
 def test_no_playbook_or_role_writes_the_root_literally_in_a_path() -> None:
     # Only the defaults checked above may name it; every path is built from the variable.
-    defaults = {playbooks_dir() / "group_vars" / "all.yml",
-                roles_dir() / "rollout" / "defaults" / "main.yml",
+    defaults = {roles_dir() / "rollout" / "defaults" / "main.yml",
                 roles_dir() / "rollout" / "meta" / "argument_specs.yml",
                 roles_dir() / "bootstrap" / "defaults" / "main.yml",
                 roles_dir() / "bootstrap" / "meta" / "argument_specs.yml"}

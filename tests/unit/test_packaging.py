@@ -24,9 +24,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-def test_wheel_contains_playbooks_roles_and_collections(wheel: Path) -> None:
+def test_wheel_contains_the_collection_with_its_playbooks_and_roles(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    for tracked in ("playbooks", "roles", "collections"):
+    platform = "collections/ansible_collections/stagecraft/platform"
+    for tracked in (f"{platform}/playbooks", f"{platform}/roles", "collections"):
         files = [p for p in (REPO / tracked).rglob("*") if p.is_file()
                  and "__pycache__" not in p.parts]
         assert files, f"{tracked}/ has no files"

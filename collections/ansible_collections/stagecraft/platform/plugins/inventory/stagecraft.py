@@ -22,6 +22,20 @@ description:
     exists); and, once the host has an address, C(ansible_host), C(ansible_port),
     C(ansible_user), C(ansible_ssh_private_key_file) and C(ansible_ssh_common_args) that pin
     the recorded host keys. C(ansible_host_key_checking) is always true."
+  - "Variables of C(all): C(stagecraft_config) (the path of stagecraft.yml), C(stagecraft_root)
+    and, once the hosts exist, the variables C(stagecraft bootstrap) passes the bootstrap
+    playbook (C(bootstrap_project), C(bootstrap_deploy_authorized_keys), firewall and
+    volume settings, ...), so C(ansible-playbook stagecraft.platform.bootstrap) needs no
+    C(-e)."
+  - "When the run names a release (C(-e stagecraft_release=<id>)), the release is rendered
+    as the stagecraft CLI renders it: per host C(stagecraft_release_files) and
+    C(stagecraft_traefik_files) (the non-secret files: compose, Traefik), and for C(all)
+    C(stagecraft_release_id), C(stagecraft_images), C(stagecraft_traefik_image),
+    C(stagecraft_rollout), C(stagecraft_keep_releases) and the rollout hooks. Files that
+    hold secrets are never inventory variables; the deploy and rollback playbooks resolve
+    them with the C(stagecraft.platform.release_secrets) action, under no_log."
+  - "A release's images are those the project's ledger recorded for it, or else the tags
+    C(stagecraft build --release <id>) pushes (C(<registry>/<project>-<service>:<id>))."
   - The inventory config file's name must end in C(stagecraft.yml) or C(stagecraft.yaml),
     for example C(inventories/production.stagecraft.yml).
 author:
@@ -54,16 +68,13 @@ plugin: stagecraft.platform.stagecraft
 config: ../stagecraft.yml
 environment: production
 
-# inventories/local.stagecraft.yml: the local cloud, plus a group of the hosts
-# that run the api service (constructed features)
-plugin: stagecraft.platform.stagecraft
-config: ../stagecraft.yml
-environment: local
-groups:
-  runs_api: "'api' in stagecraft_services"
-keyed_groups:
-  - key: stagecraft_services
-    prefix: service
+# The constructed features also work, for example a group of the hosts that run
+# the api service and a group per service:
+#   groups:
+#     runs_api: "'api' in stagecraft_services"
+#   keyed_groups:
+#     - key: stagecraft_services
+#       prefix: service
 
 # Use it, from the Python environment stagecraft is installed in:
 #   ANSIBLE_COLLECTIONS_PATH=/path/to/stagecraft/collections \
@@ -109,15 +120,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        rendered = self._render(path)
+        rendered, group_vars, host_vars = self._render(path)
         added = []
         self._add_group("all", rendered.get("all") or {}, added)
+        for key, value in group_vars.items():
+            self.inventory.set_variable("all", key, value)
+        for host, variables in host_vars.items():
+            if host in added:
+                for key, value in variables.items():
+                    self.inventory.set_variable(host, key, value)
         self._construct(added)
 
     def _render(self, path):
-        """The inventory stagecraft renders for the configured environment."""
+        """The inventory stagecraft renders for the configured environment, the
+        variables of all, and each host's variables of the release the run names."""
         try:
             from stagecraft.config import find_config, load_config
+            from stagecraft.deploy.standalone import inventory_variables, release_of
             from stagecraft.errors import StagecraftError
             from stagecraft.render.inventory import inventory_of
         except ImportError as exc:
@@ -140,7 +159,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 "stagecraft.yml, relative to this file"
             ) from exc
         try:
-            return inventory_of(load_config(config_path), environment)
+            rendered = inventory_of(load_config(config_path), environment)
+            group_vars, host_vars = inventory_variables(config_path, environment,
+                                                        release_of(self._vars or {}))
+            return rendered, group_vars, host_vars
         except StagecraftError as exc:
             hint = f"\nhint: {exc.hint}" if exc.hint else ""
             raise StagecraftInventoryError(f"{path}: {exc.message}{hint}") from exc

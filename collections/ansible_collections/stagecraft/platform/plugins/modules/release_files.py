@@ -17,7 +17,7 @@ description:
     with the old one in one step), so a release directory is never seen half written.
   - When the directory already holds exactly these files with these modes, nothing is
     written.
-  - In one module call rather than one C(copy) per file: a release has a few small
+  - In one module call rather than one C(copy) per file, since a release has a few small
     files and a deploy is as fast as its slowest host.
 author:
   - stagecraft maintainers
