@@ -145,10 +145,16 @@ def inventory_variables(config_path: Path, environment: str,
     """``(variables of all, {host: variables})`` the inventory plugin adds to the hosts
     stagecraft's inventory already has: never a secret."""
     from stagecraft.deploy.request import file_list
+    from stagecraft.hosts.fleet import fleet_records, load_host_records, state_dir
 
-    fleet = load_fleet(config_path, environment)
     group: dict[str, Any] = {**host_root_extravars(), CONFIG_VAR: str(Path(config_path))}
     hosts: dict[str, dict[str, Any]] = {}
+    loaded = load_config(Path(config_path))
+    env = loaded.environment(environment)
+    if not fleet_records(env, load_host_records(state_dir(loaded.project_dir, env.name))) \
+            and release_id is None:
+        return group, hosts  # nothing created yet: no cloud needs to be asked anything
+    fleet = Fleet.load(env, loaded.project_dir, require=False)
     if fleet.records:
         group.update(bootstrap_variables(fleet))
     if release_id is None:
@@ -160,7 +166,6 @@ def inventory_variables(config_path: Path, environment: str,
             hint=f"create the hosts first (stagecraft infra up --env {environment})")
     inputs = release_inputs(fleet, release_id)
     renders = render(fleet, inputs)
-    env = fleet.env
     group.update({
         RELEASE_ID_VAR: release_id,
         IMAGES_VAR: dict(inputs.images),

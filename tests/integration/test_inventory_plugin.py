@@ -114,11 +114,31 @@ def listed(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return unwrap(json.loads(proc.stdout))
 
 
-def shape_of_list(listing: dict[str, Any]) -> dict[str, Any]:
-    """hostvars, each group's direct hosts and children, from ansible-inventory --list."""
+def plugin_group_vars(project: Path, environment: str) -> dict[str, Any]:
+    """What the plugin adds to `all` beyond stagecraft's inventory (the path of
+    stagecraft.yml, the root, and once hosts exist the bootstrap variables)."""
+    from stagecraft.deploy.standalone import inventory_variables
+
+    group, hosts = inventory_variables(project / "stagecraft.yml", environment, None)
+    assert hosts == {}  # no release named: no per-host files
+    return json.loads(json.dumps(group))
+
+
+def shape_of_list(listing: dict[str, Any], group_vars: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """hostvars, each group's direct hosts and children, from ansible-inventory --list.
+    ``group_vars`` (the plugin's variables of all) must reach every host; they are left
+    out of the shape."""
     groups = {name: group for name, group in listing.items() if name != "_meta"}
+    hostvars = listing["_meta"]["hostvars"]
+    if group_vars is not None:
+        for host, variables in hostvars.items():
+            for key, value in group_vars.items():
+                assert variables.get(key) == value, (host, key)
+        hostvars = {host: {k: v for k, v in variables.items() if k not in group_vars}
+                    for host, variables in hostvars.items()}
     return {
-        "hostvars": listing["_meta"]["hostvars"],
+        "hostvars": hostvars,
         "hosts": {name: sorted(g.get("hosts", [])) for name, g in groups.items()
                   if g.get("hosts")},
         "children": {name: sorted(g.get("children", [])) for name, g in groups.items()
@@ -163,13 +183,23 @@ def test_plugin_lists_what_the_cli_renders(tmp_path, with_state):
     plugin = listed(ansible_inventory(project, tmp_path, "-i",
                                       "inventories/local.stagecraft.yml", "--list"))
     rendered = cli_inventory(project, tmp_path, "local")
-    assert shape_of_list(plugin) == shape_of_rendered(rendered)
+    group_vars = plugin_group_vars(project, "local")
+    assert shape_of_list(plugin, group_vars) == shape_of_rendered(rendered)
+    assert group_vars["stagecraft_config"] == str((project / "stagecraft.yml").resolve())
+    if with_state:  # hosts exist: a bootstrap needs no -e
+        assert group_vars["bootstrap_project"] == "shop"
+        assert group_vars["bootstrap_environment"] == "local"
+    else:
+        assert "bootstrap_project" not in group_vars
 
     # The CLI's output, read by Ansible as a static inventory file (as a run
-    # bundle hands it over), lists exactly what the plugin lists.
+    # bundle hands it over), lists what the plugin lists but the plugin's own
+    # variables of all.
     static = tmp_path / "cli-inventory.json"
     static.write_text(json.dumps(rendered))
-    assert listed(ansible_inventory(project, tmp_path, "-i", str(static), "--list")) == plugin
+    assert shape_of_list(listed(ansible_inventory(project, tmp_path, "-i", str(static),
+                                                  "--list"))) == \
+        shape_of_list(plugin, group_vars)
 
     local_1 = plugin["_meta"]["hostvars"]["local-1"]
     state = (project / ".stagecraft" / "local").resolve()
@@ -196,8 +226,8 @@ def test_plugin_groups_the_production_hosts_by_role(tmp_path):
     assert plugin["env_production"]["hosts"] == ["edge-1", "app-1", "app-2", "db-1"]
     assert plugin["all"]["children"] == ["ungrouped", "project_shop", "role_app", "role_db",
                                          "role_edge", "role_worker"]
-    assert shape_of_list(plugin) == shape_of_rendered(
-        cli_inventory(project, tmp_path, "production"))
+    assert shape_of_list(plugin, plugin_group_vars(project, "production")) == \
+        shape_of_rendered(cli_inventory(project, tmp_path, "production"))
 
 
 # --------------------------------------------------------------------------- graph

@@ -6,6 +6,8 @@ controller by the stagecraft package (stagecraft.deploy.standalone)."""
 
 from __future__ import annotations
 
+import json
+
 from ansible.plugins.action import ActionBase
 
 _NEEDED = ("stagecraft_config", "stagecraft_environment", "stagecraft_release_id",
@@ -38,12 +40,14 @@ class ActionModule(ActionBase):
             result["msg"] = (f"the stagecraft package is not importable ({exc}): run Ansible "
                              "from the Python environment stagecraft is installed in")
             return result
-        inputs = ReleaseInputs(release_id=str(task_vars["stagecraft_release_id"]),
-                               images=dict(task_vars["stagecraft_images"]),
-                               traefik_image=str(task_vars["stagecraft_traefik_image"]))
+        # Plain values: Ansible's own string types do not reach stagecraft's renderers.
+        given = json.loads(json.dumps({name: task_vars[name] for name in _NEEDED}))
+        inputs = ReleaseInputs(release_id=given["stagecraft_release_id"],
+                               images=given["stagecraft_images"],
+                               traefik_image=given["stagecraft_traefik_image"])
         try:
-            found = secret_variables(task_vars["stagecraft_config"],
-                                     str(task_vars["stagecraft_environment"]),
+            found = secret_variables(given["stagecraft_config"],
+                                     given["stagecraft_environment"],
                                      str(task_vars["inventory_hostname"]), inputs)
         except StagecraftError as exc:
             result["failed"] = True

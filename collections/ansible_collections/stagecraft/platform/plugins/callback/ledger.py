@@ -33,6 +33,8 @@ requirements:
   - the stagecraft Python package, importable by the Python that runs Ansible
 """
 
+import json
+
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
@@ -147,7 +149,10 @@ class CallbackModule(CallbackBase):
             return None
         if str(variables.get("stagecraft_ledger", True)).lower() in ("false", "no", "0"):
             return None
-        return variables
+        # Plain values: Ansible's own string types do not reach stagecraft's renderers.
+        wanted = (*needed, "stagecraft_message")
+        return json.loads(json.dumps({name: variables.get(name) for name in wanted},
+                                     default=str))
 
     # --------------------------------------------------------------- task results
 
