@@ -32,7 +32,7 @@ def run_lock(tmp_path: Path, check: bool = False, **args: Any) -> dict[str, Any]
     return json.loads(proc.stdout)
 
 
-ALICE = {"holder": "alice@laptop", "release": "20261121T101500Z-3f9c2ab", "message": "hotfix",
+ALICE = {"holder": "alice@laptop", "release": "20261121T101500Z-3f9c2ab", "note": "hotfix",
          "pid": 4242}
 
 
@@ -41,8 +41,10 @@ def test_taking_a_free_lock_writes_its_info(tmp_path: Path) -> None:
     result = run_lock(tmp_path, **ALICE)
     assert result["changed"] is True and result["held"] is True
     info = json.loads((tmp_path / "env/lock/info.json").read_text())
+    # The module's `note` option is stored as the lock's `message`, as the CLI writes it.
     assert {k: info[k] for k in ("holder", "pid", "release", "message", "command")} == {
-        **ALICE, "command": "deploy"}
+        "holder": ALICE["holder"], "pid": ALICE["pid"], "release": ALICE["release"],
+        "message": ALICE["note"], "command": "deploy"}
     assert result["info"] == info
     assert os.listdir(tmp_path / "env/lock") == ["info.json"]
 

@@ -28,7 +28,7 @@ description:
     C(ANSIBLE_CALLBACKS_ENABLED); the deploy and rollback playbooks refuse to run without
     it unless C(-e stagecraft_ledger=false).
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 requirements:
   - the stagecraft Python package, importable by the Python that runs Ansible
 """

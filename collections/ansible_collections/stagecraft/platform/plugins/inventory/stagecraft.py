@@ -39,7 +39,7 @@ description:
   - The inventory config file's name must end in C(stagecraft.yml) or C(stagecraft.yaml),
     for example C(inventories/production.stagecraft.yml).
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 requirements:
   - the stagecraft Python package, importable by the Python that runs Ansible
 extends_documentation_fragment:

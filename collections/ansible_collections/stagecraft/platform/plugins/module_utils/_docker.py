@@ -70,8 +70,7 @@ class Docker:
     def compose_config_json(self) -> str:
         """The release's compose file as Compose resolves it (env files merged in:
         the text holds secrets, keep it in memory only)."""
-        _, out, _ = self.compose(["config", "--format", "json"], f"read {self.compose_file}")
-        return out
+        return self.compose(["config", "--format", "json"], f"read {self.compose_file}")[1]
 
     def containers(self, service: str | None = None) -> list:
         """Every container of the project (or of one service), in any state."""
@@ -79,7 +78,7 @@ class Docker:
                 "--filter", f"label={COMPOSE_PROJECT}={self.project}"]
         if service:
             args += ["--filter", f"label={COMPOSE_SERVICE}={service}"]
-        _, out, _ = self.run(args, f"list the containers of {self.project}")
+        out = self.run(args, f"list the containers of {self.project}")[1]
         ids = out.split()
         return self.inspect(ids)
 
@@ -94,8 +93,8 @@ class Docker:
         return parse_inspect(out or "[]")
 
     def image_present(self, ref: str) -> bool:
-        rc, _, _ = self.run(["image", "inspect", "--format", "{{.Id}}", ref],
-                            f"inspect the image {ref}", check=False)
+        rc = self.run(["image", "inspect", "--format", "{{.Id}}", ref],
+                      f"inspect the image {ref}", check=False)[0]
         return rc == 0
 
     def logs(self, container_id: str, lines: int = 20) -> str:

@@ -176,8 +176,8 @@ class ComposeRollout:
         for key, spec in sorted((document.get("networks") or {}).items()):
             if isinstance(spec, dict) and spec.get("external"):
                 name = spec.get("name") or key
-                rc, _, _ = self.docker.run(["network", "inspect", name],
-                                           f"inspect network {name}", check=False)
+                rc = self.docker.run(["network", "inspect", name],
+                                     f"inspect network {name}", check=False)[0]
                 if rc != 0:
                     self.docker.run(["network", "create", name], f"create network {name}")
 
@@ -449,4 +449,3 @@ def _state_words(container) -> str:
     if container.restart_count > 0:
         return f"restarting ({container.restart_count} restarts)"
     return container.health or container.status
-

@@ -29,7 +29,7 @@ description:
     line is appended to C(audit.log), and releases beyond O(keep_releases) are pruned."
   - Needs the C(docker) CLI with the Compose v2 plugin on the host.
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 options:
   project_name:
     description: The Compose project (C(<project>-<environment>)).
@@ -101,11 +101,16 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode; reports the images it would pull or the action each
+      service would get, without pulling, starting, stopping or switching anything.
     support: full
     details: Reports the action each service would get, and the pulls, without changing anything.
   diff_mode:
+    description: Returns no diff; the result lists the action taken for each service instead.
     support: none
   idempotent:
+    description: Pulling again pulls nothing once the images are on the host, and rolling out
+      a release that already runs changes nothing.
     support: full
     details: When every service runs the desired definition, healthy, with its replica count, and C(current) points at the release, nothing is touched.
 notes:

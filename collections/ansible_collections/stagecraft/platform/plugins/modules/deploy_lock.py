@@ -23,7 +23,7 @@ description:
     Without O(holder) any lock is removed (breaking a stale one).
   - O(state=query) only reads it.
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 options:
   base_dir:
     description: The environment's directory (C(<stagecraft_root>/<project>/<environment>)); it must exist.
@@ -42,8 +42,9 @@ options:
     description: The release being deployed.
     type: str
     default: ""
-  message:
-    description: Why (shown to whoever finds the lock taken).
+  note:
+    description:
+      - Why (shown to whoever finds the lock taken). Stored as C(message) in C(info.json).
     type: str
     default: ""
   command:
@@ -56,11 +57,16 @@ options:
     default: 0
 attributes:
   check_mode:
+    description: Can run in check mode; reports whether the lock would be taken, taken over
+      or released without creating, writing or removing anything.
     support: full
     details: Reports whether the lock would be taken or removed.
   diff_mode:
+    description: Returns no diff; the result holds the lock's C(info) instead.
     support: none
   idempotent:
+    description: Taking the lock again for the same holder, release and command, or releasing
+      a lock that is not held, changes nothing.
     support: full
 """
 
@@ -70,7 +76,7 @@ EXAMPLES = r"""
     base_dir: /opt/stagecraft/shop/production
     holder: alice@laptop
     release: 20261121T101500Z-3f9c2ab
-    message: hotfix for the checkout page
+    note: hotfix for the checkout page
 
 - name: Release the deploy lock taken above
   stagecraft.platform.deploy_lock:
@@ -145,7 +151,7 @@ class DeployLock:
     def wanted(self) -> LockInfo:
         return LockInfo(holder=self.params["holder"] or "unknown", pid=self.params["pid"],
                         time=utc_now(), release=self.params["release"],
-                        message=self.params["message"], command=self.params["command"])
+                        message=self.params["note"], command=self.params["command"])
 
     def take(self) -> None:
         wanted = self.wanted()
@@ -202,7 +208,7 @@ def main() -> None:
                       "choices": ["present", "absent", "query"]},
             "holder": {"type": "str", "default": ""},
             "release": {"type": "str", "default": ""},
-            "message": {"type": "str", "default": ""},
+            "note": {"type": "str", "default": ""},
             "command": {"type": "str", "default": "deploy"},
             "pid": {"type": "int", "default": 0},
         },

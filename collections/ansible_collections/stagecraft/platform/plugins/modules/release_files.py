@@ -20,7 +20,7 @@ description:
   - In one module call rather than one C(copy) per file, since a release has a few small
     files and a deploy is as fast as its slowest host.
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 options:
   base_dir:
     description:
@@ -54,11 +54,16 @@ options:
         default: "0644"
 attributes:
   check_mode:
+    description: Can run in check mode; reports whether the release directory would be
+      written, without writing it.
     support: full
     details: Reports whether the directory would change; writes nothing.
   diff_mode:
+    description: Returns no diff (the files hold secrets).
     support: none
   idempotent:
+    description: When the release directory already holds exactly these files with these
+      modes, nothing is written and the task reports no change.
     support: full
 """
 

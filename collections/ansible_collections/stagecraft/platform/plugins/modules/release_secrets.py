@@ -22,14 +22,22 @@ description:
   - An action plugin; it runs on the controller only. The deploy and rollback playbooks
     call it when the stagecraft CLI did not pass the secret files itself.
 author:
-  - stagecraft maintainers
+  - stagecraft maintainers (@stagecraft)
 options: {}
 attributes:
   check_mode:
+    description: Runs the same in check mode; it only reads on the controller and never
+      changes anything.
     support: full
   diff_mode:
+    description: Returns no diff; it never changes anything.
     support: none
+  idempotent:
+    description: It never changes anything, so it always reports no change.
+    support: full
   platform:
+    description: Runs on the controller only, so the target's platform does not matter.
+    support: N/A
     platforms: all
 requirements:
   - the stagecraft Python package, importable by the Python that runs Ansible

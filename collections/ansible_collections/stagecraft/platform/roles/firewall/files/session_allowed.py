@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Whether the SSH session running the role could open a new SSH connection under the
 new rules. Argument: a JSON object with ssh_connection (the session's $SSH_CONNECTION),
 ssh, ssh_port, private_cidrs, private_interfaces. Prints a JSON object
@@ -24,7 +23,7 @@ def main() -> None:
     if len(fields) != 4:
         print(json.dumps({"allowed": True, "reason": "not an SSH session"}))
         return
-    source, _, _, port = fields
+    source, port = fields[0], fields[3]
     if int(port) != int(args["ssh_port"]):
         print(json.dumps({"allowed": False, "reason": (
             f"this session came in on port {port}, the rules allow SSH on port "
