@@ -61,6 +61,9 @@ class GitHubStandIn:
         self.state = state or StandInState()
         self.exchanges: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        # False: answer dispatches 204 without the run, as GitHub did before
+        # return_run_details (clients must then find the run in the list).
+        self.run_details = True
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -158,7 +161,8 @@ class GitHubStandIn:
     def _dispatch(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         repo = self._repo(call)
         run = self.state.dispatch(repo, call.params["workflow_id"], call.body)
-        if isinstance(call.body, dict) and call.body.get("return_run_details") is True:
+        if self.run_details and isinstance(call.body, dict) \
+                and call.body.get("return_run_details") is True:
             shown = self.state.run_json(repo, run, call.base_url)
             return 200, {"workflow_run_id": run.id, "run_url": shown["url"],
                          "html_url": shown["html_url"]}, {}
@@ -181,9 +185,8 @@ class GitHubStandIn:
 
     def _get_run(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         repo, run = self._run(call)
-        shown = self.state.run_json(repo, run, call.base_url)
-        self.state.advance(run)  # the next read sees the next step
-        return 200, shown, {}
+        self.state.advance(run)
+        return 200, self.state.run_json(repo, run, call.base_url), {}
 
     def _list_jobs(self, call: Call) -> tuple[int, Any, dict[str, str]]:
         repo, run = self._run(call)

@@ -97,6 +97,7 @@ class Run:
     event: str
     created: float
     step: int = 0  # 0 queued, 1..len(jobs) job k-1 in progress, len(jobs)+1 completed
+    shown: int = 0  # the step the last read of the run showed; its jobs show the same
 
 
 @dataclass
@@ -241,15 +242,17 @@ class StandInState:
         raise ApiError(404, "Not Found")
 
     def advance(self, run: Run) -> None:
-        """A read of the run: it moves one step on."""
+        """A read of the run: what it showed is what its jobs show until the next read,
+        and the next read shows the next step."""
         with self.lock:
+            run.shown = run.step
             run.step = min(run.step + 1, len(run.workflow.jobs) + 1)
 
     @staticmethod
     def status(run: Run) -> tuple[str, str | None]:
-        if run.step == 0:
+        if run.shown == 0:
             return "queued", None
-        if run.step <= len(run.workflow.jobs):
+        if run.shown <= len(run.workflow.jobs):
             return "in_progress", None
         return "completed", run.workflow.conclusion
 
@@ -289,7 +292,7 @@ class StandInState:
         jobs = []
         for index, (name, steps) in enumerate(run.workflow.jobs):
             job_id = run.id + 10 + index
-            position = run.step - 1  # the job in progress
+            position = run.shown - 1  # the job in progress
             failing = conclusion == "failure" and index == len(run.workflow.jobs) - 1
             if status == "completed":
                 job_status, job_conclusion = "completed", (
