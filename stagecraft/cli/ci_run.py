@@ -41,8 +41,15 @@ def command(app: AppContext, workflow: str, ref: str | None, inputs: tuple[str, 
     here = Path.cwd()
     target = repo_of(here, repo)
     ref = ref or current_branch(here)
+    wanted = parse_inputs(inputs)
+    if app.dry_run:
+        app.emit({"event": "dry_run", "workflow": workflow, "ref": ref, "repo": str(target),
+                  "inputs": wanted},
+                 f"dry run: would start {workflow} on {ref} in {target}"
+                 + (f" with inputs {', '.join(sorted(wanted))}" if wanted else ""))
+        return
     client = GitHubClient.from_env(on_retry=app.say)
-    run = start_run(client, target, workflow, ref, parse_inputs(inputs))
+    run = start_run(client, target, workflow, ref, wanted)
     url = run.get("html_url")
     started = {"event": "started", "run_id": run["id"], "workflow": workflow, "ref": ref,
                "repo": str(target), "html_url": url}

@@ -105,6 +105,16 @@ def test_no_follow_starts_the_run_and_returns(checkout: Path, github) -> None:
     assert [x["method"] for x in github.exchanges] == ["POST"]
 
 
+def test_dry_run_says_what_it_would_start_and_asks_github_nothing(checkout: Path,
+                                                                 github) -> None:
+    workflow(github)
+    done = ci_run(checkout, github, "--dry-run", "--input", "environment=local")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("dry run: would start stagecraft-deploy.yml on main in acme/shop "
+                           "with inputs environment\n")
+    assert github.exchanges == []
+
+
 def test_an_unexpected_input_is_github_s_422(checkout: Path, github) -> None:
     workflow(github)
     done = ci_run(checkout, github, "--input", "colour=blue")
