@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "Show the hosts' audit logs, merged by time."),
     "migrate": ("migrate", "List or run database migrations."),
     "ci": ("ci", "Write CI workflows, start and follow CI runs."),
+    "secrets": ("secrets", "Show and sync the secrets the config references."),
 }
 
 

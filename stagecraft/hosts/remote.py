@@ -50,16 +50,18 @@ class RemoteHost:
                             proxy=self.proxy, route=self.route)
 
     def run(self, command: str, *, input: str | None = None, timeout: float = 60,
-            check: bool = True, what: str | None = None) -> Completed:
+            check: bool = True, what: str | None = None,
+            on_line: Callable[[str, str], None] | None = None) -> Completed:
         """Run ``command`` on the host as root (through ``sudo -n`` when logged in as
         another user, as the playbooks become root); CommandFailed names the host when
-        it fails."""
+        it fails. ``on_line`` takes each output line in place of the debug log (pass a
+        no-op for output that must never be logged, such as env files)."""
         ssh.make_control_dir()
         if self.user != "root":
             command = f"sudo -n -- sh -c {shlex.quote(command)}"
         try:
             return run(self.ssh_argv(command), input=input, timeout=timeout, check=check,
-                       hint=f"check that host {self.name} is up: stagecraft infra status")
+                       on_line=on_line, hint=f"check that host {self.name} is up: stagecraft infra status")
         except CommandFailed as exc:
             exc.message = f"host {self.name}: {what or 'command'} failed: {exc.message}"
             raise
