@@ -41,6 +41,9 @@ def command(app: AppContext, provider: str | None, environments: str | None,
     from stagecraft.providers.ci import ci_provider, repository_root, workflow_request
     from stagecraft.providers.ci.writer import write_workflows
 
+    if install and requirements:
+        raise UsageError("--install and --requirements both say how to install stagecraft",
+                         hint="pass one of them")
     loaded = app.load()
     kind = provider or (loaded.config.providers.ci.kind
                         if loaded.config.providers.ci is not None else None)

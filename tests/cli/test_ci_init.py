@@ -128,3 +128,10 @@ def test_only_local_environments_need_naming(repo: Path, capsys) -> None:
                           "stagecraft.yml (local, staging, production) runs on disposable hosts")
     assert err.endswith("hint: name the environments CI deploys, in order: --environments "
                         "local,staging,production\n")
+
+
+def test_install_and_requirements_exclude_each_other(repo: Path, capsys) -> None:
+    assert run(capsys, "--provider", "github", "--environments", "staging", "--install",
+               "stagecraft", "--requirements", "r.txt") == (2, "", (
+        "error: --install and --requirements both say how to install stagecraft\n"
+        "hint: pass one of them\n"))
