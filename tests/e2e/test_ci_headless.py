@@ -14,7 +14,8 @@ the variables (STAGECRAFT_SECRETS=env, set by the workflow).
 1. the first run deploys: every step exits 0, stdout of the deploy is JSON lines with
    the release id, no prompt, no colour codes, no secret value in any output or the job
    summary, and the release answers over HTTP;
-2. a second run (nothing changed) exits 0 too;
+2. a second run (nothing changed) exits 0 too, and so does the plan job of the pull
+   request workflow, whose plan lands in the job summary;
 3. with the DATABASE_URL secret unset, the deploy step fails naming the variable,
    without a traceback.
 """
@@ -99,8 +100,9 @@ def condition_holds(condition: str | None, outputs: dict[str, dict[str, str]],
     return (not failed) and ((actual == wanted) == (op == "=="))
 
 
-def run_job(project: Path, workflow: dict, secrets: dict[str, str], work: Path) -> JobRun:
-    """Run the steps of the deploy job of ``workflow`` the way a runner would."""
+def run_job(project: Path, workflow: dict, secrets: dict[str, str], work: Path,
+            job_id: str = JOB) -> JobRun:
+    """Run the steps of job ``job_id`` of ``workflow`` the way a runner would."""
     work.mkdir(parents=True, exist_ok=True)
     files = {name: work / name for name in ("summary.md", "output", "env", "path")}
     for path in files.values():
@@ -119,7 +121,7 @@ def run_job(project: Path, workflow: dict, secrets: dict[str, str], work: Path) 
                                      capture_output=True, text=True, check=True).stdout.strip(),
         "GITHUB_REF": "refs/heads/main", "GITHUB_EVENT_NAME": "push",
     })
-    job = workflow["jobs"][JOB]
+    job = workflow["jobs"][job_id]
     env_from_workflow = {k: str(v) for k, v in workflow.get("env", {}).items()}
     cwd = project / workflow.get("defaults", {}).get("run", {}).get("working-directory", ".")
     outputs: dict[str, dict[str, str]] = {}
@@ -255,6 +257,13 @@ def test_the_deploy_job_deploys_headless(project: Path, workflow: dict,
     assert last["release"] is None or last["release"]["result"] == "succeeded", last
     check_clean(again, secrets)
     assert edge.version() == "1.0.0"
+
+    pr = load_workflow(project / ".github" / "workflows" / "stagecraft-pr.yml")
+    plan = run_job(project, pr, secrets, tmp_path / "plan", job_id=f"plan-{ENVIRONMENT}")
+    assert plan.failed is None, (plan.failed.name, plan.failed.stderr[-6000:])
+    assert plan.summary.startswith(f"### stagecraft plan: {ENVIRONMENT}\n\n```\n")
+    assert plan.step(f"Plan {ENVIRONMENT}").stdout in plan.summary
+    check_clean(plan, secrets)
 
 
 def test_a_missing_secret_fails_the_step_naming_it(project: Path, workflow: dict,
