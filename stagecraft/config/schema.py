@@ -245,6 +245,17 @@ class SecretsEnvfile(Model):
     path: str = Field(".env.{env}", description="Path of the file; {env} is the environment name.")
 
 
+class SecretsEnv(Model):
+    """Secrets come from the process environment: a CI job passes its secrets as
+    environment variables (STAGECRAFT_SECRETS=env selects this without editing the file)."""
+
+    kind: Literal["env"] = Field(description="Provider kind.")
+    prefix: str = Field(
+        "", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+        description="Prepended to each secret's name to get its variable: with prefix "
+        "`SHOP_`, ${secret:DATABASE_URL} is read from SHOP_DATABASE_URL.")
+
+
 class SecretsEncore(Model):
     """Secrets come from Encore's secret store."""
 
@@ -265,7 +276,7 @@ Backend = _union(BackendGeneric, BackendEncore)
 Frontend = _union(FrontendGeneric)
 Network = _union(NetworkTailscale, NetworkHeadscale, NetworkNone)
 Cloud = _union(CloudDigitalOcean, CloudLocal, CloudSSH)
-Secrets = _union(SecretsEnvfile, SecretsEncore)
+Secrets = _union(SecretsEnvfile, SecretsEnv, SecretsEncore)
 CI = _union(CIGithub)
 
 PROVIDER_KINDS: dict[str, tuple[str, ...]] = {
@@ -273,7 +284,7 @@ PROVIDER_KINDS: dict[str, tuple[str, ...]] = {
     "frontend": ("generic",),
     "network": ("tailscale", "headscale", "none"),
     "cloud": ("digitalocean", "local", "ssh"),
-    "secrets": ("envfile", "encore"),
+    "secrets": ("envfile", "env", "encore"),
     "ci": ("github",),
 }
 

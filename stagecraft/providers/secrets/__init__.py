@@ -15,20 +15,39 @@ from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.config.values import find_references
 from stagecraft.errors import ProviderError, SecretMissing
 from stagecraft.providers.secrets.base import SecretsProvider
+from stagecraft.providers.secrets.env import OVERRIDE_VARIABLE, EnvSecrets
 from stagecraft.providers.secrets.envfile import EnvfileSecrets, parse_dotenv
 
-__all__ = ["SecretsProvider", "EnvfileSecrets", "parse_dotenv", "secrets_provider",
-           "resolve_secrets", "resolve_reference", "needed_secrets"]
+__all__ = ["SecretsProvider", "EnvfileSecrets", "EnvSecrets", "parse_dotenv",
+           "secrets_provider", "resolve_secrets", "resolve_reference", "needed_secrets",
+           "OVERRIDE_VARIABLE"]
+
+#: Values of STAGECRAFT_SECRETS that override providers.secrets.
+OVERRIDE_KINDS = ("env",)
 
 
 def secrets_provider(env: ResolvedEnvironment, project_dir: Path) -> SecretsProvider:
-    """The environment's secrets provider."""
+    """The environment's secrets provider: STAGECRAFT_SECRETS=env when set (CI jobs pass
+    secrets as variables without editing stagecraft.yml), else providers.secrets."""
     settings = env.providers.secrets
+    override = os.environ.get(OVERRIDE_VARIABLE, "").strip()
+    if override:
+        if override not in OVERRIDE_KINDS:
+            raise ProviderError(
+                f"{OVERRIDE_VARIABLE}={override!r} is not a secrets provider this variable "
+                "can select",
+                hint=f"set {OVERRIDE_VARIABLE}=env, or unset it to use providers.secrets "
+                "of stagecraft.yml",
+            )
+        # The configured prefix still applies when the file chose env too.
+        return EnvSecrets(getattr(settings, "prefix", "") if settings.kind == "env" else "")
     if settings.kind == "envfile":
         return EnvfileSecrets(project_dir, env.name, settings.path)
+    if settings.kind == "env":
+        return EnvSecrets(settings.prefix)
     raise ProviderError(
         f"secrets provider '{settings.kind}' is not available in this version",
-        hint="use providers.secrets: {kind: envfile} for now",
+        hint="use providers.secrets: {kind: envfile} or {kind: env}",
     )
 
 
