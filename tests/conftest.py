@@ -18,6 +18,29 @@ from pathlib import Path
 
 import pytest
 
+@pytest.fixture(autouse=True, scope="module")
+def _secrets_of_a_module_stay_in_it() -> Iterator[None]:
+    """Values a test registers for masking (stagecraft.log.add_secrets) are forgotten
+    after its module: a test's secret such as "true" must not mask the JSON that a
+    later test in the same worker parses."""
+    yield from _restoring_registered_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _secrets_of_a_test_stay_in_it() -> Iterator[None]:
+    yield from _restoring_registered_secrets()
+
+
+def _restoring_registered_secrets() -> Iterator[None]:
+    from stagecraft import log
+
+    known = list(log._known_secrets)
+    masker = log._redactor
+    yield
+    log._known_secrets[:] = known
+    log._redactor = masker
+
+
 #: Put on sys.path (or PYTHONPATH) to register the kinds without a provider by name.
 STAND_IN_PROVIDERS = Path(__file__).resolve().parent / "fixtures" / "stand_in_providers"
 

@@ -25,6 +25,7 @@ import yaml
 from stagecraft.ansible.runner import RunResult
 from stagecraft.infra.bootstrap import bootstrap_request, run_bootstrap
 from stagecraft.config import load_config
+from stagecraft.paths import playbooks_dir
 from stagecraft.hosts.fleet import Fleet as EnvironmentFleet
 from stagecraft.providers.cloud.local import addressing, loopdev
 
@@ -133,7 +134,7 @@ def volumes_play(tmp_path: Path) -> Path:
     The rest of bootstrap (Docker, sshd, upgrades: minutes) has its own tests; this
     runs the very play and variables `stagecraft bootstrap` runs for volumes.
     """
-    plays = yaml.safe_load((REPO / "playbooks" / "bootstrap.yml").read_text())
+    plays = yaml.safe_load((playbooks_dir() / "bootstrap.yml").read_text())
     chosen = [p for p in plays if any(
         (r.get("role") if isinstance(r, dict) else r) == "volumes" for r in p.get("roles", []))]
     assert len(chosen) == 1, "stagecraft.platform.bootstrap has no single play with the volumes role"

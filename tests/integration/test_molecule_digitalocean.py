@@ -114,7 +114,7 @@ def test_digitalocean_scenario_creates_converges_and_removes(
     # The second removal, given the same lists, found everything gone and changed nothing.
     removal, again = run.step_output("side_effect").split("TASK [Remove them again", 1)
     assert "changed: [localhost]" in removal
-    assert "TASK [digitalocean : Delete the environment's droplets]" in again
+    assert "TASK [stagecraft.platform.digitalocean : Delete the environment's droplets]" in again
     assert "changed:" not in again.split("PLAY RECAP", 1)[0], again
     assert run.step_succeeded("destroy"), run.tail()
     assert twin.token not in run.output

@@ -140,7 +140,7 @@ def test_tailscale_scenario_joins_rejoins_without_a_key_and_leaves(
 def _outcome(output: str, task: str) -> str:
     """What the role's task did in one step's output: changed, ok, skipping, ..."""
     # The first result line below the task's header (an error report may come first).
-    match = re.search(rf"TASK \[tailscale : {re.escape(task)}\][^\n]*\n"
+    match = re.search(rf"TASK \[stagecraft\.platform\.tailscale : {re.escape(task)}\][^\n]*\n"
                       r"(?:(?!TASK \[)[^\n]*\n)*?(\w+): \[", output)
     assert match, f"no task {task!r} in:\n{output[-3000:]}"
     return match.group(1)

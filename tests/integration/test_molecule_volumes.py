@@ -78,7 +78,7 @@ def test_volumes_scenario_keeps_data_refuses_to_reformat_and_grows(
 
 def _mkfs_outcome(output: str, volume: str) -> str:
     """What the role's mkfs task did to ``volume`` in one step: changed, skipping, ..."""
-    match = re.search(rf"TASK \[volumes : Create a filesystem on the blank volume {volume}\][^\n]*\n"
+    match = re.search(rf"TASK \[stagecraft\.platform\.volumes : Create a filesystem on the blank volume {volume}\][^\n]*\n"
                       r"(\w+):", output)
     assert match, f"no mkfs task for {volume} in:\n{output[-3000:]}"
     return match.group(1)
