@@ -136,7 +136,8 @@ def volumes_play(tmp_path: Path) -> Path:
     """
     plays = yaml.safe_load((playbooks_dir() / "bootstrap.yml").read_text())
     chosen = [p for p in plays if any(
-        (r.get("role") if isinstance(r, dict) else r) == "volumes" for r in p.get("roles", []))]
+        (r.get("role") if isinstance(r, dict) else r) == "stagecraft.platform.volumes"
+        for r in p.get("roles", []))]
     assert len(chosen) == 1, "stagecraft.platform.bootstrap has no single play with the volumes role"
     path = tmp_path / "volumes.yml"
     path.write_text(yaml.safe_dump(chosen))
