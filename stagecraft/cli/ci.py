@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import click
 
-from stagecraft.cli.context import AppContext, global_options
-from stagecraft.cli.context import _with_app
+from stagecraft.cli.context import AppContext, _with_app, global_options
+from stagecraft.cli.main import LazyGroup
 
 # subcommand -> module in stagecraft.cli (each defines `command`), imported on use
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -16,18 +14,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyCi(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(SUBCOMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in SUBCOMMANDS:
-            return None
-        return importlib.import_module(f"stagecraft.cli.{SUBCOMMANDS[name][0]}").command
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, SUBCOMMANDS[name][1]) for name in sorted(SUBCOMMANDS)])
+class _LazyCi(LazyGroup):
+    commands_by_name = SUBCOMMANDS
 
 
 @click.group("ci", cls=_LazyCi, short_help="Write CI workflows, start and follow CI runs.")

@@ -48,20 +48,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
+    """A group whose subcommands are imported on first use: ``commands_by_name`` maps each name
+    to (module in stagecraft.cli defining ``command``, short help)."""
+
+    commands_by_name: dict[str, tuple[str, str]] = COMMANDS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(self.commands_by_name)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
+        if name not in self.commands_by_name:
             return None
-        module = importlib.import_module(f"stagecraft.cli.{COMMANDS[name][0]}")
+        module = importlib.import_module(f"stagecraft.cli.{self.commands_by_name[name][0]}")
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help lists commands without importing them.
-        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        rows = [(name, self.commands_by_name[name][1]) for name in sorted(self.commands_by_name)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -88,6 +88,8 @@ def release_images(fleet: Fleet, release_id: str) -> dict[str, str]:
 def tagged_images(env: ResolvedEnvironment, release_id: str,
                   server: str | None) -> dict[str, str]:
     """The tags `stagecraft build --release` gives the built services."""
+    from stagecraft.deploy.build import repository
+
     images: dict[str, str] = {}
     for name, service in env.services.items():
         if service.image is not None:
@@ -99,7 +101,7 @@ def tagged_images(env: ResolvedEnvironment, release_id: str,
                     "the hosts could pull its image from",
                     hint="set project.registry in stagecraft.yml (plain ansible-playbook runs "
                          "pull every image; only the stagecraft CLI can send images over SSH)")
-            images[name] = f"{server}/{env.project.name}-{name}:{release_id}"
+            images[name] = f"{repository(server, env.project.name, name)}:{release_id}"
     for name, service in env.services.items():
         if service.from_ is not None:
             images[name] = images[service.from_]
