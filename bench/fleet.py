@@ -32,7 +32,7 @@ project:
 providers:
   backend: {{ kind: generic }}
   network: {{ kind: none }}
-  cloud: {{ kind: local }}
+  cloud: {{ kind: local, image: docker }}
   secrets: {{ kind: envfile, path: ".env.{{env}}" }}
 services:
   web:

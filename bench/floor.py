@@ -1,8 +1,11 @@
-"""The floor of a deploy: the hosts' own compose files applied by a direct
-`docker compose up -d --wait`, one SSH command per host, all hosts in parallel.
+"""The floors of a deploy: what the hosts could do with the same compose files and
+nothing in between, one SSH command per host, all hosts in parallel.
 
-`--wait`, because a deploy is only done when the new containers are healthy: the
-floor waits for that too.
+- ``up``: `docker compose up -d --wait`, which recreates the containers (the old
+  ones stop before the new ones start: not zero-downtime) and waits for health;
+- ``roll``: the zero-downtime move (bench/zero_downtime_floor.sh): new containers
+  beside the old ones, health, the old ones out of Traefik through its file
+  provider (confirmed on its API), the drain, then stop.
 
 It runs under its own compose project, ``<project>-<env>-floor``, so it never
 touches stagecraft's containers, from copies of the release dirs whose
@@ -14,10 +17,13 @@ would use them.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import yaml
 
 from bench.fleet import Fleet
+
+ROLL_SCRIPT = Path(__file__).with_name("zero_downtime_floor.sh")
 
 
 class Floor:
@@ -30,6 +36,8 @@ class Floor:
         self.hosts = list(EnvironmentFleet.load(env, fleet.dir).remotes().values())
         self.root = base_dir(env.project.name, env.name)
         self.project = f"{env.project.name}-{env.name}-floor"
+        # The zero-downtime floor's containers: a compose project of their own.
+        self.roll_project = f"{env.project.name}-{env.name}-rollfloor"
         self.prepared: set[str] = set()
 
     def _parallel(self, command_of) -> dict[str, str]:
@@ -63,13 +71,29 @@ class Floor:
                                  f"-f {self.root}/floor/{tag}/compose.yml up -d --wait --quiet-pull 2>&1")
         return time.perf_counter() - started
 
+    def roll(self, tag: str, service: str = "web", replicas: int = 2, port: int = 8080,
+             drain: float = 1.0, stop_grace: int = 5) -> float:
+        """Seconds for the zero-downtime move to floor/<tag> on every host at once."""
+        script = ROLL_SCRIPT.read_text()
+        args = " ".join([self.roll_project, f"{self.root}/floor/{tag}/compose.yml", service,
+                         str(replicas), str(port), f"{self.root}/traefik/dynamic", f"{drain:g}",
+                         str(stop_grace)])
+        started = time.perf_counter()
+        from stagecraft.hosts.remote import in_parallel
+
+        in_parallel(self.hosts, lambda h: h.run(f"bash -s -- {args}", input=script,
+                                                timeout=300).stdout)
+        return time.perf_counter() - started
+
     def down(self) -> None:
         """Remove the floor project's containers and files (best effort)."""
         from stagecraft.hosts.remote import in_parallel
 
         def clean(host) -> str:
             host.run(f"docker compose -p {self.project} down --timeout 2 2>&1; "
-                     f"rm -rf {self.root}/floor", check=False, timeout=300)
+                     f"docker compose -p {self.roll_project} down --timeout 2 2>&1; "
+                     f"rm -rf {self.root}/floor {self.root}/traefik/dynamic/floor-*.yml",
+                     check=False, timeout=300)
             return ""
         in_parallel(self.hosts, clean)
 

@@ -34,13 +34,26 @@ def stagecraft(project: Path, *args: str, timeout: float = 900) -> subprocess.Co
                           check=False, timeout=timeout, stdin=subprocess.DEVNULL, env=ENV)
 
 
-def copy_example(parent: Path, prefix: str, edits: Mapping[str, str] | None = None) -> Path:
+# The example's local cloud line; copy_example names the host image on it.
+LOCAL_CLOUD = "cloud:    { kind: local }"
+
+
+def copy_example(parent: Path, prefix: str, edits: Mapping[str, str] | None = None, *,
+                 host_image: str = "docker") -> Path:
     """examples/shop in ``parent``/shop as a git repository, renamed to ``<prefix><hex>``
-    so fleets never collide; ``edits`` replace text in stagecraft.yml before the commit."""
+    so fleets never collide; ``edits`` replace text in stagecraft.yml before the commit.
+
+    ``host_image``: the local cloud's host image. Tests about deploys take ``docker``
+    (Docker already installed, as a cloud's Docker image has it: each bootstrap skips
+    a ~20 s CPU-bound apt install); tests of a bare host's first bootstrap take
+    ``debian-13``.
+    """
     directory = parent / "shop"
     shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns(".stagecraft", "__pycache__"))
     config = directory / "stagecraft.yml"
     text = config.read_text().replace("name: shop", f"name: {prefix}{uuid.uuid4().hex[:7]}", 1)
+    assert LOCAL_CLOUD in text, f"examples/shop/stagecraft.yml lost the line {LOCAL_CLOUD!r}"
+    text = text.replace(LOCAL_CLOUD, f"cloud:    {{ kind: local, image: {host_image} }}", 1)
     for old, new in (edits or {}).items():
         text = text.replace(old, new, 1)
     config.write_text(text)

@@ -421,7 +421,7 @@ def test_config_show_json_applies_overrides_and_never_resolves_secrets(shop: Pat
     prod = json.loads(invoke("config", "show", "-e", "production", "--output", "json").stdout)
     assert local["name"] == "local" and prod["name"] == "production"
     assert (local["services"]["api"]["replicas"], prod["services"]["api"]["replicas"]) == (1, 2)
-    assert local["providers"]["cloud"] == {"kind": "local"}
+    assert local["providers"]["cloud"] == {"kind": "local", "image": "debian-13"}
     assert prod["providers"]["cloud"]["token"] == "${secret:DO_TOKEN}"
     assert local["project"]["registry"]["password"] == "${secret:REGISTRY_PASSWORD}"
     assert local["services"]["web"]["routes"] == [{"host": "{domain}", "path": "/"}]

@@ -117,7 +117,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):
         firewall: {{ public: [80, 443], ssh: private }}
         environments:
           local:
-            providers: {{ cloud: {{ kind: local }} }}
+            providers: {{ cloud: {{ kind: local, image: docker }} }}
             domain: {name}.localhost
             hosts:
               - {{ name: node-1, roles: [edge, app] }}

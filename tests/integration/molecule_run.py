@@ -29,9 +29,9 @@ def tail(text: str, lines: int = 120) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def host_image() -> str:
+def host_image(flavour: str = "debian-13") -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "stagecraft.providers.cloud.local.host_image"],
+        [sys.executable, "-m", "stagecraft.providers.cloud.local.host_image", flavour],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
     )
     if result.returncode != 0 or not result.stdout.strip():
@@ -89,18 +89,21 @@ class MoleculeRun:
 
 def run_scenario(scenario: str, tmp_path: Path, *, timeout: float = 1800,
                  tail_lines: int = 120, cleanup_images: str | None = None,
-                 on_controller: bool = False) -> MoleculeRun:
+                 on_controller: bool = False, host_image_flavour: str = "debian-13") -> MoleculeRun:
     """`molecule test -s scenario` on a host of its own; fails the test when it fails.
 
     ``cleanup_images``: a repository prefix whose tags (``<prefix>/<host>``) the
     scenario made on the controller and this run removes afterwards.
     ``on_controller``: the scenario runs on this machine (its one host is
     ``localhost``, delegated driver): no host image, no host container.
+    ``host_image_flavour``: ``docker`` for scenarios whose prepare only needs Docker
+    on the host (the bootstrap role then installs nothing); ``debian-13`` (bare) for
+    the bootstrap scenario itself and those that need no Docker.
     """
     molecule = BIN / "molecule"
     assert molecule.exists(), f"{molecule} is missing: run `make setup` (test extras)"
     host = "localhost" if on_controller else f"molecule-{scenario}-{secrets.token_hex(3)}"
-    fleet_host = {} if on_controller else {"STAGECRAFT_HOST_IMAGE": host_image(),
+    fleet_host = {} if on_controller else {"STAGECRAFT_HOST_IMAGE": host_image(host_image_flavour),
                                            "STAGECRAFT_MOLECULE_HOST": host}
     env = {
         **os.environ,

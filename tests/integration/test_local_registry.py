@@ -62,7 +62,7 @@ class Project:
                 routes: [{{ host: "{{domain}}" }}]
             environments:
               {ENV}:
-                providers: {{ cloud: {{ kind: local }} }}
+                providers: {{ cloud: {{ kind: local, image: docker }} }}
                 domain: {self.name}.localhost
                 hosts:
                   - {{ name: node-1, roles: [edge, app] }}

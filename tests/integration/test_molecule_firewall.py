@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
 def test_firewall_scenario_converges_is_idempotent_and_closes_docker_ports(
         tmp_path: Path) -> None:
-    run = run_scenario("firewall", tmp_path)
+    run = run_scenario("firewall", tmp_path, host_image_flavour="docker")
 
     # Prepare saw every listener answer before the firewall existed.
     assert run.step_succeeded("prepare"), run.tail()

@@ -5,8 +5,8 @@ applies the migrations with the raw engine's applier, idempotence applies nothin
 verify reads the tables and the stagecraft_migrations rows and checks a failing and a
 timed-out command (molecule/migrations/).
 
-A full run takes ~2-3 min here: apt in prepare (the bootstrap role installs Docker)
-and loading the images.
+The host image is the local cloud's `docker` flavour (Docker already installed).
+A full run takes ~2 min here, mostly loading the images.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SCENARIO_SECRET = "s3cret-pg-pw"
 def test_migrations_scenario_applies_once_and_is_idempotent(tmp_path: Path) -> None:
     # The scenario tags its test app stagecraft-molecule/<host>:migrations; removed afterwards.
     run = run_scenario("migrations", tmp_path, timeout=1800, tail_lines=150,
-                       cleanup_images="stagecraft-molecule")
+                       cleanup_images="stagecraft-molecule", host_image_flavour="docker")
 
     # The first converge applied the migrations: one changed task (the command).
     converge = run.recap("converge")

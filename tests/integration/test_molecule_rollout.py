@@ -4,9 +4,9 @@ idempotence, verify (v2 rolled under a request loop with no failed request and
 every old container drained first; v3 failing with the old containers serving; a
 rollback; the lock module), destroy (molecule/rollout/).
 
-The host image comes from the local cloud's builder, as in
-test_molecule_bootstrap.py. A full run takes ~3-5 min here: apt in prepare (the
-bootstrap role installs Docker), loading the test app, three rollouts.
+The host image is the local cloud's `docker` flavour (Docker already installed;
+prepare's bootstrap role only configures it). A full run takes ~3-4 min here:
+loading the test app, three rollouts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SCENARIO_SECRETS = ("s3cret-one", "s3cret-two", "s3cret-three")
 def test_rollout_scenario_rolls_without_failed_requests_and_is_idempotent(tmp_path: Path) -> None:
     # The scenario tags its test app stagecraft-molecule/<host>:...; removed afterwards.
     run = run_scenario("rollout", tmp_path, timeout=2400, tail_lines=150,
-                       cleanup_images="stagecraft-molecule")
+                       cleanup_images="stagecraft-molecule", host_image_flavour="docker")
 
     # The dry run on the fresh host says it would deploy, and fails nowhere.
     check = run.recap("check")

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
 def test_traefik_scenario_converges_is_idempotent_and_reloads_without_restart(
         tmp_path: Path) -> None:
-    run = run_scenario("traefik", tmp_path)
+    run = run_scenario("traefik", tmp_path, host_image_flavour="docker")
 
     # A dry run on the bootstrapped host: no failure, and it says the host would change.
     check = run.recap("check")

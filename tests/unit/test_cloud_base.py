@@ -620,7 +620,7 @@ def test_registry_access_without_a_registry_says_to_bring_the_fleet_up(tmp_path)
 def test_local_cloud_refuses_a_host_named_like_its_registry(tmp_path):
     spec = FleetSpec("shop", "local", (HostSpec("registry"),))
     with pytest.raises(ProviderError, match="keeps the host name 'registry'"):
-        LocalCloud(image="unused").up(spec, tmp_path)
+        LocalCloud(image_tag="unused").up(spec, tmp_path)
 
 
 def test_public_network_sorts_after_the_private_one_and_clashes_with_no_environment():

@@ -16,6 +16,7 @@ from stagecraft.doctor.model import Check, missing, ok, todo
 from stagecraft.providers.cloud.local import dockercli, mesh_binaries
 from stagecraft.providers.cloud.local.host_image import (
     UPSTREAM_BASE,
+    docker_image_tag,
     ensure_host_image,
     host_image_tag,
 )
@@ -42,12 +43,15 @@ def controller_checks() -> list[Check]:
         # The engine check says what to do; image checks would only repeat it.
         return [binaries]
     host_tag = host_image_tag()
+    docker_host_tag = docker_image_tag()
     runtime_tag = runtime_image_tag()
-    built = {tag: dockercli.exists("image", tag) for tag in (host_tag, runtime_tag)}
+    built = {tag: dockercli.exists("image", tag)
+             for tag in (host_tag, docker_host_tag, runtime_tag)}
     checks = [_base_check(all(built.values()))]
     fix = ("the first `stagecraft infra up` builds it (about 2 min), or build it now: "
            "`stagecraft doctor --fix`")
-    for label, tag in (("host image", host_tag), ("runtime image", runtime_tag)):
+    for label, tag in (("host image", host_tag), ("host image with Docker", docker_host_tag),
+                       ("runtime image", runtime_tag)):
         if built[tag]:
             checks.append(ok(SCOPE, f"local cloud: {label}", f"{tag} built"))
         else:
@@ -115,7 +119,8 @@ def _base_check(images_built: bool) -> Check:
 def prepare_controller(log: Log) -> list[str]:
     """Build every image the local cloud runs and the mesh binaries (each only when
     missing); the images' tags, then the binaries' directory."""
-    made = [ensure_host_image(log), ensure_registry_image(log), ensure_traefik_image(log),
+    made = [ensure_host_image(log), ensure_host_image(log, flavour="docker"),
+            ensure_registry_image(log), ensure_traefik_image(log),
             ensure_postgres_image(log)]
     binaries = mesh_binaries.ensure_mesh_binaries(log)
     made.append(ensure_headscale_image(log))

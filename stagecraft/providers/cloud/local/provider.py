@@ -167,9 +167,11 @@ class LocalCloud:
                                      disposable_hosts=True, default_tls="local",
                                      mesh_server=True)
 
-    def __init__(self, image: str | None = None, ready_timeout: float = 120.0,
-                 registry: bool = True) -> None:
-        """``image``: a host image tag to use instead of building stagecraft/host.
+    def __init__(self, image: str = "debian-13", ready_timeout: float = 120.0,
+                 registry: bool = True, image_tag: str | None = None) -> None:
+        """``image``: the host image, ``debian-13`` (bare, like a fresh droplet) or
+        ``docker`` (the packages bootstrap installs already there).
+        ``image_tag``: an image tag to use instead of building one.
         ``ready_timeout``: seconds to wait for all hosts' sshd after they start.
         ``registry``: run the environment's registry (False: hosts only, for tests
         and fleets that never deploy).
@@ -177,6 +179,7 @@ class LocalCloud:
         does not size gets loopdev.DEFAULT_SIZE_GB.
         """
         self.image = image
+        self.image_tag = image_tag
         self.ready_timeout = ready_timeout
         self.registry = registry
 
@@ -335,7 +338,7 @@ class LocalCloud:
             )
         with _env_lock(net, log):
             started = time.monotonic()
-            image = self.image or ensure_host_image(log=log)
+            image = self.image_tag or ensure_host_image(log=log, flavour=self.image)
             public_key = keys.ensure_key_pair(files, comment=net)
             subnet = self._ensure_network(spec, net, log)
             public_net = addressing.public_network_name(spec.project, spec.environment)

@@ -1,7 +1,10 @@
-"""The local cloud's host image: Debian 13 (trixie) with systemd, sshd and python3.
+"""The local cloud's host images: Debian 13 (trixie) with systemd, sshd and python3.
 
 :func:`ensure_host_image` returns ``stagecraft/host:<hash12>``, building it at most
-once per machine. The hash covers every build input (the Dockerfile, packages.txt,
+once per machine. Its ``docker`` flavour, ``stagecraft/host-docker:<hash12>``, is
+built FROM it with the packages the bootstrap role installs from Debian (Docker
+Engine, Compose v2, timesyncd, unattended-upgrades) already in place, the way
+clouds offer a "Docker" image beside the bare one: bootstrap then only configures. The hash covers every build input (the Dockerfile, packages.txt,
 rootfs/ and the apt mirrors baked into the image), so editing any of them makes a
 new tag, and an unchanged recipe is never rebuilt. ``stagecraft/host:latest`` is
 moved to the newest build, for Molecule scenarios and people.
@@ -36,6 +39,9 @@ from stagecraft.fsutil import exclusive_lock
 from stagecraft.providers.cloud.local import dockercli
 
 IMAGE_REPO = "stagecraft/host"
+DOCKER_IMAGE_REPO = "stagecraft/host-docker"
+#: The host images, by the name `providers.cloud.image` gives them.
+FLAVOURS = ("debian-13", "docker")
 BASE_REPO = "stagecraft/host-base"
 LATEST_TAG = f"{IMAGE_REPO}:latest"
 SUITE = "trixie"
@@ -45,6 +51,8 @@ DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 
 #: The build context: this package directory (see .dockerignore).
 IMAGE_DIR = Path(__file__).resolve().parent
+#: The docker flavour's Dockerfile, sent without a context (not part of IMAGE_DIR's recipe).
+DOCKER_DOCKERFILE = "docker.Dockerfile"
 
 Log = Callable[[str], None]
 
@@ -131,7 +139,8 @@ def _context_files() -> list[Path]:
     files = []
     for path in sorted(IMAGE_DIR.rglob("*")):
         rel = path.relative_to(IMAGE_DIR)
-        if path.is_dir() or path.suffix == ".py" or "__pycache__" in rel.parts:
+        if (path.is_dir() or path.suffix == ".py" or "__pycache__" in rel.parts
+                or rel.as_posix() == DOCKER_DOCKERFILE):
             continue
         files.append(path)
     return files
@@ -176,26 +185,57 @@ def _build_lock(log: Log) -> contextlib.AbstractContextManager[None]:
     return exclusive_lock(path, f"waiting for another process that is building the host image ({path})", log)
 
 
-def ensure_host_image(log: Log | None = None) -> str:
-    """Return the host image tag, building the image (and its base) if needed.
+def docker_flavour_packages() -> list[str]:
+    """What the bootstrap role installs from Debian with its defaults and
+    ``bootstrap_docker_source: distro``: the docker flavour has all of it."""
+    import yaml
+
+    from stagecraft.paths import roles_dir
+
+    defaults = yaml.safe_load((roles_dir() / "bootstrap" / "defaults" / "main.yml").read_text())
+    return [*defaults["bootstrap_base_packages"], "systemd-timesyncd", "unattended-upgrades",
+            *defaults["bootstrap_docker_distro_packages"]]
+
+
+def docker_image_tag(mirrors: Mirrors | None = None) -> str:
+    """The docker flavour's tag: the base image, its Dockerfile and its packages."""
+    base = host_image_tag(mirrors)
+    recipe = {"base": base, "packages": docker_flavour_packages(),
+              "dockerfile": (IMAGE_DIR / DOCKER_DOCKERFILE).read_text()}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{DOCKER_IMAGE_REPO}:{digest}"
+
+
+def ensure_host_image(log: Log | None = None, flavour: str = "debian-13") -> str:
+    """Return the tag of the host image of ``flavour`` (one of FLAVOURS), building it
+    (and what it is built FROM) if needed.
 
     Raises EnvironmentMissing when Docker (or, without a debian:trixie image,
     debootstrap or root) is missing, CommandFailed when a build step fails.
     """
+    if flavour not in FLAVOURS:
+        raise ValueError(f"unknown host image flavour {flavour!r}")
     log = log or _quiet
     mirrors = read_mirrors()
     tag = host_image_tag(mirrors)
-    if dockercli.exists("image", tag):
-        _tag_latest(tag)
+    if not dockercli.exists("image", tag):
+        with _build_lock(log):
+            # Another process may have built it while we waited for the lock.
+            if not dockercli.exists("image", tag):
+                base = _ensure_base(mirrors, log)
+                with steps.step(log, f"building the host image {tag} FROM {base}"):
+                    _docker_build(tag, base, mirrors)
+    _tag_latest(tag)
+    if flavour == "debian-13":
         return tag
-    with _build_lock(log):
-        # Another process may have built it while we waited for the lock.
-        if not dockercli.exists("image", tag):
-            base = _ensure_base(mirrors, log)
-            with steps.step(log, f"building the host image {tag} FROM {base}"):
-                _docker_build(tag, base, mirrors)
-        _tag_latest(tag)
-    return tag
+    docker_tag = docker_image_tag(mirrors)
+    if not dockercli.exists("image", docker_tag):
+        with _build_lock(log):
+            if not dockercli.exists("image", docker_tag):
+                with steps.step(log, f"building the host image {docker_tag} FROM {tag} "
+                                "(Docker preinstalled, about 1 min)"):
+                    _docker_build_flavour(docker_tag, tag, mirrors)
+    return docker_tag
 
 
 def _tag_latest(tag: str) -> None:
@@ -366,3 +406,24 @@ def _docker_build(tag: str, base: str, mirrors: Mirrors) -> None:
     run_logged(argv, logfile, what=f"build the host image {tag}", env=env,
                 hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
                 "reachable from containers")
+
+
+def _docker_build_flavour(tag: str, base: str, mirrors: Mirrors) -> None:
+    """Build the docker flavour FROM ``base``: its Dockerfile comes on stdin, no context."""
+    argv = [dockercli.docker_binary(), "build", "--pull=false", "-t", tag,
+            "--label", f"org.stagecraft.recipe={tag.rsplit(':', 1)[1]}",
+            "--label", f"org.stagecraft.base={base}",
+            "--build-arg", f"BASE_IMAGE={base}",
+            "--build-arg", f"PACKAGES={' '.join(docker_flavour_packages())}",
+            "-f", str(IMAGE_DIR / DOCKER_DOCKERFILE), str(_empty_context())]
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    logfile = cache_dir() / "host-image-docker-build.log"
+    run_logged(argv, logfile, what=f"build the host image {tag}", env=env,
+                hint=f"read {logfile}; check that the Debian mirror {mirrors.debian} is "
+                "reachable from containers")
+
+
+def _empty_context() -> Path:
+    path = cache_dir() / "empty-build-context"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
