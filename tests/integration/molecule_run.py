@@ -104,6 +104,7 @@ def run_scenario(scenario: str, tmp_path: Path, *, timeout: float = 1800,
     assert molecule.exists(), f"{molecule} is missing: run `make setup` (test extras)"
     host = "localhost" if on_controller else f"molecule-{scenario}-{secrets.token_hex(3)}"
     fleet_host = {} if on_controller else {"STAGECRAFT_HOST_IMAGE": host_image(host_image_flavour),
+                                           "STAGECRAFT_BARE_HOST_IMAGE": host_image(),
                                            "STAGECRAFT_MOLECULE_HOST": host}
     env = {
         **os.environ,
