@@ -1,8 +1,8 @@
 """Per-host Compose files (DEPLOY_COMPOSE_GEN, CORE_COMPOSE; spec/deploy/compose.md).
 
 One Compose file per host holds only the services placed on that host, in the
-shape spec/deploy/contracts.md fixes: Traefik labels for routed services, a
-healthcheck that fails once the drain file exists, a config hash per service,
+shape spec/deploy/contracts.md fixes: the labels the rollout module routes
+services by, a healthcheck that fails once the drain file exists, a config hash per service,
 the shared external network ``stagecraft``, log rotation, restart policy.
 
 Pure: the result depends only on the arguments, never on the release id, so an
@@ -32,6 +32,12 @@ PRIVATE_ENTRYPOINT = "private"
 DRAIN_FILE = "/tmp/stagecraft-drain"
 VOLUME_MOUNT_ROOT = "/mnt"  # where the volumes role mounts a host's block volumes
 CONFIG_HASH_LABEL = "stagecraft.config-hash"
+# What the rollout module needs to write a routed service's servers into Traefik's
+# file provider: the Traefik service's name, the container port, and the load
+# balancer's settings but its servers (JSON).
+TRAEFIK_SERVICE_LABEL = "stagecraft.traefik.service"
+TRAEFIK_PORT_LABEL = "stagecraft.traefik.port"
+TRAEFIK_BALANCER_LABEL = "stagecraft.traefik.load-balancer"
 CONFIG_HASH_LENGTH = 16
 LOGGING = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
 RESTART = "unless-stopped"
@@ -61,8 +67,25 @@ def project_name(env: ResolvedEnvironment) -> str:
 
 
 def router_name(env: ResolvedEnvironment, service: str) -> str:
-    """Name of a service's Docker-provider router and Traefik service."""
+    """Name of a service's router on its hosts' private entrypoint, and of the Traefik
+    service (its containers) the router sends to."""
     return f"{project_name(env)}-{service}"
+
+
+def load_balancer_settings(env: ResolvedEnvironment, service: str) -> dict[str, Any]:
+    """The host Traefik's load balancer of a routed service, but its servers (the
+    rollout module adds those): the Host header passed on and, with an HTTP
+    healthcheck, Traefik's own check of each container, which takes a failing one out
+    between rollouts."""
+    definition = env.services[service]
+    settings: dict[str, Any] = {"passHostHeader": True}
+    check = definition.healthcheck
+    if check is not None and check.path is not None:
+        settings["healthCheck"] = {"path": check.path,
+                                   "hostname": health_hostname(env, service),
+                                   "interval": go_duration(check.interval),
+                                   "timeout": go_duration(check.timeout)}
+    return settings
 
 
 def strategy_of(service: Service) -> Strategy:
@@ -384,14 +407,15 @@ def service_definition(env: ResolvedEnvironment, host: Host, name: str, inp: Ren
         if service.port is None:
             raise RenderError(f"service {name!r} has routes but no port",
                               hint=f"set services.{name}.port")
-        router = router_name(env, name)
         definition["networks"] = ["default", SHARED_NETWORK]
+        # Not Traefik labels: the rollout module writes the service's servers (these
+        # containers) into Traefik's file provider, so it decides when one stops
+        # taking requests instead of waiting for a healthcheck to fail.
         labels.update({
-            "traefik.enable": "true",
-            "traefik.docker.network": SHARED_NETWORK,
-            f"traefik.http.routers.{router}.rule": private_rule(env, name),
-            f"traefik.http.routers.{router}.entrypoints": PRIVATE_ENTRYPOINT,
-            f"traefik.http.services.{router}.loadbalancer.server.port": str(service.port),
+            TRAEFIK_SERVICE_LABEL: router_name(env, name),
+            TRAEFIK_PORT_LABEL: str(service.port),
+            TRAEFIK_BALANCER_LABEL: json.dumps(load_balancer_settings(env, name),
+                                               sort_keys=True, separators=(",", ":")),
         })
     definition["labels"] = {key: _compose_text(value) for key, value in labels.items()}
     labels[CONFIG_HASH_LABEL] = service_config_hash(definition, env_file, volumes)

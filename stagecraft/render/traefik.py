@@ -1,10 +1,12 @@
 """Per-host Traefik configuration (DEPLOY_TRAEFIK_GEN; spec/deploy/traefik.md).
 
 Every host runs Traefik: a static ``traefik.yml`` with the entrypoints of
-spec/deploy/contracts.md, the Docker provider (this host's containers of the
-project) and the file provider (``dynamic/``). Edge hosts also get
-``dynamic/routes.yml``, which routes each public domain to the private
-entrypoint of every host that runs the service, and, in local TLS mode,
+spec/deploy/contracts.md and the file provider (``dynamic/``), and
+``dynamic/private.yml``, the routers of the host's routed services on the private
+entrypoint. Each router sends to a Traefik service whose servers (the service's
+containers) the rollout module writes into ``dynamic/servers-<service>.yml``. Edge
+hosts also get ``dynamic/routes.yml``, which routes each public domain to the
+private entrypoint of every host that runs the service, and, in local TLS mode,
 ``dynamic/tls.yml`` with the certificate files under ``certs/``.
 
 Paths in the files are the ones inside the Traefik container, whose config
@@ -21,12 +23,14 @@ from typing import Any
 from stagecraft.config.schema import Host, ResolvedEnvironment
 from stagecraft.render.compose import (
     PRIVATE_ENTRYPOINT,
-    SHARED_NETWORK,
     RenderError,
     go_duration,
     health_hostname,
+    private_rule,
     project_name,
     route_rule,
+    router_name,
+    services_on,
     to_yaml,
 )
 from stagecraft.render.state import RenderedFile, RenderInput
@@ -36,7 +40,6 @@ CONFIG_DIR = "/etc/traefik"  # where <base>/traefik is mounted in the Traefik co
 DYNAMIC_DIR = f"{CONFIG_DIR}/dynamic"
 CERTS_DIR = f"{CONFIG_DIR}/certs"
 ACME_STORAGE = f"{CONFIG_DIR}/acme/acme.json"
-DOCKER_ENDPOINT = "unix:///var/run/docker.sock"
 
 PRIVATE_PORT = 8000
 API_ENTRYPOINT = "traefik"
@@ -47,10 +50,14 @@ WEBSECURE_ENTRYPOINT = "websecure"
 WEBSECURE_PORT = 443
 CERT_RESOLVER = "letsencrypt"
 REDIRECT_MIDDLEWARE = "redirect-to-https"
-PROVIDERS_THROTTLE = "2s"  # the rollout module waits this out when draining
+# The least time between two configurations Traefik applies from one provider. A
+# rollout's servers file is applied at once when the provider has been quiet this
+# long; the rollout module asks Traefik's API rather than waiting it out.
+PROVIDERS_THROTTLE = "200ms"
 
 STATIC_FILE = "traefik.yml"
 ROUTES_FILE = "dynamic/routes.yml"
+PRIVATE_ROUTES_FILE = "dynamic/private.yml"
 TLS_FILE = "dynamic/tls.yml"
 
 
@@ -89,13 +96,6 @@ def static_config(env: ResolvedEnvironment, host: Host, inp: RenderInput) -> dic
         "entryPoints": entrypoints,
         "providers": {
             "providersThrottleDuration": PROVIDERS_THROTTLE,
-            "docker": {
-                "endpoint": DOCKER_ENDPOINT,
-                "exposedByDefault": False,
-                "network": SHARED_NETWORK,
-                "constraints": f"Label(`stagecraft.project`, `{project_name(env)}`)",
-                "watch": True,
-            },
             "file": {"directory": DYNAMIC_DIR, "watch": True},
         },
         # Insecure means "served on the traefik entrypoint", published on 127.0.0.1 only.
@@ -154,6 +154,18 @@ def routes_config(env: ResolvedEnvironment, inp: RenderInput) -> dict[str, Any]:
         http["middlewares"] = {REDIRECT_MIDDLEWARE: {
             "redirectScheme": {"scheme": "https", "permanent": True}}}
     return {"http": http} if http else {}
+
+
+def private_routes_config(env: ResolvedEnvironment, host: Host) -> dict[str, Any]:
+    """dynamic/private.yml: a router on the private entrypoint for each routed service
+    of ``host``, to the Traefik service the rollout module fills with its containers."""
+    routers = {}
+    for name in services_on(env, host):
+        if env.services[name].routes:
+            router = router_name(env, name)
+            routers[router] = {"rule": private_rule(env, name),
+                               "entryPoints": [PRIVATE_ENTRYPOINT], "service": router}
+    return {"http": {"routers": routers}} if routers else {}
 
 
 def _load_balancer(env: ResolvedEnvironment, name: str, inp: RenderInput) -> dict[str, Any]:
@@ -216,8 +228,9 @@ def render_traefik(env: ResolvedEnvironment, host: Host,
                    inp: RenderInput) -> dict[str, RenderedFile]:
     """The files of ``<base>/traefik/`` on ``host``, by path relative to it.
 
-    Every host: traefik.yml and dynamic/routes.yml (empty off the edge, so a
-    host that stops being an edge loses its routes). Edge hosts in local TLS
+    Every host: traefik.yml, dynamic/private.yml (empty without routed services) and
+    dynamic/routes.yml (empty off the edge, so a host that stops being an edge loses
+    its routes). Edge hosts in local TLS
     mode also: dynamic/tls.yml and certs/<project>-<env>.crt|.key (key 0600).
     """
     mode = _tls_mode(env, inp)
@@ -225,6 +238,8 @@ def render_traefik(env: ResolvedEnvironment, host: Host,
                                                _header(env, host, "static configuration")))}
     routes = routes_config(env, inp) if is_edge(host) else {}
     files[ROUTES_FILE] = RenderedFile(to_yaml(routes, _header(env, host, "routes")))
+    files[PRIVATE_ROUTES_FILE] = RenderedFile(
+        to_yaml(private_routes_config(env, host), _header(env, host, "private routes")))
     if is_edge(host) and mode == "local":
         if not inp.tls.certificate or not inp.tls.key:
             raise RenderError(

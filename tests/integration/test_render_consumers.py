@@ -7,7 +7,8 @@
   two-host environment the whole path runs: an HTTPS request to the edge's
   websecure entrypoint gets the local-mode certificate, goes to the private
   entrypoint of the host Traefiks (bound on 127.77.0.x:8000, their "private
-  addresses"), whose Docker provider routes it by the rendered labels to a container.
+  addresses"), whose private router sends it to the container the servers file names
+  (written with the rollout module's own functions, as a rollout writes it).
 
 All traffic stays on loopback and this machine's Docker; containers are named
 ``rendertest-*`` and removed at the end, the Traefik processes killed.
@@ -42,6 +43,18 @@ from cryptography.x509.oid import NameOID
 from stagecraft.config import load_config
 from stagecraft.render.host import render_fleet
 from stagecraft.render.state import HostRender, RenderedFile, RenderInput, TlsSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+
+from ansible_collections.stagecraft.platform.plugins.module_utils._compose import (  # noqa: E402
+    parse_compose_config,
+)
+from ansible_collections.stagecraft.platform.plugins.module_utils._traefik import (  # noqa: E402
+    servers_document,
+    servers_path,
+    wait_served,
+    write_atomically,
+)
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -269,8 +282,8 @@ class Traefik:
         return {s["name"]: s for s in self.get("/api/http/services")}
 
 
-def start_traefik(files: Mapping[str, RenderedFile], root: Path, private_address: str,
-                  *, docker: bool) -> Traefik:
+def start_traefik(files: Mapping[str, RenderedFile], root: Path,
+                  private_address: str) -> Traefik:
     """Start Traefik on a copy of ``files`` whose container paths point into ``root``,
     the public and API entrypoints on free 127.0.0.1 ports, the private one on
     ``private_address``."""
@@ -284,8 +297,6 @@ def start_traefik(files: Mapping[str, RenderedFile], root: Path, private_address
             ports[name] = free_port()
             entrypoint["address"] = f"127.0.0.1:{ports[name]}"
     static["providers"]["file"]["directory"] = str(root / "dynamic")
-    if not docker:
-        del static["providers"]["docker"]
     for resolver in static.get("certificatesResolvers", {}).values():
         resolver["acme"]["storage"] = str(root / "acme" / "acme.json")
         # Nothing answers there: no request leaves this machine.
@@ -349,7 +360,7 @@ def assert_config_loaded(traefik: Traefik, routers: list[str]) -> dict[str, dict
 
 def test_traefik_loads_a_host_off_the_edge(fleets, tmp_path, running):
     files = fleets["three"]["app-1"].traefik_files
-    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['app-1']}:8000", docker=False)
+    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['app-1']}:8000")
     running.append(traefik)
     entrypoints = {e["name"]: e["address"] for e in traefik.get("/api/entrypoints")}
     assert entrypoints == {"private": "127.77.1.3:8000",
@@ -366,7 +377,7 @@ def assert_no_errors(traefik: Traefik) -> None:
 
 def test_traefik_loads_the_acme_edge_and_redirects_http(fleets, config, tmp_path, running):
     files = fleets["three"]["edge-1"].traefik_files
-    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['edge-1']}:8000", docker=False)
+    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['edge-1']}:8000")
     running.append(traefik)
     env = config.environments["three"]
     names = [f"{s}-{i}-{ep}" for s in ("admin", "api", "web")
@@ -397,7 +408,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def test_traefik_loads_the_http_only_edge(fleets, tmp_path, running):
     files = fleets["single"]["solo"].traefik_files
-    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['solo']}:8000", docker=False)
+    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['solo']}:8000")
     running.append(traefik)
     routers = assert_config_loaded(traefik, ["web-0-web", "web-1-web", "api-0-web"])
     assert not [name for name in routers if "websecure" in name]
@@ -439,8 +450,8 @@ def containers() -> Iterator[list[str]]:
         subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60)
 
 
-def run_labelled(name: str, image: str, labels: Mapping[str, str], port: int) -> None:
-    """A container that serves /up and /api/x on ``port``, with ``labels``."""
+def run_serving(name: str, image: str, labels: Mapping[str, str], port: int) -> str:
+    """A container that serves /up and /api/x on ``port``, with ``labels``; its address."""
     argv = ["docker", "run", "-d", "--name", name]
     for key, value in labels.items():
         argv += ["--label", f"{key}={unescape(value)}"]
@@ -449,40 +460,49 @@ def run_labelled(name: str, image: str, labels: Mapping[str, str], port: int) ->
     argv += [image, "sh", "-c", serve]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    address = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert address, f"container {name} has no address"
+    return address
 
 
 def test_an_https_request_crosses_the_edge_and_the_host_traefik_to_the_container(
         fleets, pki, tmp_path, running, containers):
     fleet = fleets["two"]
-    api = yaml.safe_load(fleet["front-1"].release_files["compose.yml"].content)["services"]["api"]
+    compose_text = fleet["front-1"].release_files["compose.yml"].content
+    api = yaml.safe_load(compose_text)["services"]["api"]
+    # The rollout module reads the service the way it reads `docker compose config`.
+    desired = parse_compose_config(json.dumps(yaml.safe_load(compose_text)))["api"]
+    assert (desired.traefik_service, desired.traefik_port) == ("shop-two-api", 8080)
     image = host_image()
-    token = secrets.token_hex(3)
-    real = f"{PREFIX}-{token}-api"
-    decoy = f"{PREFIX}-{token}-decoy"
-    containers.extend([real, decoy])
-    run_labelled(real, image, api["labels"], 8080)
-    # The same service of another project: the Docker constraint must keep it out.
-    other = {key.replace("shop-two", "other-two"): value.replace("shop-two", "other-two")
-             for key, value in api["labels"].items()}
-    run_labelled(decoy, image, other, 8080)
+    real = f"{PREFIX}-{secrets.token_hex(3)}-api"
+    containers.append(real)
+    address = run_serving(real, image, api["labels"], 8080)
 
     edge = start_traefik(fleet["front-1"].traefik_files, tmp_path / "front-1",
-                         f"{PRIVATE_IPS['front-1']}:8000", docker=True)
+                         f"{PRIVATE_IPS['front-1']}:8000")
     running.append(edge)
     app = start_traefik(fleet["app-2"].traefik_files, tmp_path / "app-2",
-                        f"{PRIVATE_IPS['app-2']}:8000", docker=True)
+                        f"{PRIVATE_IPS['app-2']}:8000")
     running.append(app)
 
-    # The host Traefik routes by the rendered labels, on the private entrypoint only.
-    for traefik in (edge, app):
-        router = wait_for("see the labelled container",
-                          lambda t=traefik: t.routers().get("shop-two-api@docker"), traefik.log)
-        assert router["rule"] == api["labels"]["traefik.http.routers.shop-two-api.rule"]
+    # What the rollout does once the container is healthy: its servers file, by
+    # address here (this Traefik runs outside Docker, where names do not resolve).
+    rule = yaml.safe_load(fleet["front-1"].traefik_files["dynamic/private.yml"].content)[
+        "http"]["routers"]["shop-two-api"]["rule"]
+    for traefik, root in ((edge, tmp_path / "front-1"), (app, tmp_path / "app-2")):
+        write_atomically(servers_path(str(root / "dynamic"), "api"),
+                         servers_document(desired, [f"http://{address}:8080"]))
+        wait_served(traefik.api, "shop-two-api", [f"http://{address}:8080"], timeout=DEADLINE)
+        router = wait_for("load the private router",
+                          lambda t=traefik: t.routers().get("shop-two-api@file"), traefik.log)
+        assert router["rule"] == rule
         assert router["entryPoints"] == ["private"]
         assert router["status"] == "enabled"
-        assert "other-two-api@docker" not in traefik.routers()
-        servers = traefik.services()["shop-two-api@docker"]["loadBalancer"]["servers"]
-        assert len(servers) == 1 and servers[0]["url"].endswith(":8080")
+        service = traefik.services()["shop-two-api@file"]
+        assert [s["url"] for s in service["loadBalancer"]["servers"]] == [f"http://{address}:8080"]
+        # Traefik's own check of the container, from the rendered settings.
+        assert service["loadBalancer"]["healthCheck"]["path"] == "/up"
 
     # The edge: routers per route and entrypoint, backends on both hosts' private entrypoints.
     routers = assert_config_loaded(edge, ["api-0-web", "api-0-websecure", "api-1-websecure",
@@ -507,7 +527,7 @@ def test_an_https_request_crosses_the_edge_and_the_host_traefik_to_the_container
         with anything.wrap_socket(raw) as tls:
             assert tls.getpeercert(binary_form=True) == pki.leaf_der
 
-    # Whole path: HTTPS at the edge -> private entrypoint -> Docker router -> container.
+    # Whole path: HTTPS at the edge -> private entrypoint -> private router -> container.
     for host, path, body in (("api.two.example.test", "/up", b"ok\n"),
                              ("two.example.test", "/api/x", b"api\n")):
         status, content, cert = https_get(edge.ports["websecure"], host, path, context)

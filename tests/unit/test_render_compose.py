@@ -105,21 +105,24 @@ def test_the_project_is_named_after_project_and_environment(config):
 # ------------------------------------------------------------------------- labels
 
 
-def test_a_routed_service_carries_the_traefik_labels_of_the_contract(config):
+def test_a_routed_service_carries_the_routing_labels_of_the_contract(config):
     api = compose_of(config, "two", "front-1")["services"]["api"]
     labels = dict(api["labels"])
     assert len(labels.pop("stagecraft.config-hash")) == 16
+    balancer = json.loads(labels.pop("stagecraft.traefik.load-balancer"))
     assert labels == {
         "stagecraft.project": "shop-two",
         "stagecraft.service": "api",
         "stagecraft.strategy": "rolling",
-        "traefik.enable": "true",
-        "traefik.docker.network": "stagecraft",
-        "traefik.http.routers.shop-two-api.rule":
-            "Host(`api.two.example.test`) || (Host(`two.example.test`) && PathPrefix(`/api`))",
-        "traefik.http.routers.shop-two-api.entrypoints": "private",
-        "traefik.http.services.shop-two-api.loadbalancer.server.port": "8080",
+        "stagecraft.traefik.service": "shop-two-api",
+        "stagecraft.traefik.port": "8080",
     }
+    # Traefik's own check of each container; the servers are the rollout's to write.
+    assert balancer == {"passHostHeader": True,
+                        "healthCheck": {"path": "/up", "hostname": "api.two.example.test",
+                                        "interval": "2s", "timeout": "2s"}}
+    # No Docker-provider label: Traefik learns the containers from the rollout only.
+    assert not any(key.startswith("traefik.") for key in api["labels"])
     assert api["networks"] == ["default", "stagecraft"]
 
 

@@ -188,11 +188,15 @@ def test_the_same_service_hashes_alike_on_hosts_that_run_it_alike(config):
     assert hashes(env, "front-1", inp)["api"] == hashes(env, "app-2", inp)["api"]
 
 
-def test_a_route_change_touches_the_edges_traefik_files_only(config):
+def test_a_route_change_touches_the_traefik_files_of_the_edge_and_the_services_hosts(config):
     env, inp = config.environments["three"], golden_input("three")
     moved = with_service(env, "web", routes=[env.services["web"].routes[0].model_copy(
         update={"host": "shop2.example.com"})])
     before, after = render_fleet(env, inp), render_fleet(moved, inp)
     assert after["edge-1"].state.traefik_hash != before["edge-1"].state.traefik_hash
-    assert after["app-1"].state.traefik_hash == before["app-1"].state.traefik_hash
+    # app-1 runs web: its private router's rule changed (dynamic/private.yml).
+    assert after["app-1"].state.traefik_hash != before["app-1"].state.traefik_hash
+    private = after["app-1"].traefik_files["dynamic/private.yml"].content
+    assert "Host(`shop2.example.com`)" in private
+    assert "shop2" not in before["app-1"].traefik_files["dynamic/private.yml"].content
     assert after["db-1"].state == before["db-1"].state

@@ -96,15 +96,31 @@ def test_every_host_has_the_private_and_api_entrypoints_and_only_edges_the_publi
     assert app["api"]["insecure"] is True
 
 
-def test_the_docker_provider_only_sees_this_environments_labelled_containers(config):
+def test_the_file_provider_is_the_only_one(config):
     static = parsed(files_of(config, "three", "app-1"), "traefik.yml")
-    assert static["providers"]["docker"] == {
-        "endpoint": "unix:///var/run/docker.sock", "exposedByDefault": False,
-        "network": "stagecraft", "watch": True,
-        "constraints": "Label(`stagecraft.project`, `shop-three`)"}
-    assert static["providers"]["file"] == {"directory": "/etc/traefik/dynamic", "watch": True}
-    assert static["providers"]["providersThrottleDuration"] == "2s"
+    # No Docker provider: routed containers reach Traefik only through the servers
+    # files the rollout writes, so Traefik needs no Docker socket to route.
+    assert static["providers"] == {"file": {"directory": "/etc/traefik/dynamic", "watch": True},
+                                   "providersThrottleDuration": "200ms"}
     assert static["log"] == {"level": "INFO"} and "accessLog" not in static
+
+
+def test_each_routed_service_has_a_private_router_to_the_rollouts_service(config):
+    private = parsed(files_of(config, "three", "app-1"), "dynamic/private.yml")
+    assert private == {"http": {"routers": {
+        "shop-three-admin": {
+            "rule": "(Host(`shop.example.com`) && PathPrefix(`/admin`)) || "
+                    "Host(`admin.shop-three.internal`)",
+            "entryPoints": ["private"], "service": "shop-three-admin"},
+        "shop-three-api": {
+            "rule": "Host(`api.shop.example.com`) || (Host(`shop.example.com`) && "
+                    "PathPrefix(`/api`))",
+            "entryPoints": ["private"], "service": "shop-three-api"},
+        "shop-three-web": {
+            "rule": "Host(`shop.example.com`) || Host(`www.shop.example.com`)",
+            "entryPoints": ["private"], "service": "shop-three-web"}}}}
+    # A host without routed services has an empty file (its old routers go).
+    assert parsed(files_of(config, "three", "db-1"), "dynamic/private.yml") == {}
 
 
 def test_acme_is_configured_on_edge_hosts_only(config):
@@ -169,7 +185,7 @@ def test_off_mode_serves_http_only(config):
 
 def test_hosts_off_the_edge_have_an_empty_routes_file(config):
     files = files_of(config, "three", "app-1")
-    assert sorted(files) == ["dynamic/routes.yml", "traefik.yml"]
+    assert sorted(files) == ["dynamic/private.yml", "dynamic/routes.yml", "traefik.yml"]
     assert parsed(files, "dynamic/routes.yml") == {}
 
 
@@ -178,8 +194,8 @@ def test_hosts_off_the_edge_have_an_empty_routes_file(config):
 
 def test_local_mode_ships_the_certificate_with_a_private_key(config):
     files = files_of(config, "two", "front-1")
-    assert sorted(files) == ["certs/shop-two.crt", "certs/shop-two.key", "dynamic/routes.yml",
-                             "dynamic/tls.yml", "traefik.yml"]
+    assert sorted(files) == ["certs/shop-two.crt", "certs/shop-two.key", "dynamic/private.yml",
+                             "dynamic/routes.yml", "dynamic/tls.yml", "traefik.yml"]
     key, crt = files["certs/shop-two.key"], files["certs/shop-two.crt"]
     assert (key.mode, key.secret) == (0o600, True)
     assert (crt.mode, crt.secret) == (0o644, False)
@@ -189,7 +205,8 @@ def test_local_mode_ships_the_certificate_with_a_private_key(config):
     assert parsed(files, "dynamic/tls.yml") == {"tls": {
         "certificates": [pair], "stores": {"default": {"defaultCertificate": pair}}}}
     # Only the edge terminates TLS.
-    assert sorted(files_of(config, "two", "app-2")) == ["dynamic/routes.yml", "traefik.yml"]
+    assert sorted(files_of(config, "two", "app-2")) == ["dynamic/private.yml",
+                                                        "dynamic/routes.yml", "traefik.yml"]
 
 
 def test_local_mode_without_a_certificate_is_an_error(config):

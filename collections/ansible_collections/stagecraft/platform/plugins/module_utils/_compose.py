@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 LABEL_SERVICE = "stagecraft.service"
 LABEL_STRATEGY = "stagecraft.strategy"
 LABEL_HASH = "stagecraft.config-hash"
+# A routed service: the Traefik service its containers serve, their port, and the
+# load balancer's settings but its servers (JSON). The rollout writes the servers.
+LABEL_TRAEFIK_SERVICE = "stagecraft.traefik.service"
+LABEL_TRAEFIK_PORT = "stagecraft.traefik.port"
+LABEL_TRAEFIK_BALANCER = "stagecraft.traefik.load-balancer"
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
@@ -62,6 +67,15 @@ class DesiredService:
     replicas: int
     has_healthcheck: bool
     depends_on: tuple = ()
+    # Routed services only: the Traefik service, the container port, and the load
+    # balancer's settings but its servers.
+    traefik_service: str = ""
+    traefik_port: int = 0
+    traefik_balancer: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.traefik_service)
 
 
 @dataclass(frozen=True)
@@ -209,9 +223,38 @@ def _desired_service(name: str, spec: dict, source: str) -> DesiredService:
     has_healthcheck = not check.get("disable", False) and bool(test) and test[0] != "NONE"
     depends = spec.get("depends_on") or {}
     depends_on = tuple(sorted(depends if isinstance(depends, (dict, list)) else []))
+    traefik_service, traefik_port, traefik_balancer = _routing(name, labels, source)
     return DesiredService(name=name, image=image, strategy=strategy, config_hash=config_hash,
                           replicas=replicas, has_healthcheck=has_healthcheck,
-                          depends_on=depends_on)
+                          depends_on=depends_on, traefik_service=traefik_service,
+                          traefik_port=traefik_port, traefik_balancer=traefik_balancer)
+
+
+_TRAEFIK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _routing(name: str, labels: dict, source: str) -> tuple:
+    """(Traefik service, port, load balancer settings) of a routed service, or
+    ("", 0, {}) when it has no routing labels."""
+    service = labels.get(LABEL_TRAEFIK_SERVICE)
+    if service is None:
+        return "", 0, {}
+    if not isinstance(service, str) or not _TRAEFIK_NAME.match(service):
+        raise ComposeConfigError(f"{source}: service {name} has the label {LABEL_TRAEFIK_SERVICE} "
+                                 f"{service!r}; use letters, digits, '.', '_' or '-'")
+    port = str(labels.get(LABEL_TRAEFIK_PORT, ""))
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ComposeConfigError(f"{source}: service {name} is routed but its label "
+                                 f"{LABEL_TRAEFIK_PORT} is {port!r}: set the container port")
+    try:
+        balancer = json.loads(labels.get(LABEL_TRAEFIK_BALANCER) or "{}")
+    except ValueError as exc:
+        raise ComposeConfigError(f"{source}: service {name}: the label {LABEL_TRAEFIK_BALANCER} "
+                                 f"is not JSON ({exc})")
+    if not isinstance(balancer, dict) or "servers" in balancer:
+        raise ComposeConfigError(f"{source}: service {name}: the label {LABEL_TRAEFIK_BALANCER} "
+                                 "must be a JSON object without servers (the rollout adds them)")
+    return service, int(port), balancer
 
 
 def decide(desired: DesiredService, containers: list, force: bool = False) -> str:

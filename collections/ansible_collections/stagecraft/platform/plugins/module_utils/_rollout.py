@@ -4,6 +4,11 @@
 """The work of stagecraft.platform.compose_rollout: pull a release's images, then
 make the host run the release, service by service, without a moment where a
 routed service has no healthy container (spec/roles/rollout.md).
+
+Routed services are served by Traefik's file provider: the rollout writes their
+containers as the servers of their Traefik service and waits until Traefik's API
+shows the change, so an old container stops taking requests the moment the new
+ones are healthy, and is stopped after `drain` seconds for the requests in flight.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import time
 
 from ansible_collections.stagecraft.platform.plugins.module_utils._compose import (
     CREATED,
-    DRAIN_FILE,
     KEPT,
     NO_CHANGE_ACTIONS,
     RECREATED,
@@ -33,6 +37,15 @@ from ansible_collections.stagecraft.platform.plugins.module_utils._docker import
     Docker,
     DockerError,
 )
+from ansible_collections.stagecraft.platform.plugins.module_utils._traefik import (
+    TraefikError,
+    read_text,
+    server_urls,
+    servers_document,
+    servers_path,
+    wait_served,
+    write_atomically,
+)
 from ansible_collections.stagecraft.platform.plugins.module_utils._release import (
     RELEASES,
     ReleaseError,
@@ -45,15 +58,11 @@ from ansible_collections.stagecraft.platform.plugins.module_utils._release impor
 )
 from ansible_collections.stagecraft.platform.plugins.module_utils._lock import utc_now
 
-POLL_SECONDS = 0.5
-# Slack on top of `retries x (interval + timeout)` while waiting for a drained
-# container to turn unhealthy (Docker schedules probes loosely under load).
-DRAIN_MARGIN_SECONDS = 5.0
+POLL_SECONDS = 0.2
 # A container without a healthcheck must stay up this long, without restarting,
 # before it counts as started.
 SETTLE_SECONDS = 1.0
 LOG_LINES = 20
-DRAIN_CONTENT = b"stagecraft: draining, leave the load balancer\n"
 
 
 class RolloutFailed(Exception):
@@ -80,7 +89,8 @@ class ComposeRollout:
         self.registry = params.get("registry") or {}
         self.health_timeout = float(params["health_timeout"])
         self.drain_seconds = float(params["drain"])
-        self.provider_throttle = float(params["provider_throttle"])
+        self.traefik_api = params["traefik_api"]
+        self.traefik_timeout = float(params["traefik_timeout"])
         self.force = bool(params["force"])
         self.keep_releases = int(params["keep_releases"])
         self.action = params["action"]
@@ -91,6 +101,10 @@ class ComposeRollout:
         self.release_dir = os.path.join(self.base_dir, RELEASES, self.release_id)
         self.compose_file = os.path.join(self.release_dir, "compose.yml")
         self.docker = Docker(module.run_command, self.project, self.compose_file)
+        self.traefik_dir = params.get("traefik_dir") or os.path.join(
+            self.base_dir, "traefik", "dynamic")
+        # Services whose servers file this run wrote.
+        self.routed: list = []
 
     # ------------------------------------------------------------------ entry
 
@@ -240,17 +254,17 @@ class ComposeRollout:
                                                   by_service.get(working_on, []))
             for working_on in orphans:
                 results[working_on] = self._remove_service(working_on, by_service[working_on])
-        except (RolloutFailed, DockerError) as exc:
+        except (RolloutFailed, DockerError, TraefikError, OSError) as exc:
             failure = exc if isinstance(exc, RolloutFailed) else RolloutFailed(
                 f"service {working_on} on host {self.host}: {exc}")
             self._audit(previous, results, result="failed", error=failure.message)
             self.module.fail_json(msg=failure.message, release_id=self.release_id,
                                   services=results, current=previous, health=failure.health,
-                                  logs=failure.logs)
+                                  logs=failure.logs, routed=self.routed)
             return
 
-        services_changed = any(item["action"] not in NO_CHANGE_ACTIONS
-                               for item in results.values())
+        services_changed = (any(item["action"] not in NO_CHANGE_ACTIONS
+                                for item in results.values()) or bool(self.routed))
         if switch:
             switch_current(self.base_dir, self.release_id)
         if switch or services_changed:
@@ -258,13 +272,18 @@ class ComposeRollout:
         pruned = self._prune(prune)
         self.module.exit_json(changed=services_changed or switch or bool(pruned),
                               release_id=self.release_id, services=results,
-                              current=self.release_id, previous=previous, pruned=pruned)
+                              current=self.release_id, previous=previous, pruned=pruned,
+                              routed=self.routed)
 
     def _apply(self, desired, action: str, containers: list) -> dict:
         started = time.monotonic()
         name = desired.name
         if action in NO_CHANGE_ACTIONS:
-            names = _names(c for c in containers if c.running)
+            running = [c for c in containers if c.running]
+            names = _names(running)
+            if desired.routed:
+                # Puts back a servers file that is missing or was edited.
+                self._route(desired, running)
         elif desired.strategy == "rolling":
             names = self._roll(desired, containers)
         else:
@@ -276,8 +295,9 @@ class ComposeRollout:
 
     def _roll(self, desired, containers: list) -> list:
         """Scale to old + replicas without touching the old containers, wait for the
-        new ones, then drain, stop and remove the old ones. A failure removes the new
-        containers and leaves the old ones serving."""
+        new ones, make Traefik send to the new ones only, wait `drain` seconds for the
+        requests in flight, then stop and remove the old ones. A failure removes the
+        new containers and leaves the old ones serving."""
         name = desired.name
         leftovers = [c.id for c in containers if not c.running]
         self.docker.remove(leftovers, force=True, anonymous_volumes=True)
@@ -294,53 +314,54 @@ class ComposeRollout:
                     f"service {name} on host {self.host}: Compose started {len(new)} new "
                     f"container(s), expected {desired.replicas}")
             new = self._wait_ready(name, new)
-        except (RolloutFailed, DockerError) as exc:
+            if desired.routed:
+                self._route(desired, new)
+        except (RolloutFailed, DockerError, TraefikError, OSError) as exc:
             failure = exc if isinstance(exc, RolloutFailed) else RolloutFailed(
                 f"service {name} on host {self.host}: {exc}")
             leftover = [c for c in self.docker.containers(name) if c.id not in old_ids]
             if not failure.logs:
                 failure.health, failure.logs = self._diagnostics(leftover)
-            # The old containers were never touched: they keep serving.
+            if desired.routed and old:
+                # Traefik goes back to the old containers before the new ones go.
+                self._restore_route(desired, old)
             self.docker.remove([c.id for c in leftover], force=True, anonymous_volumes=True)
             raise failure
-        self._drain(old)
+        if old:
+            # Traefik no longer sends new requests to the old containers.
+            time.sleep(self.drain_seconds)
         self.docker.stop([c.id for c in old])
         self.docker.remove([c.id for c in old], anonymous_volumes=True)
         return _names(new)
 
-    def _drain(self, old: list) -> None:
-        """Make the old containers' healthchecks fail (the drain file), wait until
-        Docker calls them unhealthy, then give the load balancer time to notice
-        (its provider throttle) and in-flight requests time to finish (drain)."""
-        if not old:
-            return
-        signalled = []
-        for container in old:
-            try:
-                self.docker.put_file(container.id, DRAIN_FILE, DRAIN_CONTENT)
-                signalled.append(container)
-            except DockerError as exc:
-                self.module.warn(f"could not put the drain file into {container.name} ({exc}); "
-                                 "it is stopped without leaving the load balancer first")
-        checked = [c for c in signalled if c.health]
-        if checked:
-            bound = max(c.drain_wait_bound for c in checked) + DRAIN_MARGIN_SECONDS
-            deadline = time.monotonic() + bound
-            waiting = [c.id for c in checked]
-            while waiting:
-                current = self.docker.inspect(waiting)
-                waiting = [c.id for c in current if c.running and c.health != "unhealthy"]
-                if not waiting:
-                    break
-                if time.monotonic() >= deadline:
-                    names = _names(c for c in current if c.id in waiting)
-                    self.module.warn(
-                        f"{', '.join(names)} still reported healthy {bound:.0f} s after the "
-                        f"drain file was written: does the healthcheck test {DRAIN_FILE}? "
-                        "Stopping them anyway.")
-                    break
-                time.sleep(POLL_SECONDS)
-        time.sleep(self.provider_throttle + self.drain_seconds)
+    # ---------------------------------------------------------------- routing
+
+    def _route(self, desired, containers: list) -> None:
+        """Make ``containers`` the servers of ``desired``'s Traefik service: write the
+        file when it differs, then wait until Traefik's API shows it (TraefikError)."""
+        urls = server_urls(containers, desired.traefik_port)
+        path = servers_path(self.traefik_dir, desired.name)
+        text = servers_document(desired, urls)
+        if read_text(path) != text:
+            os.makedirs(self.traefik_dir, exist_ok=True)
+            write_atomically(path, text)
+            if desired.name not in self.routed:
+                self.routed.append(desired.name)
+        wait_served(self.traefik_api, desired.traefik_service, urls, self.traefik_timeout)
+
+    def _restore_route(self, desired, old: list) -> None:
+        try:
+            self._route(desired, old)
+        except (TraefikError, OSError) as exc:
+            self.module.warn(f"could not point Traefik back at the old containers of "
+                             f"{desired.name}: {exc}")
+
+    def _unroute(self, name: str) -> None:
+        """Remove a removed service's servers file (its router went with private.yml)."""
+        path = servers_path(self.traefik_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+            self.routed.append(name)
 
     # --------------------------------------------------- recreate and stateful
 
@@ -355,11 +376,15 @@ class ComposeRollout:
         running = [c for c in self.docker.containers(name) if c.running or c.status == "restarting"]
         # On failure there is nothing older to fall back to: the containers stay for
         # inspection.
-        return _names(self._wait_ready(name, running))
+        ready = self._wait_ready(name, running)
+        if desired.routed:
+            self._route(desired, ready)
+        return _names(ready)
 
     def _remove_service(self, name: str, containers: list) -> dict:
         started = time.monotonic()
         running = [c.id for c in containers if c.running]
+        self._unroute(name)
         self.docker.stop(running)
         self.docker.remove([c.id for c in containers], force=True)
         return {"action": REMOVED, "containers": _names(containers),

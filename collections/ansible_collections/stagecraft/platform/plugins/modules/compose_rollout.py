@@ -71,10 +71,22 @@ options:
     description: Seconds old containers keep serving in-flight requests after the load balancer dropped them.
     type: float
     default: 10
-  provider_throttle:
-    description: Seconds the load balancer may take to notice a health change (Traefik's C(providersThrottleDuration)).
+  traefik_api:
+    description:
+      - Traefik's API on this host. After writing a routed service's servers file, the
+        rollout asks it until Traefik serves exactly the new containers, before old ones stop.
+    type: str
+    default: http://127.0.0.1:8080
+  traefik_dir:
+    description:
+      - The directory Traefik's file provider watches, where routed services' servers
+        files (C(servers-<service>.yml)) are written.
+      - Default C(<base_dir>/traefik/dynamic), where the traefik role keeps it.
+    type: path
+  traefik_timeout:
+    description: Seconds Traefik has to show a servers file's change on its API.
     type: float
-    default: 2
+    default: 10
   force:
     description: Recreate stateful services whose definition changed.
     type: bool
@@ -177,6 +189,14 @@ previous:
   description: The release C(current) pointed at before.
   returned: phase is rollout
   type: str
+routed:
+  description:
+    - Routed services whose servers file (in C(traefik_dir)) this run wrote or removed;
+      Traefik's API showed each change before the run went on.
+  returned: phase is rollout
+  type: list
+  elements: str
+  sample: [web]
 pruned:
   description: Release directories removed.
   returned: phase is rollout
@@ -216,7 +236,9 @@ def main() -> None:
             },
             "health_timeout": {"type": "float", "default": 60},
             "drain": {"type": "float", "default": 10},
-            "provider_throttle": {"type": "float", "default": 2},
+            "traefik_api": {"type": "str", "default": "http://127.0.0.1:8080"},
+            "traefik_dir": {"type": "path"},
+            "traefik_timeout": {"type": "float", "default": 10},
             "force": {"type": "bool", "default": False},
             "keep_releases": {"type": "int", "default": 5},
             "action": {"type": "str", "default": "deploy", "choices": ["deploy", "rollback"]},
