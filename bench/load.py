@@ -4,6 +4,7 @@ at a fixed rate, in a thread, and stoppable): one new connection per request."""
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ class Sample:
     ms: float
     ok: bool
     detail: str = ""
+    version: str = ""  # the APP_VERSION the answer named (GET /version's JSON)
 
 
 class LoadLoop(threading.Thread):
@@ -36,24 +38,33 @@ class LoadLoop(threading.Thread):
         next_at = time.monotonic()
         while not self._halt.is_set() and len(self.samples) < self.max_requests:
             started = time.monotonic()
-            ok, detail = True, ""
+            ok, detail, version = True, "", ""
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 conn.request("GET", self.path, headers={"Host": self.host_header})
                 response = conn.getresponse()
-                response.read()
+                body = response.read()
                 conn.close()
                 if response.status != 200:
                     ok, detail = False, f"HTTP {response.status}"
+                else:
+                    version = _version_of(body)
             except (OSError, http.client.HTTPException) as exc:
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-            self.samples.append(Sample(started, (time.monotonic() - started) * 1000, ok, detail))
+            self.samples.append(Sample(started, (time.monotonic() - started) * 1000, ok, detail,
+                                       version))
             next_at += period
             delay = next_at - time.monotonic()
             if delay > 0:
                 self._halt.wait(delay)
             else:
                 next_at = time.monotonic()  # behind schedule: no burst to catch up
+
+    def first_answer(self, version: str, after: float) -> float | None:
+        """When the first request started after ``after`` that ``version`` answered
+        (time.monotonic()), or None."""
+        return next((s.started for s in self.samples
+                     if s.started >= after and s.ok and s.version == version), None)
 
     def window(self, start: float, end: float) -> dict:
         """Figures of the requests started in [start, end)."""
@@ -68,3 +79,10 @@ class LoadLoop(threading.Thread):
         return {"requests": len(chosen), "failed": len(failures), "first_failures": failures[:5],
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": latencies[-1] if latencies else 0.0,
                 "seconds": seconds, "rate": len(chosen) / seconds}
+
+
+def _version_of(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("version", ""))
+    except (ValueError, AttributeError):
+        return ""

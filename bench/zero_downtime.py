@@ -16,9 +16,9 @@ from bench.load import LoadLoop
 from bench.phases import breakdown, newest_run
 from bench.report import machine, verdict, write_section
 
-RATE = float(os.environ.get("BENCH_RATE", "50"))
+RATE = float(os.environ.get("BENCH_RATE", "100"))
 BEFORE_SECONDS = float(os.environ.get("BENCH_BEFORE_SECONDS", "10"))
-P99_TARGET = 2.0
+P99_TARGET = 1.5
 NOTE = ("The load loop shares the machine's cores with Ansible and the host containers, "
         "so p99 moves a lot between runs (1.5x to 2.7x seen); a rate under the target means "
         "the loop fell behind its schedule, never that it sent a burst.")
@@ -31,14 +31,17 @@ def measure(project: Fleet) -> dict:
     try:
         started = time.monotonic()
         time.sleep(BEFORE_SECONDS)
-        project.bump_version()
+        version = project.bump_version()
         deploy_start = time.monotonic()
         project.stagecraft("deploy", "--yes", "--skip-build")
         deploy_end = time.monotonic()
+        time.sleep(1)  # a few answers after the deploy, in case the first came later
     finally:
         loop.stop()
+    first = loop.first_answer(version, deploy_start)
     return {"before": loop.window(started, deploy_start), "during": loop.window(deploy_start, deploy_end),
-            "deploy_s": deploy_end - deploy_start, "run": newest_run(project.dir)}
+            "deploy_s": deploy_end - deploy_start, "run": newest_run(project.dir),
+            "first_new_s": None if first is None else first - deploy_start}
 
 
 def section(figures: dict, project_name: str) -> str:
@@ -58,7 +61,7 @@ def section(figures: dict, project_name: str) -> str:
         f"A load loop at {RATE:.0f} req/s (one new connection per request, `GET /version` with the "
         "route's Host header on the edge's published port) runs "
         f"{BEFORE_SECONDS:.0f} s before `deploy --yes --skip-build` of a changed web service "
-        f"(all 3 hosts roll, one at a time) and through it ({figures['deploy_s']:.0f} s).",
+        f"(all 3 hosts roll at once) and through it ({figures['deploy_s']:.0f} s).",
         "",
         "| window | length | requests | rate | failed | p50 | p99 | max |",
         "|---|---|---|---|---|---|---|---|",
@@ -69,7 +72,10 @@ def section(figures: dict, project_name: str) -> str:
         "|---|---|---|---|",
         f"| failed requests during the rollout | {during['failed']} | 0 | "
         f"{'met' if during['failed'] == 0 else 'missed by ' + str(during['failed'])} |",
-        f"| p99 during / p99 before | {ratio:.2f}x | <= {P99_TARGET:.0f}x | {verdict(ratio, P99_TARGET)} |",
+        f"| p99 during / p99 before | {ratio:.2f}x | <= {P99_TARGET:g}x | {verdict(ratio, P99_TARGET)} |",
+        "| time to first byte of the new version after `deploy` starts | "
+        + ("never answered" if figures["first_new_s"] is None else f"{figures['first_new_s']:.1f} s")
+        + f" (deploy took {figures['deploy_s']:.1f} s) | (recorded) | - |",
     ]
     lines += ["", NOTE]
     if during["failed"]:
