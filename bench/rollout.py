@@ -32,11 +32,10 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # the per-host seconds below against.
 ROLL_STEPS = (
     "Per host, the rollout module: scales web up beside the old containers (`up --no-recreate "
-    "--scale`), polls every 0.5 s until the new ones are healthy (start period 1s + 1s interval), "
-    "writes the drain file into the old ones and waits until Docker marks them unhealthy "
-    "(up to retries x interval = 3 s), sleeps `rollout_provider_throttle` (2 s, role stagecraft.platform.rollout "
-    "defaults) + `drain` (1 s), then stops and removes them. The floor recreates the containers "
-    "on all hosts at once and waits for none of this.")
+    "--scale`), polls every 0.2 s until the new ones are healthy (start period 1s + 1s interval), "
+    "writes them as web's servers into Traefik's file provider and polls Traefik's API until it "
+    "serves exactly them, sleeps `drain` (1 s) for requests in flight, then stops and removes the "
+    "old ones.")
 NOOP_TARGET = 1.3
 # One-service rollout: against the zero-downtime floor, and against `up -d --wait`.
 ONE_SERVICE_ZD_TARGET = 1.3
