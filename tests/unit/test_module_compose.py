@@ -175,6 +175,33 @@ def test_a_service_without_usable_labels_is_refused_with_what_to_set(
     assert expected in str(caught.value)
 
 
+ROUTED = {"stagecraft.strategy": "rolling", "stagecraft.config-hash": "30f242bd8faecee3",
+          "stagecraft.traefik.service": "demo-staging-web", "stagecraft.traefik.port": "8080",
+          "stagecraft.traefik.load-balancer": '{"passHostHeader":true}'}
+
+
+def test_a_routed_service_gives_its_traefik_service_port_and_balancer() -> None:
+    web = parse_compose_config(config_text(web={"labels": ROUTED}))["web"]
+    assert (web.routed, web.traefik_service, web.traefik_port) == (True, "demo-staging-web", 8080)
+    assert web.traefik_balancer == {"passHostHeader": True}
+    worker = parse_compose_config(config_text())["worker"]
+    assert (worker.routed, worker.traefik_service, worker.traefik_port) == (False, "", 0)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"stagecraft.traefik.port": "http"}, "label stagecraft.traefik.port is 'http'"),
+    ({"stagecraft.traefik.port": "70000"}, "label stagecraft.traefik.port is '70000'"),
+    ({"stagecraft.traefik.service": "web/x"}, "label stagecraft.traefik.service 'web/x'"),
+    ({"stagecraft.traefik.load-balancer": "{"}, "load-balancer is not JSON"),
+    ({"stagecraft.traefik.load-balancer": '{"servers": []}'}, "without servers"),
+])
+def test_a_routed_service_with_unusable_routing_labels_is_refused(change: dict,
+                                                                  expected: str) -> None:
+    with pytest.raises(ComposeConfigError, match="service web") as caught:
+        parse_compose_config(config_text(web={"labels": {**ROUTED, **change}}))
+    assert expected in str(caught.value)
+
+
 def test_a_service_without_image_or_with_bad_replicas_is_refused() -> None:
     with pytest.raises(ComposeConfigError, match="service web has no image"):
         parse_compose_config(config_text(web={"image": None}))
@@ -212,9 +239,7 @@ def test_docker_inspect_gives_state_health_and_probe_timing() -> None:
         "demo-staging-web-5", "web", 5, "30f242bd8faecee3")
     assert (web.status, web.health, web.ready) == ("running", "healthy", True)
     assert (web.health_interval, web.health_timeout, web.health_retries) == (1.0, 2.0, 2)
-    # Docker calls it unhealthy after `retries` failed probes of up to interval + timeout.
-    assert web.drain_wait_bound == 6.0
-    assert (worker.health, worker.ready, worker.drain_wait_bound) == ("", True, 0.0)
+    assert (worker.health, worker.ready) == ("", True)
 
 
 def test_healthcheck_defaults_apply_when_docker_leaves_them_at_zero() -> None:

@@ -45,8 +45,6 @@ DEFAULT_HEALTH_INTERVAL = 30.0
 DEFAULT_HEALTH_TIMEOUT = 30.0
 DEFAULT_HEALTH_RETRIES = 3
 
-DRAIN_FILE = "/tmp/stagecraft-drain"
-
 # How much of the health log a failure reports per container.
 HEALTH_OUTPUTS = 3
 HEALTH_OUTPUT_CHARS = 300
@@ -105,14 +103,6 @@ class Container:
     def ready(self) -> bool:
         """Running, and healthy when it has a healthcheck: what Traefik routes to."""
         return self.running and self.health in ("", "healthy")
-
-    @property
-    def drain_wait_bound(self) -> float:
-        """How long Docker may take to call the container unhealthy once its probe
-        fails on every try: ``retries`` probes, each up to ``interval + timeout``."""
-        if not self.health:
-            return 0.0
-        return self.health_retries * (self.health_interval + self.health_timeout)
 
     @classmethod
     def from_inspect(cls, data: dict) -> Container:
