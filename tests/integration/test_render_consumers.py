@@ -359,14 +359,29 @@ def assert_config_loaded(traefik: Traefik, routers: list[str]) -> dict[str, dict
 
 
 def test_traefik_loads_a_host_off_the_edge(fleets, tmp_path, running):
-    files = fleets["three"]["app-1"].traefik_files
-    traefik = start_traefik(files, tmp_path, f"{PRIVATE_IPS['app-1']}:8000")
+    host = fleets["three"]["app-1"]
+    # A host that has been deployed to: the rollout wrote each routed service's servers.
+    compose = json.dumps(yaml.safe_load(host.release_files["compose.yml"].content))
+    (tmp_path / "dynamic").mkdir(parents=True)
+    routed = {name: desired for name, desired in parse_compose_config(compose).items()
+              if desired.routed}
+    assert sorted(routed) == ["admin", "api", "web"]
+    for name, desired in routed.items():
+        write_atomically(servers_path(str(tmp_path / "dynamic"), name),
+                         servers_document(desired, [f"http://127.77.1.3:{9100 + len(name)}"]))
+    traefik = start_traefik(host.traefik_files, tmp_path, f"{PRIVATE_IPS['app-1']}:8000")
     running.append(traefik)
     entrypoints = {e["name"]: e["address"] for e in traefik.get("/api/entrypoints")}
     assert entrypoints == {"private": "127.77.1.3:8000",
                            "traefik": f"127.0.0.1:{traefik.ports['traefik']}"}
     assert traefik.get("/api/overview")["providers"] == ["File"]
-    assert not [r for r in traefik.routers() if r.endswith("@file")]
+    # The private routers of the host's routed services, each to its servers file.
+    routers = assert_config_loaded(traefik, ["shop-three-admin", "shop-three-api",
+                                             "shop-three-web"])
+    assert {tuple(r["entryPoints"]) for name, r in routers.items()
+            if name.endswith("@file")} == {("private",)}
+    assert sorted(n for n in traefik.services() if n.endswith("@file")) == [
+        "shop-three-admin@file", "shop-three-api@file", "shop-three-web@file"]
     assert_no_errors(traefik)
 
 
