@@ -103,7 +103,7 @@ class ComposeRollout:
         self.docker = Docker(module.run_command, self.project, self.compose_file)
         self.traefik_dir = params.get("traefik_dir") or os.path.join(
             self.base_dir, "traefik", "dynamic")
-        # Services whose servers file this run wrote.
+        # Routed services whose servers file this run wrote or removed.
         self.routed: list = []
 
     # ------------------------------------------------------------------ entry
