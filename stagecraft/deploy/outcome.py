@@ -2,8 +2,10 @@
 
 Plays of stagecraft.platform.deploy and rollback.yml are named ``phase <name>: ...``;
 this module turns the stream of job events into ``{phase: {host: HostOutcome}}``
-and keeps what ``compose_rollout`` returned for each host (per-service
-actions), which is what the ledger records. Pure: events in, data out.
+and keeps what the rollout returned for each host (per-service actions), which is
+what the ledger records. One ``stagecraft.platform.release`` call does several
+phases on a host (upload, pull, rollout): its result's ``steps`` are split into
+those phases, whatever play it ran in. Pure: events in, data out.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from stagecraft.ansible.events import failure_message
 
 _PHASE = re.compile(r"^phase ([a-z][a-z-]*)\b")
-ROLLOUT_MODULE = "stagecraft.platform.compose_rollout"
+ROLLOUT_MODULES = {"stagecraft.platform.compose_rollout", "stagecraft.platform.release"}
 _RESULT_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -66,24 +68,49 @@ def fold_outcomes(events: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Ho
         host = data.get("host")
         if phase is None or not host:
             continue
-        outcome = phases.setdefault(phase, {}).setdefault(host, HostOutcome(status="skipped"))
         res = data.get("res") if isinstance(data.get("res"), Mapping) else {}
-        outcome.tasks += 1
-        outcome.seconds += float(data.get("duration") or 0.0)
-        if kind in ("failed", "unreachable") and not data.get("ignore_errors"):
-            outcome.status = kind
-            outcome.detail = f"{data.get('task')}: {failure_message(res)}"
-            outcome.diagnostics = diagnostics(res)
-        elif kind == "ok" and outcome.status == "skipped":
-            outcome.status = "ok"
-        if res.get("changed"):
-            outcome.changed = True
-        action = data.get("resolved_action") or data.get("task_action")
-        if action == ROLLOUT_MODULE and isinstance(res.get("services"), Mapping):
-            outcome.services = dict(res["services"])
-            if res.get("current"):
-                outcome.current = str(res["current"])
+        steps = res.get("steps")
+        if isinstance(steps, Mapping) and steps:
+            _fold_steps(phases, str(host), kind, data, res, steps)
+            continue
+        outcome = phases.setdefault(phase, {}).setdefault(host, HostOutcome(status="skipped"))
+        _count(outcome, kind, data, res, float(data.get("duration") or 0.0))
     return phases
+
+
+def _fold_steps(phases: dict[str, dict[str, HostOutcome]], host: str, kind: str,
+                data: Mapping[str, Any], res: Mapping[str, Any],
+                steps: Mapping[str, Any]) -> None:
+    """One release call: each step it ran counts as a task of its own phase; a failure
+    belongs to the step that failed."""
+    failed_step = res.get("step") if kind in ("failed", "unreachable") else None
+    for step, step_result in steps.items():
+        step_result = step_result if isinstance(step_result, Mapping) else {}
+        outcome = phases.setdefault(str(step), {}).setdefault(host, HostOutcome(status="skipped"))
+        step_kind = kind if step == failed_step else "ok"
+        merged = dict(step_result)
+        if step == failed_step:
+            merged.update({k: v for k, v in res.items() if k != "steps"})
+        _count(outcome, step_kind, data, merged, float(step_result.get("seconds") or 0.0))
+
+
+def _count(outcome: HostOutcome, kind: str, data: Mapping[str, Any], res: Mapping[str, Any],
+           seconds: float) -> None:
+    outcome.tasks += 1
+    outcome.seconds += seconds
+    if kind in ("failed", "unreachable") and not data.get("ignore_errors"):
+        outcome.status = kind
+        outcome.detail = f"{data.get('task')}: {failure_message(res)}"
+        outcome.diagnostics = diagnostics(res)
+    elif kind == "ok" and outcome.status == "skipped":
+        outcome.status = "ok"
+    if res.get("changed"):
+        outcome.changed = True
+    action = data.get("resolved_action") or data.get("task_action")
+    if action in ROLLOUT_MODULES and isinstance(res.get("services"), Mapping):
+        outcome.services = dict(res["services"])
+        if res.get("current"):
+            outcome.current = str(res["current"])
 
 
 def switched_hosts(phases: Mapping[str, Mapping[str, HostOutcome]], release_id: str) -> set[str]:

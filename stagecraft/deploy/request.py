@@ -23,6 +23,9 @@ from stagecraft.render.inventory import render_inventory
 from stagecraft.render.state import HostRender, RenderedFile
 
 KEEP_RELEASES = 5
+# Ansible's forks for a release run: at least as many as hosts, up to MAX_FORKS.
+MIN_FORKS = 10
+MAX_FORKS = 64
 
 
 @dataclass(frozen=True)
@@ -139,4 +142,6 @@ def release_request(
         verbosity=max(0, verbosity - 1),
         limit=limit,
         ssh=SshSettings.of(access),
+        # Every host of a batch works at once (a batch may be the whole fleet).
+        forks=max(MIN_FORKS, min(len(renders), MAX_FORKS)),
     )

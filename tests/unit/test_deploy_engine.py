@@ -134,3 +134,34 @@ def test_a_failed_rollout_carries_health_output_and_log_lines():
     text = phases["rollout"]["h1"].diagnostics
     assert "shop-local-web-3 health: curl: (22) error: 500" in text
     assert "web: version 4 listening" in text and "probe 1" not in text
+
+
+def test_one_release_call_is_split_into_its_steps_phases():
+    ok = {"changed": True, "current": "R1", "services": {"web": {"action": "rolled"}},
+          "steps": {"upload": {"changed": True, "seconds": 0.2},
+                    "pull": {"changed": False, "seconds": 0.5, "pulled": []},
+                    "rollout": {"changed": True, "seconds": 6.0, "current": "R1",
+                                "services": {"web": {"action": "rolled"}}}}}
+    failed = {"msg": "host h2: cannot pull example/web:2", "step": "pull",
+              "steps": {"upload": {"changed": True, "seconds": 0.1},
+                        "pull": {"seconds": 3.0}}}
+    events = [
+        event("runner_on_ok", "phase rollout: roll", "h1", res=ok,
+              action="stagecraft.platform.release", duration=7.0),
+        event("runner_on_failed", "phase rollout: roll", "h2", task="Upload, pull and roll",
+              res=failed, action="stagecraft.platform.release", duration=3.2),
+        event("runner_on_ok", "phase rollout: roll", "h1", task="Run Traefik", duration=0.5),
+    ]
+    phases = fold_outcomes(events)
+    assert set(phases) == {"upload", "pull", "rollout"}
+    assert phases["upload"]["h1"].changed and phases["upload"]["h1"].seconds == 0.2
+    assert phases["pull"]["h1"].status == "ok" and not phases["pull"]["h1"].changed
+    # The Traefik task of the play counts toward the rollout, beside the step.
+    assert phases["rollout"]["h1"].seconds == 6.5 and phases["rollout"]["h1"].tasks == 2
+    assert phases["rollout"]["h1"].services == {"web": {"action": "rolled"}}
+    assert switched_hosts(phases, "R1") == {"h1"}
+    # The failure belongs to the step that failed; the steps before it went well.
+    assert phases["upload"]["h2"].status == "ok"
+    assert phases["pull"]["h2"].status == "failed"
+    assert "cannot pull example/web:2" in phases["pull"]["h2"].detail
+    assert "h2" not in phases["rollout"]

@@ -199,3 +199,41 @@ def test_the_module_refuses_a_host_that_is_not_bootstrapped(tmp_path: Path) -> N
     result = run_module("release_files", args, tmp_path)
     assert result["failed"] is True
     assert "does not exist: bootstrap the host first" in result["msg"]
+
+
+# ------------------------------------------------------- the release module
+
+
+def test_the_release_module_uploads_in_its_first_step(tmp_path: Path) -> None:
+    (tmp_path / "env").mkdir()
+    args = {"steps": ["upload"], "files": FILES, "project_name": "shop-production",
+            "base_dir": str(tmp_path / "env"), "release_id": "R1"}
+    first = run_module("release", args, tmp_path)
+    assert first["changed"] is True, first
+    assert set(first["steps"]) == {"upload"}
+    assert first["steps"]["upload"]["files"] == ["compose.yml", "env/web.env", "release.json"]
+    assert first["steps"]["upload"]["seconds"] >= 0
+    assert "very-secret-value" not in json.dumps(first)
+    assert read_tree(str(tmp_path / "env/releases/R1")) is not None
+    again = run_module("release", args, tmp_path)
+    assert again["changed"] is False and again["steps"]["upload"]["changed"] is False
+
+
+def test_the_release_module_names_the_step_that_failed(tmp_path: Path) -> None:
+    (tmp_path / "env").mkdir()
+    args = {"steps": ["upload", "pull", "rollout"], "project_name": "shop-production",
+            "base_dir": str(tmp_path / "env"), "release_id": "R1"}
+    result = run_module("release", args, tmp_path)
+    assert result["failed"] is True and result["step"] == "upload"
+    assert "needs files" in result["msg"]
+    assert set(result["steps"]) == {"upload"}
+
+
+def test_a_rollback_to_a_release_the_host_lacks_fails_in_the_pull_step(tmp_path: Path) -> None:
+    (tmp_path / "env/releases/R0").mkdir(parents=True)
+    args = {"steps": ["pull", "rollout"], "project_name": "shop-production",
+            "base_dir": str(tmp_path / "env"), "release_id": "R1", "action": "rollback"}
+    result = run_module("release", args, tmp_path)
+    assert result["failed"] is True and result["step"] == "pull"
+    assert "release R1 is not on this host" in result["msg"] and "R0" in result["msg"]
+    assert result["steps"]["pull"]["releases"] == ["R0"]

@@ -217,6 +217,31 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def write_release(base_dir: str, release_id: str, entries: list, check: bool) -> dict:
+    """Make ``<base>/releases/<id>/`` hold exactly ``entries`` (release_files' list of
+    {path, content, mode}); nothing is written when it already does. Returns the
+    module result (``changed``, ``release_dir``, ``files``, ``existed``); ReleaseError
+    for a bad list or a missing ``base_dir``, OSError when writing fails."""
+    check_release_id(release_id)
+    files = release_files(entries)
+    if not os.path.isdir(base_dir):
+        raise ReleaseError(f"{base_dir} does not exist: bootstrap the host first "
+                           "(the bootstrap role makes the release layout)")
+    releases = os.path.join(base_dir, RELEASES)
+    target = os.path.join(releases, release_id)
+    existed = os.path.isdir(target)
+    result = {"release_dir": target, "files": sorted(files), "existed": existed}
+    if existed and same_files(files, read_tree(target)):
+        return {"changed": False, **result}
+    if not check:
+        if not os.path.isdir(releases):
+            os.mkdir(releases, DIR_MODE)
+        staging = build_tree(releases, f".{release_id}.tmp-", files)
+        publish_tree(staging, target)
+        fsync_dir(releases)
+    return {"changed": True, **result}
+
+
 # ------------------------------------------------------------ current, audit
 
 

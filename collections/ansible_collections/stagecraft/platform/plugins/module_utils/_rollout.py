@@ -76,16 +76,28 @@ class RolloutFailed(Exception):
         self.logs = logs or {}
 
 
-class ComposeRollout:
-    """One call of the module: ``run()`` ends with exit_json or fail_json."""
+class StepFailed(Exception):
+    """Pulling or rolling out failed: ``message`` for the user, ``result`` the rest of
+    the module's failure result (what was done before the failure)."""
 
-    def __init__(self, module) -> None:
+    def __init__(self, message: str, result: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.result = result or {}
+
+
+class ComposeRollout:
+    """The pull and rollout of one release on this host. ``pull()`` and ``rollout()``
+    return the module result or raise StepFailed; ``run()`` is compose_rollout's whole
+    call, ending with exit_json or fail_json."""
+
+    def __init__(self, module, phase: str | None = None) -> None:
         self.module = module
         params = module.params
         self.project = params["project_name"]
         self.base_dir = params["base_dir"]
         self.release_id = params["release_id"]
-        self.phase = params["phase"]
+        self.phase = phase or params.get("phase") or "rollout"
         self.registry = params.get("registry") or {}
         self.health_timeout = float(params["health_timeout"])
         self.drain_seconds = float(params["drain"])
@@ -105,48 +117,65 @@ class ComposeRollout:
             self.base_dir, "traefik", "dynamic")
         # Routed services whose servers file this run wrote or removed.
         self.routed: list = []
+        self._services: dict | None = None
 
     # ------------------------------------------------------------------ entry
 
     def run(self) -> None:
         try:
-            check_release_id(self.release_id)
-            if self.keep_releases < 1:
-                raise ReleaseError("keep_releases must be 1 or more (the current release is kept)")
-            if not os.path.isdir(self.release_dir):
-                self._missing_release()
-                return
-            services = self._desired_services()
-            if self.phase == "pull":
-                self.module.exit_json(**self._pull(services))
-            else:
-                self._rollout(services)
-        except (ReleaseError, ComposeConfigError) as exc:
-            self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
-        except DockerError as exc:
-            self.module.fail_json(msg=f"host {self.host}: {exc}", release_id=self.release_id)
-        except OSError as exc:
-            self.module.fail_json(msg=f"host {self.host}: cannot update {self.base_dir}: {exc}",
-                                  release_id=self.release_id)
+            result = self.pull() if self.phase == "pull" else self.rollout()
+        except StepFailed as exc:
+            self.module.fail_json(msg=exc.message, release_id=self.release_id, **exc.result)
+            return
+        self.module.exit_json(**result)
 
-    def _missing_release(self) -> None:
+    def pull(self) -> dict:
+        """Pull the images the host lacks (and start new stateful services when asked)."""
+        try:
+            missing = self._missing_release()
+            return missing if missing is not None else self._pull(self._desired_services())
+        except (ReleaseError, ComposeConfigError, DockerError, OSError) as exc:
+            raise self._failure(exc) from exc
+
+    def rollout(self) -> dict:
+        """Bring every service to the release, switch ``current``, prune old releases."""
+        try:
+            missing = self._missing_release()
+            return missing if missing is not None else self._rollout(self._desired_services())
+        except (ReleaseError, ComposeConfigError, DockerError, OSError) as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> StepFailed:
+        if isinstance(exc, (ReleaseError, ComposeConfigError, DockerError)):
+            return StepFailed(f"host {self.host}: {exc}")
+        return StepFailed(f"host {self.host}: cannot update {self.base_dir}: {exc}")
+
+    def _missing_release(self) -> dict | None:
+        """None when the release directory is there; else the check-mode result of a
+        deploy whose upload was skipped (StepFailed outside check mode)."""
+        check_release_id(self.release_id)
+        if self.keep_releases < 1:
+            raise ReleaseError("keep_releases must be 1 or more (the current release is kept)")
+        if os.path.isdir(self.release_dir):
+            return None
         if self.check and self.action == "deploy":
             # A dry run uploads nothing, so a new release is not there to read.
-            self.module.exit_json(
-                changed=True, release_id=self.release_id, services={}, current=None, pruned=[],
-                msg=f"release {self.release_id} is not on the host yet (check mode uploads "
-                    "nothing): it would be uploaded and rolled out")
-            return
+            return {"changed": True, "release_id": self.release_id, "services": {},
+                    "current": None, "pruned": [],
+                    "msg": f"release {self.release_id} is not on the host yet (check mode "
+                           "uploads nothing): it would be uploaded and rolled out"}
         present = release_ids(self.base_dir)
-        self.module.fail_json(
-            msg=(f"host {self.host}: release {self.release_id} is not on this host "
-                 f"({self.release_dir} is missing). Deploy it (its files are uploaded then), "
-                 f"or roll back to a release this host has: {', '.join(present) or 'none'}"),
-            release_id=self.release_id, releases=present)
+        raise StepFailed(
+            f"host {self.host}: release {self.release_id} is not on this host "
+            f"({self.release_dir} is missing). Deploy it (its files are uploaded then), "
+            f"or roll back to a release this host has: {', '.join(present) or 'none'}",
+            {"releases": present})
 
     def _desired_services(self) -> dict:
-        return parse_compose_config(self.docker.compose_config_json(),
-                                    source=f"{self.compose_file}")
+        if self._services is None:
+            self._services = parse_compose_config(self.docker.compose_config_json(),
+                                                  source=f"{self.compose_file}")
+        return self._services
 
     # ------------------------------------------------------------------- pull
 
@@ -215,7 +244,7 @@ class ComposeRollout:
 
     # ---------------------------------------------------------------- rollout
 
-    def _rollout(self, services: dict) -> None:
+    def _rollout(self, services: dict) -> dict:
         containers = self._settled(self.docker.containers())
         by_service: dict = {}
         for container in containers:
@@ -238,9 +267,8 @@ class ComposeRollout:
                                  "containers": _names(by_service[name])}
             changed = (any(item["action"] not in NO_CHANGE_ACTIONS for item in planned.values())
                        or switch or bool(prune))
-            self.module.exit_json(changed=changed, release_id=self.release_id, services=planned,
-                                  current=self.release_id, previous=previous, pruned=prune)
-            return
+            return {"changed": changed, "release_id": self.release_id, "services": planned,
+                    "current": self.release_id, "previous": previous, "pruned": prune}
 
         for name in order:
             if plan[name] == KEPT:
@@ -258,10 +286,9 @@ class ComposeRollout:
             failure = exc if isinstance(exc, RolloutFailed) else RolloutFailed(
                 f"service {working_on} on host {self.host}: {exc}")
             self._audit(previous, results, result="failed", error=failure.message)
-            self.module.fail_json(msg=failure.message, release_id=self.release_id,
-                                  services=results, current=previous, health=failure.health,
-                                  logs=failure.logs, routed=self.routed)
-            return
+            raise StepFailed(failure.message, {
+                "services": results, "current": previous, "health": failure.health,
+                "logs": failure.logs, "routed": self.routed}) from exc
 
         services_changed = (any(item["action"] not in NO_CHANGE_ACTIONS
                                 for item in results.values()) or bool(self.routed))
@@ -270,10 +297,10 @@ class ComposeRollout:
         if switch or services_changed:
             self._audit(previous, results, result="ok")
         pruned = self._prune(prune)
-        self.module.exit_json(changed=services_changed or switch or bool(pruned),
-                              release_id=self.release_id, services=results,
-                              current=self.release_id, previous=previous, pruned=pruned,
-                              routed=self.routed)
+        return {"changed": services_changed or switch or bool(pruned),
+                "release_id": self.release_id, "services": results,
+                "current": self.release_id, "previous": previous, "pruned": pruned,
+                "routed": self.routed}
 
     def _apply(self, desired, action: str, containers: list) -> dict:
         started = time.monotonic()

@@ -99,21 +99,11 @@ existed:
   type: bool
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.stagecraft.platform.plugins.module_utils._release import (
-    RELEASES,
-    DIR_MODE,
     ReleaseError,
-    build_tree,
-    check_release_id,
-    fsync_dir,
-    publish_tree,
-    read_tree,
-    release_files,
-    same_files,
+    write_release,
 )
 
 
@@ -128,34 +118,16 @@ class ReleaseFiles:
 
     def run(self) -> None:
         try:
-            check_release_id(self.release_id)
-            files = release_files(self.entries)
+            result = write_release(self.base_dir, self.release_id, self.entries,
+                                   check=self.module.check_mode)
         except ReleaseError as exc:
             self.module.fail_json(msg=str(exc))
             return
-        if not os.path.isdir(self.base_dir):
-            self.module.fail_json(msg=f"{self.base_dir} does not exist: bootstrap the host first "
-                                      "(the bootstrap role makes the release layout)")
+        except OSError as exc:
+            self.module.fail_json(msg=f"cannot write the release directory of "
+                                      f"{self.release_id} in {self.base_dir}: {exc}")
             return
-        releases = os.path.join(self.base_dir, RELEASES)
-        target = os.path.join(releases, self.release_id)
-        existed = os.path.isdir(target)
-        result = {"release_dir": target, "files": sorted(files), "existed": existed}
-        if existed and same_files(files, read_tree(target)):
-            self.module.exit_json(changed=False, **result)
-            return
-        if not self.module.check_mode:
-            try:
-                if not os.path.isdir(releases):
-                    os.mkdir(releases, DIR_MODE)
-                staging = build_tree(releases, f".{self.release_id}.tmp-", files)
-                publish_tree(staging, target)
-                fsync_dir(releases)
-            except OSError as exc:
-                self.module.fail_json(msg=f"cannot write the release directory {target}: {exc}",
-                                      **result)
-                return
-        self.module.exit_json(changed=True, **result)
+        self.module.exit_json(**result)
 
 
 def main() -> None:
