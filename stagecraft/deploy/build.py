@@ -20,20 +20,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stagecraft import execs, log
 from stagecraft.config.schema import ResolvedEnvironment
 from stagecraft.errors import CommandFailed, ConfigError, ProviderError, UsageError
 from stagecraft.providers.cloud import CloudProvider
-from stagecraft.providers.backend import (
-    SOURCE_FROM,
-    SOURCE_IMAGE,
-    BackendProvider,
-    BuildRequest,
-    BuiltImage,
-    get_backend_provider,
-)
+
+if TYPE_CHECKING:  # the backends load when something is built, not for a plan or a no-op
+    from stagecraft.providers.backend import BackendProvider, BuiltImage
 
 _log = log.get_logger("build")
 
@@ -124,6 +119,8 @@ def services_to_build(env: ResolvedEnvironment, selected: Sequence[str]) -> list
 
 def backend_for(env: ResolvedEnvironment) -> BackendProvider:
     """The environment's backend provider, built with its settings from stagecraft.yml."""
+    from stagecraft.providers.backend import get_backend_provider
+
     settings = env.providers.backend.model_dump(exclude={"kind"}, exclude_none=True)
     return get_backend_provider(env.providers.backend.kind, settings)
 
@@ -149,6 +146,8 @@ def build_images(
     environment's cloud, which may build the base images the Dockerfiles name.
     Raises UsageError for unknown services, BuildFailed when a build or push fails.
     """
+    from stagecraft.providers.backend import SOURCE_FROM, SOURCE_IMAGE, BuildRequest, BuiltImage
+
     selected = select_services(env, services)
     to_build = services_to_build(env, selected)
     if push and target is None and to_build:

@@ -18,7 +18,6 @@ from stagecraft.deploy.hooks import HookContext, Hooks
 from stagecraft.deploy.images import digest_of
 from stagecraft.deploy.migrate import MigrationSetup, release_migrations, run_phase
 from stagecraft.deploy.outcome import HostOutcome, fold_outcomes, switched_hosts
-from stagecraft.deploy.playbook import run_release_playbook
 from stagecraft.deploy.request import RegistryLogin
 from stagecraft.errors import (
     HookFailed,
@@ -109,6 +108,8 @@ def execute(fleet: Fleet, *, action: str, release_id: str, renders: Mapping[str,
     ``release_id`` names the release dir on hosts (for a rollback: the release
     brought back); the ledger record of a rollback gets its own new id.
     """
+    from stagecraft.deploy.playbook import run_release_playbook
+
     env = fleet.env
     outcome = ReleaseOutcome(release=None, plan=plan)
     if hooks is None:

@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from stagecraft.errors import StateError
 from stagecraft.fsutil import exclusive_lock, write_atomic
 from stagecraft.render.state import TlsSettings
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from stagecraft.hosts.fleet import Fleet
+
+# cryptography is imported where it is used: a deploy whose edge certificate is
+# already issued never loads it.
 
 #: Where the CA lives inside an environment's state directory.
 CA_DIR = "ca"
@@ -67,6 +67,8 @@ class CertificateAuthority:
     @property
     def cert_pem(self) -> str:
         """The CA certificate in PEM: what hosts and clients are given to trust."""
+        from cryptography.hazmat.primitives import serialization
+
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -85,6 +87,9 @@ def ensure_ca(state_dir: Path, common_name: str = "stagecraft local CA") -> Cert
     certificate is still there (hosts may trust that certificate: it is not
     replaced silently).
     """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     directory = ca_directory(state_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     with exclusive_lock(directory / ".lock", f"waiting for another process making the CA in "
@@ -109,6 +114,10 @@ def ensure_ca(state_dir: Path, common_name: str = "stagecraft local CA") -> Cert
 
 def load_ca(state_dir: Path) -> CertificateAuthority:
     """The CA kept in ``<state_dir>/ca/``; StateError when it is missing or broken."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     directory = ca_directory(state_dir)
     cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
     hint = (f"delete {directory} and run `stagecraft infra up` to make a new CA, then "
@@ -142,6 +151,11 @@ def issue(
     certificate never outlives the CA. Raises ValueError when no name is given,
     an address does not parse, or ``days`` is not positive.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     names = [n.strip() for n in dns_names if n.strip()]
     addresses = [ipaddress.ip_address(a) for a in ip_addresses]
     if not names and not addresses:
@@ -180,6 +194,9 @@ def certificate_covers(cert_pem: str, dns_names: Iterable[str], ip_addresses: It
                        ca: CertificateAuthority, *, min_days_left: int = 30) -> bool:
     """Whether ``cert_pem`` was issued by ``ca``, names exactly these names and addresses,
     and stays valid for ``min_days_left`` more days: if not, issue a new one."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem.encode())
         certificate.verify_directly_issued_by(ca.certificate)
@@ -195,6 +212,10 @@ def certificate_covers(cert_pem: str, dns_names: Iterable[str], ip_addresses: It
 
 
 def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.Certificate:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     now = datetime.datetime.now(datetime.timezone.utc)
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "stagecraft"),
@@ -218,6 +239,8 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.C
 
 
 def _key_usage(*, certificate_signing: bool) -> x509.KeyUsage:
+    from cryptography import x509
+
     return x509.KeyUsage(
         digital_signature=not certificate_signing, content_commitment=False,
         key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -232,6 +255,8 @@ def _serial() -> int:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
@@ -259,13 +284,12 @@ def edge_tls(fleet: Fleet) -> TlsSettings:
 def _edge_certificate(state_dir: Path, names: list[str]) -> tuple[str, str]:
     """The edge's certificate for ``names`` from the environment's CA, issued once and
     kept (a new key every deploy would change the Traefik files every deploy)."""
-    ca = ensure_ca(state_dir)
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     cert_path = ca_directory(state_dir) / f"edge-{digest}.crt"
     key_path = cert_path.with_suffix(".key")
     if cert_path.is_file() and key_path.is_file():
         return cert_path.read_text(), key_path.read_text()
-    certificate, key = issue(ca, names, [])
+    certificate, key = issue(ensure_ca(state_dir), names, [])
     write_atomic(key_path, key, mode=0o600)
     write_atomic(cert_path, certificate, mode=0o644)
     return certificate, key

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Literal, Self, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, Literal, Self, TextIO
 
 from stagecraft.ansible.events import HostProgress, RunState, Update
 from stagecraft.ui.table import table_lines
+
+if TYPE_CHECKING:  # rich loads for the live view only (a terminal)
+    from rich.console import Console, Group
+    from rich.table import Table
 
 OutputMode = Literal["text", "json"]
 
@@ -184,6 +183,9 @@ class JsonProgress(ProgressView):
 
 def render_table(state: RunState) -> Table:
     """The per-host table: status, current task and counts."""
+    from rich.table import Table
+    from rich.text import Text
+
     title = state.play or "starting ansible-playbook"
     table = Table(title=title, title_justify="left", expand=False, box=None, pad_edge=False)
     table.add_column("host", no_wrap=True)
@@ -207,6 +209,9 @@ def render_table(state: RunState) -> Table:
 
 def render_progress(state: RunState) -> Group:
     """The live display: the table, and a line saying a stop is on its way."""
+    from rich.console import Group
+    from rich.text import Text
+
     if state.stop_requested and not state.finished:
         return Group(render_table(state), Text(STOPPING_MESSAGE, style="yellow"))
     return Group(render_table(state))
@@ -216,6 +221,9 @@ class LiveProgress(ProgressView):
     """A live table on a terminal; failures (and more, when verbose) print above it."""
 
     def __init__(self, console: Console, verbosity: int = 0) -> None:
+        from rich.console import Group
+        from rich.live import Live
+
         self.console = console
         self.verbosity = verbosity
         self._live = Live(
@@ -229,6 +237,8 @@ class LiveProgress(ProgressView):
         return self
 
     def update(self, state: RunState) -> None:
+        from rich.text import Text
+
         update = state.last
         if update is not None and update.kind == "result" and update.status in (
             "failed",
@@ -267,6 +277,8 @@ def progress_view(
     if tty is None:
         tty = bool(getattr(stderr, "isatty", lambda: False)())
     if tty and verbosity >= 0:
+        from rich.console import Console
+
         return LiveProgress(Console(file=stderr, force_terminal=True), verbosity)
     return PlainProgress(stderr, verbosity)
 
