@@ -28,9 +28,12 @@ def _time(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def breakdown(run_dir: Path | None, top: int = 10) -> str:
+def breakdown(run_dir: Path | None, top: int = 10, *, started: float | None = None,
+              ended: float | None = None) -> str:
     """Markdown: the run's span, each play's wall time, the slowest tasks (the
-    longest host's duration; hosts of one batch run a task at the same time)."""
+    longest host's duration; hosts of one batch run a task at the same time).
+    ``started``/``ended``: wall-clock start and end of the CLI process, to split
+    its own time before and after the Ansible run."""
     if run_dir is None:
         return "(no Ansible run: the deploy did not start a playbook)"
     events = _events(run_dir)
@@ -38,6 +41,12 @@ def breakdown(run_dir: Path | None, top: int = 10) -> str:
         return f"(no job events in {run_dir.name})"
     stamps = [_time(e["created"]) for e in events if e.get("created")]
     first, last = min(stamps), max(stamps)
+    split = ""
+    if started is not None and ended is not None:
+        split = (f"The deploy command took {ended - started:.1f} s: {first - started:.1f} s in the "
+                 f"CLI before Ansible's first event (config, probe, plan, lock, ledger, "
+                 f"ansible-playbook's start), {last - first:.1f} s of Ansible run, "
+                 f"{ended - last:.1f} s after its last event (ledger, unlock, exit).")
     plays: list[tuple[str, float]] = []
     for e in events:
         if e.get("event") == "playbook_on_play_start":
@@ -48,8 +57,9 @@ def breakdown(run_dir: Path | None, top: int = 10) -> str:
         if e.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped",
                               "runner_on_unreachable") and data.get("duration") is not None:
             tasks[(data.get("play", "?"), data.get("task", "?"))].append(float(data["duration"]))
-    lines = [f"Ansible run `{run_dir.name}`: {last - first:.1f} s from its first to its last event.", "",
-             "| play | wall |", "|---|---|"]
+    lines = ([split, ""] if split else []) + [
+        f"Ansible run `{run_dir.name}`: {last - first:.1f} s from its first to its last event.", "",
+        "| play | wall |", "|---|---|"]
     for i, (name, start) in enumerate(plays):
         end = plays[i + 1][1] if i + 1 < len(plays) else last
         lines.append(f"| {name} | {end - start:.1f} s |")
@@ -63,6 +73,19 @@ def breakdown(run_dir: Path | None, top: int = 10) -> str:
                     rolled.append(f"{data.get('host')}: {name} {info.get('action')} in {info['seconds']} s")
     if rolled:
         lines += ["", "Per host, as the rollout module reports it: " + "; ".join(rolled) + "."]
+    steps = []
+    for e in events:
+        data = e.get("event_data", {})
+        res = data.get("res") or {}
+        if e.get("event") == "runner_on_ok" and isinstance(res.get("steps"), dict):
+            inside = {k: float(v.get("seconds") or 0) for k, v in res["steps"].items()
+                      if isinstance(v, dict)}
+            outside = float(data.get("duration") or 0) - sum(inside.values())
+            steps.append(f"{data.get('host')}: " + ", ".join(f"{k} {v:.1f} s" for k, v in inside.items())
+                         + f", and {outside:.1f} s of the task outside the steps (module transfer, "
+                         "Python start on the host, the controller's task work)")
+    if steps:
+        lines += ["", "Per host, the release module's steps: " + "; ".join(steps) + "."]
     slowest = sorted(tasks.items(), key=lambda kv: -max(kv[1]))[:top]
     lines += ["", "| slowest tasks (play / task) | hosts | longest | sum over hosts |", "|---|---|---|---|"]
     for (play, task), durations in slowest:

@@ -57,6 +57,7 @@ def measure(project: Fleet, rounds: int = ROUNDS) -> dict:
         floor.roll("a")
         floor_state = roll_state = "a"
         noop_output = ""
+        one_span = (0.0, 0.0)
         for i in range(rounds):
             stagecraft_first = i % 2 == 0
             # (a) no-op
@@ -74,7 +75,9 @@ def measure(project: Fleet, rounds: int = ROUNDS) -> dict:
             for who in order:
                 if who == "sc":
                     project.bump_version()
+                    one_started = time.time()
                     samples["one"].append(project.timed("deploy", "--yes", "--skip-build"))
+                    one_span = (one_started, time.time())
                 elif who == "floor":
                     floor_state = "b" if floor_state == "a" else "a"
                     samples["one_floor"].append(floor.up(floor_state))
@@ -89,7 +92,8 @@ def measure(project: Fleet, rounds: int = ROUNDS) -> dict:
     releases = project.releases()
     last_rollout = next(r["id"] for r in reversed(releases) if r.get("result") == "succeeded")
     return {"samples": samples, "medians": medians, "noop_output": noop_output,
-            "rollout_breakdown": breakdown(newest_run(project.dir)),
+            "rollout_breakdown": breakdown(newest_run(project.dir), started=one_span[0],
+                                           ended=one_span[1]),
             "rollout_ledger": ledger_phases(releases, last_rollout)}
 
 
