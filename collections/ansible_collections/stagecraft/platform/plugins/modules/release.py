@@ -12,7 +12,7 @@ short_description: Upload, pull and roll out a release on a host in one call
 version_added: 0.2.0
 description:
   - Does on the host, in one module call, what M(stagecraft.platform.release_files) and
-    the two phases of M(stagecraft.platform.compose_rollout) do in three: writes the
+    the two phases of M(stagecraft.platform.compose_rollout) do in three. It writes the
     release's files, pulls the images the host lacks, then rolls the Compose project to
     the release without downtime (see those modules for each step).
   - O(steps) picks the steps. A deploy on hosts rolled in several batches first runs
