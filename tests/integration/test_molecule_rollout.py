@@ -29,11 +29,12 @@ def test_rollout_scenario_rolls_without_failed_requests_and_is_idempotent(tmp_pa
 
     # The dry run on the fresh host says it would deploy, and fails nowhere.
     check = run.recap("check")
-    assert check["failed"] == 0 and check["changed"] >= 3, check
+    assert check["failed"] == 0 and check["changed"] >= 1, check
 
-    # The first converge uploaded the release and created the services.
+    # The first converge uploaded the release and created the services: one call of
+    # the release module (upload, pull and rollout), which changed the host.
     converge = run.recap("converge")
-    assert converge["failed"] == 0 and converge["changed"] == 2, converge
+    assert converge["failed"] == 0 and converge["changed"] == 1, converge
 
     # The same release again: nothing uploaded, nothing rolled.
     assert run.step_succeeded("idempotence"), run.tail()
