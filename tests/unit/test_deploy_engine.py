@@ -96,6 +96,27 @@ def test_run_request_keeps_secret_files_out_of_the_inventory():
     assert request.extravars["stagecraft_rollout"] == {"batch": 1, "health_timeout": 30.0,
                                                        "drain": 2.0}
     assert request.extravars["stagecraft_manage_lock"] is False
+    assert request.forks == 10  # never fewer than Ansible's usual
+
+
+def test_every_host_of_a_big_fleet_gets_a_fork():
+    hosts = [f"h{i}" for i in range(1, 31)]
+    listed = ", ".join(f"{{name: {n}, roles: [app]}}" for n in hosts[1:])
+    config = CONFIG.replace("hosts: [{name: h1, roles: [edge, app]}, {name: h2, roles: [app]}]",
+                            f"hosts: [{{name: h1, roles: [edge, app]}}, {listed}]")
+    env = load_config_text(config).environment("local")
+    records = {n: HostRecord(name=n, roles=("app",), state="running", ssh_host="127.0.0.1",
+                             ssh_port=22001 + i, ssh_user="root", private_ip=f"10.0.1.{10 + i}",
+                             provider_id=None) for i, n in enumerate(hosts)}
+    access = SshAccess(user="root", private_key="/k/id", known_hosts="/k/known")  # type: ignore[arg-type]
+    renders = {n: HostRender(host=n, state=HostState(services={}), release_files={},
+                             traefik_files={}) for n in hosts}
+    request = release_request(
+        run_id="r1", playbook="deploy.yml", env=env, records=records, access=access,
+        renders=renders, release_id="20261121T101500Z-3f9c2ab", action="deploy",
+        performer="me@here", registry=None, traefik_image="traefik:3.7")
+    # A batch may be the whole fleet: its hosts all work at once.
+    assert request.forks == 30
 
 
 def test_file_list_splits_by_secrecy_and_writes_octal_modes():
