@@ -29,7 +29,6 @@ from stagecraft.render.state import RenderInput, ServiceState, Strategy
 
 SHARED_NETWORK = "stagecraft"
 PRIVATE_ENTRYPOINT = "private"
-DRAIN_FILE = "/tmp/stagecraft-drain"
 VOLUME_MOUNT_ROOT = "/mnt"  # where the volumes role mounts a host's block volumes
 CONFIG_HASH_LABEL = "stagecraft.config-hash"
 # What the rollout module needs to write a routed service's servers into Traefik's
@@ -252,8 +251,8 @@ def image_of(env: ResolvedEnvironment, service: str, images: Mapping[str, str]) 
 
 
 def healthcheck_of(service_name: str, service: Service, check: Healthcheck) -> dict[str, Any]:
-    """The Compose healthcheck: fail once the drain file exists, else probe."""
-    drain = f"test ! -e {DRAIN_FILE}"
+    """The Compose healthcheck: the service's command, or an HTTP probe of its port.
+    It decides when new containers are ready; Traefik's servers follow the rollout."""
     if check.command is not None:
         words = [_literal(word, f"services.{service_name}.healthcheck.command")
                  for word in check.command]
@@ -272,7 +271,7 @@ def healthcheck_of(service_name: str, service: Service, check: Healthcheck) -> d
                  "else echo 'no curl, wget or python3 in the image for the healthcheck' >&2; "
                  "exit 1; fi")
     rendered = {
-        "test": ["CMD-SHELL", _compose_text(f"{drain} && {probe}")],
+        "test": ["CMD-SHELL", _compose_text(probe)],
         "interval": go_duration(check.interval),
         "timeout": go_duration(check.timeout),
         "retries": check.retries,

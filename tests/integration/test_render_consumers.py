@@ -207,21 +207,20 @@ def test_compose_reads_back_secrets_labels_and_healthchecks_as_rendered(fleets, 
     assert (network["name"], network["external"]) == ("stagecraft", True)
 
 
-def test_the_http_healthcheck_script_is_valid_sh_and_honours_the_drain_file(fleets, tmp_path):
-    """Run the rendered probe with a stand-in curl: healthy, then drained."""
+def test_the_http_healthcheck_script_is_valid_sh_and_fails_when_the_probe_fails(fleets, tmp_path):
+    """Run the rendered probe with a stand-in curl: healthy, then failing."""
     rendered = yaml.safe_load(fleets["two"]["app-2"].release_files["compose.yml"].content)
     script = unescape(rendered["services"]["api"]["healthcheck"]["test"][1])
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
-    (fake_bin / "curl").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/curl-args\n")
-    (fake_bin / "curl").chmod(0o755)
-    drain = "/tmp/stagecraft-drain"
-    script = script.replace(drain, str(tmp_path / "drain"))
+    curl = fake_bin / "curl"
+    curl.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/curl-args\n")
+    curl.chmod(0o755)
     env = {"PATH": f"{fake_bin}:/usr/bin:/bin"}
     assert subprocess.run(["sh", "-c", script], env=env).returncode == 0
     assert (tmp_path / "curl-args").read_text().split() == \
         ["-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/up"]
-    (tmp_path / "drain").touch()
+    curl.write_text("#!/bin/sh\nexit 22\n")  # curl -f on an HTTP error
     assert subprocess.run(["sh", "-c", script], env=env).returncode != 0
 
 

@@ -20,8 +20,9 @@ description:
     and compares each service's C(stagecraft.config-hash) label and replica count with
     the running containers. Services labelled C(stagecraft.strategy=rolling) are rolled:
     scaled up with C(--no-recreate), the new containers must become healthy within
-    O(health_timeout), then the old ones are drained (a C(/tmp/stagecraft-drain) file
-    makes their healthcheck fail, so the load balancer drops them), stopped and removed.
+    O(health_timeout), then they are written as the service's servers in Traefik's file
+    provider (O(traefik_dir)) and, once Traefik's API shows exactly them, the old ones
+    get O(drain) seconds for requests in flight and are stopped and removed.
     A failure removes the new containers and leaves the old ones serving.
     C(recreate) services are recreated with C(docker compose up); C(stateful) ones are
     created when missing and otherwise kept unless O(force). Services of the project
