@@ -24,7 +24,6 @@ import sys
 from typing import TYPE_CHECKING, Any, Literal, Self, TextIO
 
 from stagecraft.ansible.events import HostProgress, RunState, Update
-from stagecraft.ui.table import table_lines
 
 if TYPE_CHECKING:  # rich loads for the live view only (a terminal)
     from rich.console import Console, Group
@@ -69,6 +68,8 @@ def result_line(update: Update, width: int = 0) -> str:
 
 def recap_lines(state: RunState) -> list[str]:
     """One line of final counts per host."""
+    from stagecraft.ui.table import table_lines
+
     return table_lines(["host", "counts"], [[host.name, _counts(host)] for host in state.hosts],
                        header=False)
 
