@@ -87,7 +87,7 @@ options:
   traefik_timeout:
     description: Seconds Traefik has to show a servers file's change on its API.
     type: float
-    default: 10
+    default: 30
   force:
     description: Recreate stateful services whose definition changed.
     type: bool
@@ -239,7 +239,7 @@ def main() -> None:
             "drain": {"type": "float", "default": 10},
             "traefik_api": {"type": "str", "default": "http://127.0.0.1:8080"},
             "traefik_dir": {"type": "path"},
-            "traefik_timeout": {"type": "float", "default": 10},
+            "traefik_timeout": {"type": "float", "default": 30},
             "force": {"type": "bool", "default": False},
             "keep_releases": {"type": "int", "default": 5},
             "action": {"type": "str", "default": "deploy", "choices": ["deploy", "rollback"]},
