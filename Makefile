@@ -4,7 +4,10 @@ PYTEST_ARGS ?=
 # e.g. ROADMAP_ARGS="--features" or "--output json"
 ROADMAP_ARGS ?=
 # Test modules run in parallel workers, each module on one worker (their fleets are
-# module fixtures). PYTEST_WORKERS=0 runs everything in this process.
+# module fixtures), in the order tests/conftest.py gives them (longest first):
+# --no-loadscope-reorder keeps xdist from reordering them by their count of tests,
+# which put the long single-test Molecule modules last. PYTEST_WORKERS=0 runs
+# everything in this process.
 PYTEST_WORKERS ?= 3
 
 .PHONY: setup docker doctor test test-unit demo bench roadmap clean
@@ -21,7 +24,7 @@ doctor: setup docker
 
 ## test: the whole suite (unit tier, then the fleet tier on real containers)
 test: doctor
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## test-unit: only the tests that need no Docker
 test-unit: setup

@@ -81,9 +81,17 @@ def breakdown(run_dir: Path | None, top: int = 10, *, started: float | None = No
             inside = {k: float(v.get("seconds") or 0) for k, v in res["steps"].items()
                       if isinstance(v, dict)}
             outside = float(data.get("duration") or 0) - sum(inside.values())
-            steps.append(f"{data.get('host')}: " + ", ".join(f"{k} {v:.1f} s" for k, v in inside.items())
-                         + f", and {outside:.1f} s of the task outside the steps (module transfer, "
-                         "Python start on the host, the controller's task work)")
+            text = (f"{data.get('host')}: " + ", ".join(f"{k} {v:.1f} s" for k, v in inside.items())
+                    + f", and {outside:.1f} s of the task outside the steps")
+            timing = res.get("timing")
+            if isinstance(timing, dict) and data.get("start") and data.get("end") and \
+                    all(isinstance(timing.get(k), (int, float)) for k in ("loaded", "ready", "ended")):
+                # The host's clock against the controller's: the same kernel on the local cloud.
+                text += (f" ({timing['loaded'] - _time(data['start']):.1f} s from the task's start "
+                         "to the module's first line: templating, connection, transfer, Python start; "
+                         f"{timing['ready'] - timing['loaded']:.1f} s of imports and argument checks; "
+                         f"{_time(data['end']) - timing['ended']:.1f} s from its return to the task's end)")
+            steps.append(text)
     if steps:
         lines += ["", "Per host, the release module's steps: " + "; ".join(steps) + "."]
     slowest = sorted(tasks.items(), key=lambda kv: -max(kv[1]))[:top]

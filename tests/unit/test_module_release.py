@@ -215,6 +215,9 @@ def test_the_release_module_uploads_in_its_first_step(tmp_path: Path) -> None:
     assert first["steps"]["upload"]["seconds"] >= 0
     assert "very-secret-value" not in json.dumps(first)
     assert read_tree(str(tmp_path / "env/releases/R1")) is not None
+    timing = first["timing"]
+    assert timing["loaded"] <= timing["ready"] <= timing["ended"], timing
+    assert timing["ended"] - timing["loaded"] >= first["steps"]["upload"]["seconds"] - 0.01
     again = run_module("release", args, tmp_path)
     assert again["changed"] is False and again["steps"]["upload"]["changed"] is False
 
@@ -226,6 +229,7 @@ def test_the_release_module_names_the_step_that_failed(tmp_path: Path) -> None:
     result = run_module("release", args, tmp_path)
     assert result["failed"] is True and result["step"] == "upload"
     assert "needs files" in result["msg"]
+    assert result["timing"]["ended"] >= result["timing"]["ready"], result["timing"]
     assert set(result["steps"]) == {"upload"}
 
 

@@ -207,17 +207,29 @@ logs:
   description: The last 20 log lines of the failing service's new containers.
   returned: failed
   type: dict
+timing:
+  description:
+    - The host's clock (seconds since the epoch) when the module's code started to load
+      (C(loaded)), when its arguments were checked (C(ready)) and when it returned
+      (C(ended)). Against the task's start and end on the controller, they show what a
+      call costs outside the module (connection, transfer, interpreter start).
+  returned: always
+  type: dict
+  sample: {"loaded": 1765100000.12, "ready": 1765100000.31, "ended": 1765100004.9}
 """
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+# Before the imports below: the timing result tells their cost apart.
+LOADED = time.time()
 
-from ansible_collections.stagecraft.platform.plugins.module_utils._release import (
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.stagecraft.platform.plugins.module_utils._release import (  # noqa: E402
     ReleaseError,
     write_release,
 )
-from ansible_collections.stagecraft.platform.plugins.module_utils._rollout import (
+from ansible_collections.stagecraft.platform.plugins.module_utils._rollout import (  # noqa: E402
     ComposeRollout,
     StepFailed,
 )
@@ -242,10 +254,12 @@ def upload(module: AnsibleModule) -> dict:
 
 
 def run(module: AnsibleModule) -> None:
+    timing = {"loaded": round(LOADED, 3), "ready": round(time.time(), 3)}
     wanted = module.params["steps"]
     rollout = ComposeRollout(module, phase="rollout")
     work = {"upload": lambda: upload(module), "pull": rollout.pull, "rollout": rollout.rollout}
-    result: dict = {"changed": False, "release_id": module.params["release_id"], "steps": {}}
+    result: dict = {"changed": False, "release_id": module.params["release_id"], "steps": {},
+                    "timing": timing}
     for step in (name for name in STEPS if name in wanted):
         started = time.monotonic()
         try:
@@ -254,6 +268,7 @@ def run(module: AnsibleModule) -> None:
             outcome = dict(exc.result, seconds=round(time.monotonic() - started, 2))
             result["steps"][step] = outcome
             result.update((key, outcome[key]) for key in ROLLOUT_KEYS if key in outcome)
+            timing["ended"] = round(time.time(), 3)
             module.fail_json(msg=exc.message, step=step, **result)
             return
         outcome["seconds"] = round(time.monotonic() - started, 2)
@@ -263,6 +278,7 @@ def run(module: AnsibleModule) -> None:
             result["pulled"] = outcome.get("pulled", [])
         elif step == "rollout":
             result.update((key, outcome[key]) for key in ROLLOUT_KEYS if key in outcome)
+    timing["ended"] = round(time.time(), 3)
     module.exit_json(**result)
 
 
