@@ -87,21 +87,26 @@ def docker_available() -> bool:
 # Minutes each fleet module took in a clean-clone `make test` (2026-12-07, 3 workers
 # on 2 cores), to hand the longest modules to the workers first: with --dist loadfile
 # a long module that starts last runs alone while the other workers idle (that cost
-# the run ~6 min). Modules not listed run after these, in collection order, and the
-# quick tests fill the workers' gaps at the end.
+# the run ~6 min). The Makefile passes --no-loadscope-reorder, or xdist would order
+# the modules by their count of tests instead. Modules not listed run after these, in
+# collection order, and the quick tests fill the workers' gaps at the end.
 MODULE_MINUTES = {
     "tests/e2e/test_deploy.py": 18, "tests/e2e/test_tailnet.py": 15,
-    "tests/e2e/test_ssh_servers.py": 14, "tests/e2e/test_digitalocean_twin.py": 11,
-    "tests/e2e/test_failures.py": 10, "tests/e2e/test_ops_playbooks.py": 9,
-    "tests/integration/test_ops_fleet.py": 7, "tests/integration/test_cli_fleet.py": 7,
-    "tests/e2e/test_ci_headless.py": 6, "tests/integration/test_molecule_traefik.py": 5.5,
-    "tests/integration/test_molecule_bootstrap.py": 5.2, "tests/e2e/test_firewall_scan.py": 5,
-    "tests/e2e/test_secrets_sync_hosts.py": 5, "tests/integration/test_ssh_reuse.py": 4.5,
+    "tests/e2e/test_ssh_servers.py": 14.5, "tests/e2e/test_digitalocean_twin.py": 11.4,
+    "tests/e2e/test_ops_playbooks.py": 11, "tests/e2e/test_failures.py": 10,
+    "tests/integration/test_cli_fleet.py": 9.7, "tests/integration/test_ops_fleet.py": 7,
+    "tests/integration/test_molecule_traefik.py": 6.8, "tests/e2e/test_ci_headless.py": 6,
+    "tests/integration/test_molecule_bootstrap.py": 5.7,
+    "tests/integration/test_molecule_tailscale.py": 5, "tests/e2e/test_firewall_scan.py": 5,
+    "tests/e2e/test_secrets_sync_hosts.py": 5,
+    "tests/integration/test_molecule_volumes.py": 4.8,
+    "tests/integration/test_ssh_reuse.py": 4.5,
     "tests/integration/test_molecule_rollout.py": 4.3,
-    "tests/integration/test_molecule_volumes.py": 4.1,
     "tests/integration/test_molecule_firewall.py": 4,
-    "tests/integration/test_molecule_tailscale.py": 3.3,
     "tests/integration/test_molecule_migrations.py": 3,
+    "tests/integration/test_molecule_digitalocean.py": 2.3,
+    "tests/integration/test_local_registry.py": 2,
+    "tests/integration/test_migrations_prisma_db.py": 1.8,
 }
 
 
