@@ -35,7 +35,7 @@ demo: doctor
 	@scripts/demo.sh
 
 ## bench: run the benchmarks and rewrite docs/benchmarks.md
-bench: setup
+bench: doctor
 	$(VENV)/bin/python -m bench
 
 ## roadmap: completion of the feature catalog (spec/features.yaml) by phase

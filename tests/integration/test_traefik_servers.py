@@ -195,6 +195,14 @@ def test_waiting_on_a_file_traefik_does_not_take_names_what_it_serves(traefik) -
         wait_served(traefik["api"], "demo-web", [f"http://{NEW}:{port}"], timeout=1)
 
 
+def test_a_file_traefik_never_loaded_points_at_its_log(traefik) -> None:
+    # No servers file for demo-absent: as when Traefik's file provider could not start.
+    with pytest.raises(TraefikError, match=r"did not show service demo-absent@file .* within "
+                       r"1 s \(not there\); Traefik answers but has not loaded the servers "
+                       r"file: see `docker logs stagecraft-traefik` on the host"):
+        wait_served(traefik["api"], "demo-absent", ["http://web-1:8080"], timeout=1)
+
+
 def test_no_traefik_is_a_clear_error() -> None:
     with pytest.raises(TraefikError, match=r"Traefik's API at http://127.0.0.1:9 did not show "
                        r"service demo-web@file .* \(no answer"):

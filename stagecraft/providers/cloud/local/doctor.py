@@ -13,7 +13,7 @@ import os
 import shutil
 
 from stagecraft.doctor.model import Check, missing, ok, todo
-from stagecraft.providers.cloud.local import dockercli, mesh_binaries
+from stagecraft.providers.cloud.local import dockercli, inotify, mesh_binaries
 from stagecraft.providers.cloud.local.host_image import (
     UPSTREAM_BASE,
     docker_image_tag,
@@ -58,7 +58,24 @@ def controller_checks() -> list[Check]:
             checks.append(todo(SCOPE, f"local cloud: {label}", f"{tag} not built yet", fix))
     checks.append(binaries)
     checks.append(_headscale_image_check(no_go))
+    checks.append(inotify_check())
     return checks
+
+
+def inotify_check() -> Check:
+    """Whether the kernel lets the fleet hosts' systemd and Traefik watch files."""
+    name = "local cloud: inotify instances"
+    limit = inotify.read_limit("max_user_instances")
+    if limit is None:
+        return ok(SCOPE, name, "the kernel sets no limit stagecraft can read")
+    in_use = inotify.instances_in_use()
+    room = max(0, (limit - (in_use or 0)) // inotify.PER_HOST)
+    detail = (f"fs.inotify.max_user_instances={limit}, "
+              f"{in_use if in_use is not None else 'an unknown number'} in use: room for "
+              f"about {room} more fleet hosts")
+    if limit >= inotify.WANTED["max_user_instances"]:
+        return ok(SCOPE, name, detail)
+    return todo(SCOPE, name, detail, inotify.fix_hint())
 
 
 _BUILD_FIX = ("`stagecraft doctor --fix` builds {what} with Go (about {minutes} min once; "
@@ -125,4 +142,8 @@ def prepare_controller(log: Log) -> list[str]:
     binaries = mesh_binaries.ensure_mesh_binaries(log)
     made.append(ensure_headscale_image(log))
     made.append(f"tailscale {mesh_binaries.TAILSCALE_VERSION} in {binaries.tailscale.parent}")
+    try:
+        made += inotify.raise_limits()
+    except OSError as exc:
+        log(f"could not raise the inotify limits ({exc}): {inotify.fix_hint()}")
     return made

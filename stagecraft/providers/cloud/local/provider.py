@@ -68,7 +68,7 @@ from stagecraft.providers.cloud.base import (
     write_hosts_file,
 )
 from stagecraft.providers.cloud import keys
-from stagecraft.providers.cloud.local import addressing, loopdev, registry, tailnet
+from stagecraft.providers.cloud.local import addressing, inotify, loopdev, registry, tailnet
 from stagecraft.providers.cloud.local import doctor as local_doctor
 from stagecraft.providers.cloud.local.dockercli import docker, exists, raise_for, tail
 from stagecraft.providers.cloud.local.host_image import cache_dir, ensure_host_image
@@ -353,6 +353,7 @@ class LocalCloud:
                                      "push_server": made.push_server,
                                      "pull_server": made.pull_server}
             existing = {c.host: c for c in _list_containers(spec)}
+            _check_inotify_room(sum(1 for h in spec.hosts if h.name not in existing))
             changes: dict[str, str] = {}
             for index, host in enumerate(spec.hosts):
                 found = existing.get(host.name)
@@ -723,6 +724,23 @@ def _env_lock(net: str, log: Log) -> contextlib.AbstractContextManager[None]:
     """One `up`/`down` per environment at a time, machine-wide (the engine is machine-wide)."""
     return exclusive_lock(cache_dir() / "locks" / f"{net}.lock",
                           f"waiting for another `infra up/down` of {net} to finish", log)
+
+
+def _check_inotify_room(new_hosts: int) -> None:
+    """Refuse hosts the kernel's inotify limit has no room for (see inotify.py): they
+    would boot, and their Traefik would then never load a servers file."""
+    if new_hosts <= 0:
+        return
+    in_use = inotify.instances_in_use()
+    if in_use is None:
+        # Not root: the processes' descriptors are closed to us; count the hosts.
+        running = docker("ps", "-q", "--filter", f"label={LABEL_CLOUD}={KIND}",
+                         "--filter", f"label={LABEL_HOST}", what="count the local cloud's hosts",
+                         timeout=60).stdout.split()
+        in_use = len(running) * inotify.PER_HOST
+    problem = inotify.room_problem(new_hosts, in_use, inotify.read_limit("max_user_instances"))
+    if problem:
+        raise ProviderError(problem, hint=inotify.fix_hint())
 
 
 def _list_containers(spec: FleetSpec) -> list[_Container]:

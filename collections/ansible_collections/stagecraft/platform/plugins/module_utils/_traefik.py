@@ -112,7 +112,13 @@ def wait_served(api: str, service: str, urls: list, timeout: float) -> float:
         except (OSError, ValueError) as exc:
             last = f"no answer: {exc}"
         if time.monotonic() >= deadline:
+            why = ""
+            if last == "not there":
+                # Traefik answers but never loaded the file: its log says why (a
+                # file provider that could not start, e.g. out of inotify instances).
+                why = ("; Traefik answers but has not loaded the servers file: see "
+                       "`docker logs stagecraft-traefik` on the host")
             raise TraefikError(
                 f"Traefik's API at {api} did not show service {service}@file with "
-                f"{', '.join(urls) or 'no server'} within {timeout:g} s ({last})")
+                f"{', '.join(urls) or 'no server'} within {timeout:g} s ({last}){why}")
         time.sleep(POLL_SECONDS)
