@@ -167,3 +167,7 @@ def down(app: AppContext) -> None:
     stopped = session.stop_session(paths, app.say)
     app.emit({"stopped": stopped},
              "dev session stopped" if stopped else "no dev session runs for this project")
+
+
+command.add_command(status)
+command.add_command(down)
