@@ -237,3 +237,34 @@ def test_a_taken_port_is_refused_and_nothing_starts(project) -> None:
            "entrypoint needs it" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (directory / ".stagecraft" / "dev" / "state.json").exists()
+
+
+def test_names_that_do_not_resolve_get_hosts_lines_removed_on_down(project) -> None:
+    directory, env = project
+    hosts_file = Path("/etc/hosts")
+    if not os.access(hosts_file, os.W_OK):
+        pytest.skip("/etc/hosts is not writable here (not root)")
+    try:
+        socket.getaddrinfo(HOST, None, family=socket.AF_INET)
+        pytest.skip(f"{HOST} resolves here already: no line is needed")
+    except OSError:
+        pass
+    before = hosts_file.read_bytes()
+    started = stagecraft(directory, env, "dev", "--detach", "--yes", "--output", "json")
+    assert started.returncode == 0, started.stderr
+    table = json.loads(started.stdout.strip().splitlines()[-1])
+    assert table["unresolved"] == []
+    text = hosts_file.read_text()
+    name = (directory / "stagecraft.yml").read_text().split("name: ")[1].split(" ")[0]
+    assert f"# stagecraft dev {name} begin\n127.0.0.1\t{HOST}\n# stagecraft dev {name} end\n" in text
+    assert text.startswith(before.decode())
+    # Now the name resolves for every program, not only for curl --resolve.
+    port = traefik_port(table)
+    plain = subprocess.run(["curl", "-fsS", "--max-time", "10", "--cacert",
+                            str(directory / "caroot" / "rootCA.pem"),
+                            f"https://{HOST}:{port}/api/plain"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["path"] == "/api/plain", plain.stderr
+    down = stagecraft(directory, env, "dev", "down")
+    assert down.returncode == 0, down.stderr
+    assert hosts_file.read_bytes() == before
