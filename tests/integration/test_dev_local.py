@@ -268,3 +268,33 @@ def test_names_that_do_not_resolve_get_hosts_lines_removed_on_down(project) -> N
     down = stagecraft(directory, env, "dev", "down")
     assert down.returncode == 0, down.stderr
     assert hosts_file.read_bytes() == before
+
+
+def test_an_encore_backend_runs_encore_run_on_its_port(project) -> None:
+    """Through the Encore CLI STAND-IN (tests/fixtures/encore-standin/encore): it
+    checks the arguments and serves what `encore run` would, on the given port."""
+    directory, env = project
+    standin = Path(__file__).resolve().parents[1] / "fixtures" / "encore-standin"
+    config = directory / "stagecraft.yml"
+    config.write_text(config.read_text().replace(
+        f'backend: {{ kind: generic, dev: "{sys.executable} server.py", workdir: api }}',
+        "backend: { kind: encore-ts, workdir: api }"))
+    (directory / "api" / "encore.app").write_text('{"id": "devapp-encore"}\n')
+    calls = directory / "encore-calls.jsonl"
+    env = {**env, "PATH": f"{standin}{os.pathsep}{env['PATH']}",
+           "ENCORE_STANDIN_LOG": str(calls)}
+    started = stagecraft(directory, env, "dev", "--detach", "--no-hosts", "--output", "json")
+    assert started.returncode == 0, started.stderr
+    table = json.loads(started.stdout.strip().splitlines()[-1])
+    port = traefik_port(table)
+    answer = https(directory, port, "/api/items")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout) == {"encore": "STAND-IN", "app": "devapp-encore",
+                                         "path": "/api/items"}
+    backend_port = int(next(r for r in table["rows"] if r["service"] == "api")["runs"]
+                       .split("port ")[1].rstrip(")"))
+    (call,) = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert call == {"argv": ["run", "--port", str(backend_port)],
+                    "cwd": str((directory / "api").resolve())}
+    down = stagecraft(directory, env, "dev", "down")
+    assert down.returncode == 0, down.stderr
