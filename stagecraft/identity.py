@@ -24,8 +24,9 @@ def performer() -> str:
 def process_alive(pid: int) -> bool:
     """Whether a process with id ``pid`` exists on this machine.
 
-    One we may not signal (another user's) exists too. ``pid`` <= 0 names a
-    process group, not a process: False.
+    One we may not signal (another user's) exists too; a zombie (ended, not yet
+    reaped by its parent) does not. ``pid`` <= 0 names a process group, not a
+    process: False.
     """
     if pid <= 0:
         return False
@@ -35,7 +36,11 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def process_gone(performer: str, pid: int) -> bool:

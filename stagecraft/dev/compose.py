@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stagecraft.config.schema import ResolvedEnvironment
-from stagecraft.dev.plan import LOOPBACK, DevPlan
+from stagecraft.dev.plan import LOOPBACK, DevPlan, env_text
 from stagecraft.errors import PlanError
 from stagecraft.render.compose import env_file_of, healthcheck_of
 
@@ -52,7 +52,7 @@ def infra_compose(env: ResolvedEnvironment, plan: DevPlan, project_dir: Path,
         if service.command is not None:
             definition["command"] = service.command
         if service.env:
-            definition["environment"] = {k: _text(v) for k, v in service.env.items()}
+            definition["environment"] = {k: env_text(v) for k, v in service.env.items()}
         content = env_file_of(env, name, secrets)
         if content is not None:
             path = str(env_dir / f"{name}.env")
@@ -88,8 +88,3 @@ def infra_compose(env: ResolvedEnvironment, plan: DevPlan, project_dir: Path,
         document["volumes"] = volumes
     return document, env_files
 
-
-def _text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -180,7 +180,7 @@ def _process_env(env: ResolvedEnvironment, role: str, served: tuple[str, ...],
     origin: dict[str, str] = {}
     for name in served:
         service = env.services[name]
-        pairs = [(key, _text(value)) for key, value in service.env.items()]
+        pairs = [(key, env_text(value)) for key, value in service.env.items()]
         for secret in service.secrets:
             if secret not in secrets:
                 raise PlanError(
@@ -202,7 +202,8 @@ def _process_env(env: ResolvedEnvironment, role: str, served: tuple[str, ...],
     return values
 
 
-def _text(value: object) -> str:
+def env_text(value: object) -> str:
+    """An env: value as the process sees it (YAML booleans as true/false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

@@ -27,6 +27,7 @@ from stagecraft.dev.plan import LOOPBACK, DevPlan, command_argv, plan_dev
 from stagecraft.dev.supervisor import ProcessSpec, Supervisor, stop_groups
 from stagecraft.dev.traefik import ROUTES_FILE, STATIC_FILE, routes_config, static_config
 from stagecraft.errors import CommandFailed, EnvironmentMissing, StagecraftError, StateError
+from stagecraft.identity import process_alive
 
 READY_TIMEOUT = 180.0
 DOCKER_HINT = "start Docker Engine (`make docker`, or scripts/ensure-docker.sh)"
@@ -99,19 +100,7 @@ def write_state(paths: Paths, state: dict[str, Any]) -> None:
 
 
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not a running session
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    return bool(pid) and process_alive(int(pid))
 
 
 # ------------------------------------------------------------------------ ports
@@ -241,7 +230,7 @@ def _compose(paths: Paths, plan: DevPlan, *args: str, what: str, timeout: float 
 
 def process_specs(prepared: Prepared) -> list[ProcessSpec]:
     plan, paths = prepared.plan, prepared.paths
-    base = {key: value for key, value in os.environ.items()}
+    base = dict(os.environ)
     specs = [ProcessSpec("traefik", [prepared.traefik_binary,
                                      f"--configFile={paths.traefik / STATIC_FILE}"],
                          paths.traefik, base)]

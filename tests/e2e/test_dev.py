@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from stagecraft.identity import process_alive as alive
 from tests.browser import render
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
@@ -42,18 +43,6 @@ GREETING = "hello from the backend"
 def run(argv: list[str], cwd: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_for(predicate, timeout: float, what: str):

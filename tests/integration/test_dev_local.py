@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from stagecraft.identity import process_alive as alive
+
 pytestmark = pytest.mark.slow
 
 STAGECRAFT = str(Path(sys.executable).with_name("stagecraft"))
@@ -112,18 +114,6 @@ def https(project: Path, port: int, path: str) -> subprocess.CompletedProcess:
         ["curl", "-fsS", "--max-time", "10", "--cacert", str(project / "caroot" / "rootCA.pem"),
          "--resolve", f"{HOST}:{port}:127.0.0.1", f"https://{HOST}:{port}{path}"],
         capture_output=True, text=True, timeout=30, check=False)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def traefik_port(table: dict) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from stagecraft.dev import supervisor as sup
 from stagecraft.dev.supervisor import ProcessSpec, Supervisor
+from stagecraft.identity import process_alive as alive
 
 PY = sys.executable
 
@@ -25,15 +26,6 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:
-        return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_output_is_merged_with_a_prefix_per_process_and_kept_per_process(tmp_path: Path) -> None:
