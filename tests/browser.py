@@ -26,6 +26,12 @@ or the awaited text does not appear in time (with the last text seen, console
 messages and failed requests); ``BrowserError`` for the rest (Chromium missing or
 dead, navigation failed such as net::ERR_CONNECTION_REFUSED).
 
+A page load that Chromium aborts with net::ERR_NETWORK_CHANGED (it aborts
+in-flight requests when any interface's address changes, which Docker does
+whenever another test makes a network) is loaded again, up to
+``NETWORK_CHANGE_RELOADS`` times, as a person would press reload; ``Rendered.reloads``
+says how often. Every other failure stays a failure.
+
 Chromium resolves ``*.localhost`` to the loopback addresses itself, so
 ``https://app.localhost:<port>/`` reaches a server on 127.0.0.1 with no resolver
 rule. Install Chromium, certutil and mkcert with `make setup` (scripts/system-tools.txt).
@@ -54,6 +60,10 @@ CHROMIUM = Path("/usr/bin/chromium")  # Debian's launcher (it reads /etc/chromiu
 #: Chromium's network errors that are a failed TLS check (certificate or handshake).
 _TLS_ERROR = re.compile(r"ERR_(CERT_|SSL_|BAD_SSL_)|ERR_CERTIFICATE_")
 
+#: How often a load aborted by a change of this machine's network is tried again.
+NETWORK_CHANGE_RELOADS = 3
+_NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+
 
 class BrowserError(RuntimeError):
     """Chromium could not load or read the page."""
@@ -65,6 +75,10 @@ class CertificateError(BrowserError):
 
 class BrowserTimeout(BrowserError):
     """The page did not load, or the awaited text did not appear, in time."""
+
+
+class _NetworkChanged(BrowserError):
+    """Chromium aborted a request of this load because the machine's network changed."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,7 @@ class Rendered:
     console: list[str] = field(default_factory=list)  #: console messages, uncaught errors
     screenshot: Path | None = None  #: the PNG written, when one was asked for
     seconds: float = 0.0  #: wall time of the whole call, Chromium's start and stop included
+    reloads: int = 0  #: loads tried again after net::ERR_NETWORK_CHANGED
 
 
 def render(
@@ -119,9 +134,17 @@ def render(
         browser = _Chromium.start(home, tmp / "profile", tmp / "chromium.log", viewport)
         page = _Page(browser.cdp, url, deadline)
         page.open(viewport)
-        page.navigate()
-        if wait_text is not None:
-            page.wait_for_text(*wait_text)
+        reloads = 0
+        while True:
+            try:
+                page.navigate()
+                if wait_text is not None:
+                    page.wait_for_text(*wait_text)
+                break
+            except _NetworkChanged as changed:
+                if reloads == NETWORK_CHANGE_RELOADS:
+                    raise BrowserError(f"{changed} ({reloads} reloads)") from None
+                reloads += 1
         seen = page.evaluate(_READ_PAGE % json.dumps(wanted))
         if screenshot is not None:
             shot = page.call("Page.captureScreenshot", {"format": "png"})
@@ -130,7 +153,8 @@ def render(
         page.raise_on_tls_failure()
         return Rendered(url=seen["href"], status=page.status, title=seen["title"],
                         texts=seen["texts"], body_text=seen["body"], console=page.console,
-                        screenshot=screenshot, seconds=time.monotonic() - started)
+                        screenshot=screenshot, seconds=time.monotonic() - started,
+                        reloads=reloads)
     except BrowserError as error:
         if browser is not None and browser.cdp.closed:
             raise BrowserError(f"{error}\nChromium's log ends:\n{browser.log_tail()}") from error
@@ -361,6 +385,7 @@ class _Page:
         self._loader = ""
         self._requests: dict[str, str] = {}
         self._failed: list[tuple[str, str]] = []  # (url, net error)
+        self._load_failures = 0  # where the current load's entries of _failed start
         cdp.on_event = self._event
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -382,11 +407,14 @@ class _Page:
         """Go to the URL and wait for its load event; a failed navigation raises
         (a certificate error as ``CertificateError``, never an interstitial)."""
         start = len(self.cdp.events)
+        self._load_failures = len(self._failed)
         try:
             result = self.call("Page.navigate", {"url": self.url})
         except BrowserTimeout:
             raise BrowserTimeout(f"{self.url}: no response in time{self._diagnosis()}") from None
         error = result.get("errorText")
+        if error and _NETWORK_CHANGED in error:
+            raise _NetworkChanged(f"{self.url}: {error}{self._diagnosis()}")
         if error:
             kind = CertificateError if _TLS_ERROR.search(error) else BrowserError
             prefix = "TLS certificate check failed: " if kind is CertificateError else ""
@@ -417,6 +445,9 @@ class _Page:
                 pass
             if last == text:
                 return
+            if any(_NETWORK_CHANGED in error for _, error in self._failed[self._load_failures:]):
+                raise _NetworkChanged(f"{self.url}: #{element_id} reads {last!r} after a "
+                                      f"request failed{self._diagnosis()}")
             if time.monotonic() + 0.1 >= self.deadline:
                 seen = "no such element" if last is None else f"it reads {last!r}"
                 raise BrowserTimeout(f"{self.url}: #{element_id} did not read {text!r} in "
