@@ -125,7 +125,7 @@ def test_dev_serves_the_app_over_https_reloads_and_goes_down_clean(app: dict) ->
     assert page.texts["greeting"] == GREETING, page
     assert [line.strip() for line in (page.texts["items"] or "").split("\n") if line.strip()] \
         in (["apple", "bread", "cheese"], ["applebreadcheese"]), page.texts
-    print(f"page rendered in {page.seconds:.1f} s: {page.texts}")
+    print(f"page rendered in {page.seconds:.1f} s ({page.reloads} reloads): {page.texts}")
 
     # A backend change is served without stagecraft restarting the dev process.
     before = json.loads(run([STAGECRAFT, "dev", "status", "--output", "json"], directory,
