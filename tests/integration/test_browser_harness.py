@@ -40,7 +40,7 @@ HOSTNAME = "app.localhost"
 
 @pytest.fixture(scope="module", autouse=True)
 def _tools() -> None:
-    missing = [tool for tool in ("certutil", "mkcert") if shutil.which(tool) is None]
+    missing = [tool for tool in ("certutil", "mkcert", "ip") if shutil.which(tool) is None]
     if not CHROMIUM.exists():
         missing.insert(0, str(CHROMIUM))
     if not missing:
