@@ -71,10 +71,13 @@ def measure(project: Fleet) -> dict:
             "first_new_s": None if first is None else first - deploy_start}
 
 
+def _p99_ratio(window: dict, baseline: dict) -> float:
+    return window["p99_ms"] / baseline["p99_ms"] if baseline["p99_ms"] else float("inf")
+
+
 def section(figures: dict, project_name: str) -> str:
     before, during, floor = figures["before"], figures["during"], figures["floor"]
-    ratio = during["p99_ms"] / before["p99_ms"] if before["p99_ms"] else float("inf")
-    floor_ratio = floor["p99_ms"] / before["p99_ms"] if before["p99_ms"] else float("inf")
+    ratio, floor_ratio = _p99_ratio(during, before), _p99_ratio(floor, before)
 
     def row(name: str, w: dict) -> str:
         return (f"| {name} | {w['seconds']:.1f} s | {w['requests']} | {w['rate']:.0f}/s | {w['failed']} "
@@ -107,8 +110,7 @@ def section(figures: dict, project_name: str) -> str:
         f"| p99 during / p99 before | {ratio:.2f}x | <= {P99_TARGET:g}x | {verdict(ratio, P99_TARGET)} |",
         f"| baseline: p99 during the floor's roll / p99 before | {floor_ratio:.2f}x | (recorded) | - |",
         f"| p99 during the rollout / p99 during the floor's roll | "
-        f"{during['p99_ms'] / floor['p99_ms'] if floor['p99_ms'] else float('inf'):.2f}x "
-        "| (recorded) | - |",
+        f"{_p99_ratio(during, floor):.2f}x | (recorded) | - |",
         "| time to first byte of the new version after `deploy` starts | "
         + ("never answered" if figures["first_new_s"] is None else f"{figures['first_new_s']:.1f} s")
         + f" (deploy took {figures['deploy_s']:.1f} s) | (recorded) | - |",
